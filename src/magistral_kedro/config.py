@@ -1,0 +1,21 @@
+"""The decorator that every configuration class of the libraries uses.
+
+A config is a frozen dataclass validated by pydantic: types are checked and coerced, constraints
+(``Annotated[float, Field(gt=0)]``) enforced, unknown keys rejected, and errors name the field and
+the offending value. Kedro validates ``params:`` inputs typed with such classes before any node
+runs.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+
+T = TypeVar("T")
+
+
+def config(cls: type[T]) -> type[T]:
+    """Make ``cls`` a frozen, strictly validated dataclass."""
+    return dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
