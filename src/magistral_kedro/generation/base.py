@@ -1,0 +1,47 @@
+"""The generation interface shared by every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field
+
+from magistral_kedro.config import config
+
+
+@config
+class SamplingConfig:
+    """How to sample. ``temperature == 0`` means greedy decoding.
+
+    The log-probs a backend returns are of the temperature-scaled distribution *before* any top-p
+    truncation, i.e. exactly what the trainer computes; top-p < 1 biases the importance ratio and
+    is left at 1.0 by default for that reason.
+    """
+
+    max_new_tokens: Annotated[int, Field(gt=0)] = 128
+    temperature: Annotated[float, Field(ge=0)] = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    batch_size: Annotated[int, Field(gt=0)] = 64
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion: its tokens (EOS included when emitted), their log-probs, and its text."""
+
+    prompt_index: int
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: Literal["stop", "length"]
+
+
+class Generator(Protocol):
+    """Anything that turns prompts into ``n`` sampled completions each."""
+
+    def generate(
+        self, prompts: Sequence[str], n: int, sampling: SamplingConfig, seed: int
+    ) -> list[list[Sample]]:
+        """``n`` samples for each prompt, in prompt order: result[i][j] is sample j of prompt i."""
+        ...

@@ -1,0 +1,117 @@
+"""Resumable training checkpoints: engine state + RNG + step + caller state, written atomically.
+
+Layout under ``root``::
+
+    step_000200/
+        engine.pt | deepspeed/     model, optimiser, scheduler (backend's own format)
+        trainer_state.json         step, caller state (data position, metrics...), fingerprint
+        rng.pt                     python, numpy and torch RNG states
+        hf/                        model + tokenizer as a Hugging Face directory (what MLflow gets)
+    COMPLETE                       written when the run finished; a finished run is not resumed
+
+A checkpoint is written into ``.tmp-step_...`` and renamed when whole, so a run killed mid-write
+(kill -9 included) never leaves a half checkpoint that resume would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from magistral_kedro.training.engine import TrainEngine
+
+PREFIX = "step_"
+COMPLETE = "COMPLETE"
+
+
+def rng_state() -> dict[str, Any]:
+    """Snapshot of every random generator training touches."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global one)
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a :func:`rng_state` snapshot."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+
+
+class CheckpointManager:
+    """Saves and finds checkpoints of one training run under ``root``."""
+
+    def __init__(self, root: str | Path, keep_last: int = 2, fingerprint: str = "") -> None:
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        self.root = Path(root)
+        self.keep_last = keep_last
+        self.fingerprint = fingerprint
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.glob(f"{PREFIX}*") if (p / "trainer_state.json").is_file()]
+        return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+    def resumable(self) -> Path | None:
+        """The latest checkpoint of an unfinished run with the same fingerprint, if any."""
+        checkpoints = self.checkpoints()
+        if not checkpoints or (self.root / COMPLETE).exists():
+            return None
+        state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+        if state.get("fingerprint") != self.fingerprint:
+            return None
+        return checkpoints[-1]
+
+    def start_fresh(self) -> None:
+        """Remove what an earlier (finished or different) run left, so steps never mix."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+
+    def save(
+        self,
+        step: int,
+        engine: TrainEngine,
+        state: dict[str, Any],
+        export_hf: Any | None = None,
+    ) -> Path:
+        """Write checkpoint ``step``; ``export_hf(path)`` may add a Hugging Face copy under hf/."""
+        final = self.root / f"{PREFIX}{step:06d}"
+        tmp = self.root / f".tmp-{final.name}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        engine.save_state(tmp)
+        torch.save(rng_state(), tmp / "rng.pt")
+        if export_hf is not None:
+            export_hf(tmp / "hf")
+        payload = {"step": step, "fingerprint": self.fingerprint, **state}
+        (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for old in self.checkpoints()[: -self.keep_last]:
+            shutil.rmtree(old)
+        return final
+
+    def load(self, path: Path, engine: TrainEngine) -> dict[str, Any]:
+        """Restore engine and RNG from ``path``; returns the saved trainer state (with ``step``)."""
+        engine.load_state(path)
+        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+        state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text())
+        return state
+
+    def mark_complete(self) -> None:
+        """Record that the run finished, so the next run starts fresh instead of resuming."""
+        (self.root / COMPLETE).write_text("")

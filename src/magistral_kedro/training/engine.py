@@ -1,0 +1,232 @@
+"""One small training engine with two backends: DeepSpeed (ZeRO 0-3) and plain torch.
+
+The caller owns gradient accumulation: it calls :meth:`TrainEngine.backward` once per microbatch
+with a loss already divided by the step's global token count, then :meth:`TrainEngine.step` once.
+That keeps the loss denominator exact however the batch is cut (MAGISTRAL.md section 1, item 5).
+
+DeepSpeed on CPU (what CI and laptops have) runs single-process over gloo; the first start
+JIT-compiles a communication op (~70 s, cached in ``$TORCH_EXTENSIONS_DIR``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+
+from magistral_kedro.config import config
+
+STATE_FILE = "engine.pt"
+DEEPSPEED_TAG = "deepspeed"
+
+
+@config
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: Annotated[float, Field(gt=0)] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.95,
+    )
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    warmup_steps: Annotated[int, Field(ge=0)] = 100
+    max_steps: Annotated[int, Field(gt=0)] = 1000
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    grad_clip: Annotated[float, Field(ge=0, description="0 disables clipping")] = 1.0
+
+
+@config
+class EngineConfig:
+    """Which backend trains, and how."""
+
+    backend: Literal["torch", "deepspeed"] = "deepspeed"
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    #: Extra DeepSpeed config keys merged over the generated ones (e.g. ZeRO offload settings).
+    deepspeed_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def lr_lambda(step: int, optim: OptimConfig) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+    if step < optim.warmup_steps:  # warmup_steps > 0 here
+        return (step + 1) / optim.warmup_steps
+    span = max(1, optim.max_steps - optim.warmup_steps)
+    progress = min(1.0, (step - optim.warmup_steps) / span)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
+
+
+def _optimizer_and_scheduler(
+    model: torch.nn.Module, optim: OptimConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    # Norms and biases are not decayed (standard for transformers).
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=optim.lr,
+        betas=optim.betas,
+        eps=optim.eps,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, optim))
+    return optimizer, scheduler
+
+
+class TrainEngine:
+    """Plain torch backend; :class:`DeepSpeedEngine` overrides the parts DeepSpeed owns."""
+
+    def __init__(self, model: torch.nn.Module, config: EngineConfig) -> None:
+        self.config = config
+        self.optimizer, self.scheduler = _optimizer_and_scheduler(model, config.optim)
+        self.module = model
+
+    def forward(self, **batch: torch.Tensor) -> Any:
+        """Run the (possibly wrapped) model; returns the HF model output."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            return self.module(**batch)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate gradients of ``loss`` (already divided by the step's token count)."""
+        loss.backward()
+
+    def step(self) -> dict[str, float]:
+        """Clip, apply one optimiser step and advance the schedule; returns grad norm and lr."""
+        lr = float(self.scheduler.get_last_lr()[0])
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.module.parameters(),
+            self.config.optim.grad_clip if self.config.optim.grad_clip > 0 else float("inf"),
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": float(grad_norm), "lr": lr}
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The bare model (for saving weights and for generation)."""
+        return self.module
+
+    def save_state(self, directory: Path) -> None:
+        """Write model, optimiser and scheduler state into ``directory``."""
+        torch.save(
+            {
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
+            directory / STATE_FILE,
+        )
+
+    def load_state(self, directory: Path) -> None:
+        """Restore what :meth:`save_state` wrote."""
+        state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=False)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ensure_distributed_env() -> None:
+    """Single-process runs need the variables a launcher would set (else DeepSpeed wants MPI)."""
+    defaults = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def deepspeed_config(config: EngineConfig) -> dict[str, Any]:
+    """The DeepSpeed config dict this engine runs with (batching is ours, hence 1 / unmanaged)."""
+    base: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": config.optim.grad_clip,
+        "zero_optimization": {"stage": config.zero_stage},
+        "bf16": {"enabled": config.precision == "bf16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    return _merge(base, config.deepspeed_overrides)
+
+
+class DeepSpeedEngine(TrainEngine):
+    """DeepSpeed backend: ZeRO partitioning, its own checkpoint format, gloo on CPU."""
+
+    def __init__(self, model: torch.nn.Module, config: EngineConfig) -> None:
+        import deepspeed  # ~10 s to import: only when DeepSpeed actually trains
+
+        _ensure_distributed_env()
+        if not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            deepspeed.init_distributed(dist_backend=backend)
+        self.config = config
+        optimizer, scheduler = _optimizer_and_scheduler(model, config.optim)
+        self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
+            config=deepspeed_config(config),
+        )
+        self.module = self.ds
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate gradients; no rescaling by DeepSpeed (the loss is already normalised)."""
+        self.ds.backward(loss, scale_wrt_gas=False)
+
+    def step(self) -> dict[str, float]:
+        """One optimiser step (DeepSpeed clips, steps and advances the scheduler)."""
+        lr = float(self.scheduler.get_last_lr()[0])
+        self.ds.step()
+        grad_norm = self.ds.get_global_grad_norm()
+        return {"grad_norm": float(grad_norm) if grad_norm is not None else float("nan"), "lr": lr}
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The bare model inside the DeepSpeed wrapper."""
+        return self.ds.module
+
+    def save_state(self, directory: Path) -> None:
+        """DeepSpeed's own checkpoint (model, optimiser partitions, scheduler)."""
+        self.ds.save_checkpoint(str(directory), tag=DEEPSPEED_TAG, save_latest=False)
+
+    def load_state(self, directory: Path) -> None:
+        """Restore what :meth:`save_state` wrote."""
+        path, _ = self.ds.load_checkpoint(str(directory), tag=DEEPSPEED_TAG)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
+
+
+def create_engine(model: torch.nn.Module, config: EngineConfig) -> TrainEngine:
+    """The engine for ``config.backend``: ``"deepspeed"`` or ``"torch"``."""
+    if config.backend == "deepspeed":
+        return DeepSpeedEngine(model, config)
+    if config.backend == "torch":
+        return TrainEngine(model, config)
+    raise ValueError(f"backend must be 'deepspeed' or 'torch', got {config.backend!r}")

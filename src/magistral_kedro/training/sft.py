@@ -1,0 +1,225 @@
+"""Supervised fine-tuning on reference completions, loss on completion tokens only.
+
+Each optimiser step takes ``batch_size`` examples (a seeded permutation per epoch, so the data
+position is a function of the step and resume needs no iterator state), cuts them into microbatches
+under a token budget with :func:`greedy_collate`, and divides the summed token loss by the step's
+completion-token count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+from pydantic import Field
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from magistral_kedro.config import config
+from magistral_kedro.models.factory import Checkpoint, save_checkpoint
+from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
+from magistral_kedro.training.checkpointing import CheckpointManager
+from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
+
+Positive = Annotated[int, Field(gt=0)]
+MetricsLogger = Callable[[dict[str, float], int], None]
+CheckpointLogger = Callable[[Path, int], None]
+
+
+@config
+class SFTConfig:
+    """Knobs of the SFT loop (the optimiser's live in :class:`OptimConfig`)."""
+
+    batch_size: Positive = 32
+    max_tokens_per_microbatch: Positive = 4096
+    max_length: Positive = 256
+    eval_every: Positive = 200
+    eval_size: Annotated[int, Field(ge=0)] = 256
+    checkpoint_every: Positive = 200
+    keep_checkpoints: Positive = 2
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """One tokenised example: prompt then completion (ending with EOS)."""
+
+    input_ids: list[int]
+    prompt_length: int
+
+
+def tokenize_examples(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+) -> tuple[list[SFTExample], int]:
+    """Tokenise prompt/completion pairs; returns the examples and how many were too long.
+
+    Over-long examples are left out (and counted) rather than cut: a cut trace teaches the model
+    to stop mid-thought.
+    """
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(
+        [c + tokenizer.eos_token for c in completions], add_special_tokens=False
+    )["input_ids"]
+    examples, too_long = [], 0
+    for p, c in zip(prompt_ids, completion_ids, strict=True):
+        if len(p) + len(c) > max_length:
+            too_long += 1
+            continue
+        examples.append(SFTExample(input_ids=list(p) + list(c), prompt_length=len(p)))
+    return examples, too_long
+
+
+def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Indices of the examples of optimiser step ``step``: a fresh seeded permutation per epoch."""
+    out: list[int] = []
+    start = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n_examples)
+        order = np.random.default_rng([seed, epoch]).permutation(n_examples)
+        take = min(batch_size - len(out), n_examples - offset)
+        out.extend(int(i) for i in order[offset : offset + take])
+    return out
+
+
+def _microbatches(
+    examples: Sequence[SFTExample], max_tokens: int, pad_token_id: int
+) -> tuple[list[dict[str, torch.Tensor]], int, int]:
+    """Collated microbatches, the number of completion tokens, and the padded token count."""
+    lengths = [len(e.input_ids) for e in examples]
+    batches = []
+    padded = 0
+    for group in greedy_collate(lengths, max_tokens):
+        batch = collate_causal_lm(
+            [examples[i].input_ids for i in group],
+            [examples[i].prompt_length for i in group],
+            pad_token_id,
+        )
+        padded += batch["input_ids"].numel()
+        batches.append(batch)
+    n_tokens = int(sum(b["loss_mask"].sum().item() for b in batches))
+    return batches, n_tokens, padded
+
+
+def summed_token_nll(
+    forward: Callable[..., object], batch: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """Sum over completion tokens of -log p(token); ``forward`` is the model (or engine) call."""
+    output = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    logprobs = token_logprobs(output.logits, batch["input_ids"])  # type: ignore[attr-defined]
+    return -(logprobs * batch["loss_mask"]).sum()
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: torch.nn.Module,
+    examples: Sequence[SFTExample],
+    max_tokens: int,
+    pad_token_id: int,
+) -> float:
+    """Mean per-token negative log-likelihood of the completions of ``examples``."""
+    was_training = model.training
+    model.eval()
+    batches, n_tokens, _ = _microbatches(examples, max_tokens, pad_token_id)
+    total = sum(float(summed_token_nll(model, b)) for b in batches)
+    model.train(was_training)
+    return total / max(1, n_tokens)
+
+
+def train_sft(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Sequence[SFTExample],
+    evaluation: Sequence[SFTExample],
+    *,
+    engine_config: EngineConfig,
+    loop: SFTConfig,
+    checkpoint_dir: str | Path,
+    seed: int,
+    fingerprint: str = "",
+    log_metrics: MetricsLogger | None = None,
+    log_checkpoint: CheckpointLogger | None = None,
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train ``model`` on ``train`` for ``engine_config.optim.max_steps`` optimiser steps.
+
+    ``seed`` fixes the data order (and, with the model's initialisation, the whole run). Resumes
+    from the latest checkpoint in ``checkpoint_dir`` when an unfinished run with the same
+    ``fingerprint`` left one. Returns the trained model and the final metrics.
+    """
+    if not train:
+        raise ValueError("SFT needs at least one training example; the training set is empty")
+    log_metrics = log_metrics or (lambda metrics, step: None)
+    max_steps = engine_config.optim.max_steps
+    pad_id = tokenizer.pad_token_id
+    assert pad_id is not None, "the tokenizer needs a pad token"
+    eval_set = list(evaluation[: loop.eval_size])
+
+    torch.manual_seed(seed)
+    model.train()
+    engine: TrainEngine = create_engine(model, engine_config)
+    manager = CheckpointManager(checkpoint_dir, loop.keep_checkpoints, fingerprint)
+    start_step = 0
+    resume_from = manager.resumable()
+    if resume_from is not None:
+        start_step = manager.load(resume_from, engine)["step"]
+        tqdm.write(f"sft: resuming from {resume_from} (step {start_step})")
+    else:
+        manager.start_fresh()
+
+    def export_hf(path: Path) -> None:
+        save_checkpoint(Checkpoint(engine.model, tokenizer), path)  # type: ignore[arg-type]
+
+    def checkpoint(step: int) -> None:
+        path = manager.save(step, engine, {"max_steps": max_steps}, export_hf)
+        if log_checkpoint is not None:
+            log_checkpoint(path / "hf", step)
+
+    metrics: dict[str, float] = {}
+    progress = tqdm(total=max_steps, initial=start_step, desc="sft", unit="step", leave=False)
+    for step in range(start_step, max_steps):
+        began = time.perf_counter()
+        order = batch_indices(len(train), loop.batch_size, step, seed)
+        examples = [train[i] for i in order]
+        batches, n_tokens, padded = _microbatches(examples, loop.max_tokens_per_microbatch, pad_id)
+        loss_sum = 0.0
+        for batch in batches:
+            loss = summed_token_nll(engine.forward, batch) / n_tokens
+            engine.backward(loss)
+            loss_sum += float(loss.detach())
+        if not math.isfinite(loss_sum):
+            last = manager.checkpoints()
+            raise FloatingPointError(
+                f"SFT loss is {loss_sum} at step {step}; training stopped. Last good checkpoint: "
+                f"{last[-1] if last else 'none'}. Try a lower sft.optim.lr."
+            )
+        stats = engine.step()
+        elapsed = time.perf_counter() - began
+        metrics = {
+            "sft/loss": loss_sum,
+            "sft/lr": stats["lr"],
+            "sft/grad_norm": stats["grad_norm"],
+            "sft/tokens_per_s": padded / elapsed,
+            "sft/padding_fraction": 1.0 - sum(len(e.input_ids) for e in examples) / padded,
+        }
+        done = step + 1
+        if eval_set and (done % loop.eval_every == 0 or done == max_steps):
+            metrics["sft/eval_loss"] = evaluate_loss(
+                engine.model, eval_set, loop.max_tokens_per_microbatch, pad_id
+            )
+        log_metrics(metrics, done)
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss_sum:.3f}")
+        if done % loop.checkpoint_every == 0 or done == max_steps:
+            checkpoint(done)
+    progress.close()
+    manager.mark_complete()
+    model = engine.model
+    model.eval()
+    return model, metrics

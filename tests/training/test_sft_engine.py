@@ -1,0 +1,222 @@
+"""The SFT loop and the engine: learning, resume after a crash, and DeepSpeed/torch parity."""
+
+import pytest
+import torch
+
+from magistral_kedro.models import build_prompt
+from magistral_kedro.training import CheckpointManager, EngineConfig
+from magistral_kedro.training.engine import OptimConfig, lr_lambda
+from magistral_kedro.training.sft import (
+    SFTConfig,
+    batch_indices,
+    evaluate_loss,
+    tokenize_examples,
+    train_sft,
+)
+
+
+@pytest.fixture(scope="module")
+def examples(tokenizer, math_problems):
+    prompts = [build_prompt(tokenizer, p.prompt, None) for p in math_problems]
+    data, too_long = tokenize_examples(
+        prompts, [p.reference for p in math_problems], tokenizer, 256
+    )
+    assert too_long == 0
+    return data
+
+
+def _engine(backend="torch", steps=6, **kw):
+    optim = OptimConfig(lr=3e-3, warmup_steps=2, max_steps=steps)
+    return EngineConfig(backend=backend, optim=optim, **kw)
+
+
+LOOP = SFTConfig(
+    batch_size=8, max_tokens_per_microbatch=300, eval_every=3, eval_size=16, checkpoint_every=3
+)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_tokenize_masks_prompt_and_appends_eos(tokenizer):
+    (example,), too_long = tokenize_examples(
+        ["<|bos|><|user|>1+1<|assistant|>"], ["<think>2</think>"], tokenizer, 64
+    )
+    assert too_long == 0
+    assert example.input_ids[-1] == tokenizer.eos_token_id
+    assert (
+        tokenizer.decode(example.input_ids[: example.prompt_length])
+        == "<|bos|><|user|>1+1<|assistant|>"
+    )
+    (_, too_long) = tokenize_examples(["x" * 50], ["y" * 50], tokenizer, 10)
+    assert too_long == 1
+
+
+def test_batches_cover_each_epoch_once_and_depend_only_on_the_step():
+    seen = [i for step in range(5) for i in batch_indices(20, 4, step, seed=1)]
+    assert sorted(seen) == list(range(20))
+    assert batch_indices(20, 4, 7, seed=1) == batch_indices(20, 4, 7, seed=1)
+    assert len(batch_indices(5, 8, 0, seed=0)) == 8  # a batch larger than the data wraps epochs
+
+
+def test_warmup_then_cosine():
+    optim = OptimConfig(warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_lambda(0, optim) == pytest.approx(0.1)
+    assert lr_lambda(9, optim) == pytest.approx(1.0)
+    assert lr_lambda(60, optim) == pytest.approx(0.55)
+    assert lr_lambda(110, optim) == pytest.approx(0.1)
+
+
+def test_training_lowers_the_eval_loss(micro_checkpoint, examples, tmp_path):
+    tok = micro_checkpoint.tokenizer
+    before = evaluate_loss(micro_checkpoint.model, examples[:32], 600, tok.pad_token_id)
+    logged = []
+    model, _ = train_sft(
+        micro_checkpoint.model,
+        tok,
+        examples,
+        examples[:32],
+        engine_config=_engine(steps=30),
+        loop=LOOP,
+        checkpoint_dir=tmp_path / "state",
+        seed=0,
+        log_metrics=lambda m, s: logged.append((s, m)),
+    )
+    after = evaluate_loss(model, examples[:32], 600, tok.pad_token_id)
+    assert after < before - 1.0
+    assert [s for s, _ in logged] == list(range(1, 31))
+    assert {"sft/loss", "sft/lr", "sft/grad_norm", "sft/tokens_per_s"} <= set(logged[0][1])
+    assert "sft/eval_loss" in logged[2][1] and "sft/eval_loss" not in logged[0][1]
+    assert (tmp_path / "state" / "COMPLETE").exists()
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path):
+    from magistral_kedro.models import build_tiny_model
+    from tests.conftest import MICRO_MODEL
+
+    def fresh():
+        return build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+
+    reference, _ = train_sft(
+        fresh(),
+        tokenizer,
+        examples,
+        [],
+        engine_config=_engine(steps=7),
+        loop=LOOP,
+        checkpoint_dir=tmp_path / "a",
+        seed=5,
+    )
+
+    def crash_after_step_4(metrics, step):
+        if step == 4:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train_sft(
+            fresh(),
+            tokenizer,
+            examples,
+            [],
+            engine_config=_engine(steps=7),
+            loop=LOOP,
+            checkpoint_dir=tmp_path / "b",
+            seed=5,
+            fingerprint="run",
+            log_metrics=crash_after_step_4,
+        )
+    manager = CheckpointManager(tmp_path / "b", fingerprint="run")
+    assert manager.resumable().name == "step_000003"
+    resumed_steps = []
+    resumed, _ = train_sft(
+        fresh(),
+        tokenizer,
+        examples,
+        [],
+        engine_config=_engine(steps=7),
+        loop=LOOP,
+        checkpoint_dir=tmp_path / "b",
+        seed=5,
+        fingerprint="run",
+        log_metrics=lambda m, s: resumed_steps.append(s),
+    )
+    assert resumed_steps == [4, 5, 6, 7]  # no step counted twice, none lost
+    for key, value in _weights(reference).items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
+
+
+def test_a_different_configuration_starts_fresh(tokenizer, micro_checkpoint, examples, tmp_path):
+    steps = []
+    train_sft(
+        micro_checkpoint.model,
+        tokenizer,
+        examples,
+        [],
+        engine_config=_engine(steps=3),
+        loop=LOOP,
+        checkpoint_dir=tmp_path / "s",
+        seed=0,
+        fingerprint="one",
+    )
+    (tmp_path / "s" / "COMPLETE").unlink()  # pretend it was killed after its last checkpoint
+    train_sft(
+        micro_checkpoint.model,
+        tokenizer,
+        examples,
+        [],
+        engine_config=_engine(steps=3),
+        loop=LOOP,
+        checkpoint_dir=tmp_path / "s",
+        seed=0,
+        fingerprint="two",
+        log_metrics=lambda m, s: steps.append(s),
+    )
+    assert steps == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_a_clear_message(micro_checkpoint, examples, tmp_path):
+    with torch.no_grad():
+        next(micro_checkpoint.model.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="step 0"):
+        train_sft(
+            micro_checkpoint.model,
+            micro_checkpoint.tokenizer,
+            examples,
+            [],
+            engine_config=_engine(),
+            loop=LOOP,
+            checkpoint_dir=tmp_path / "nan",
+            seed=0,
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [0, 2])
+def test_deepspeed_matches_plain_torch(tokenizer, examples, tmp_path, stage):
+    """Same seed, same data: DeepSpeed ZeRO (gloo, CPU) and torch end on the same weights."""
+    from magistral_kedro.models import build_tiny_model
+    from tests.conftest import MICRO_MODEL
+
+    results = {}
+    for backend in ("torch", "deepspeed"):
+        model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+        results[backend], _ = train_sft(
+            model,
+            tokenizer,
+            examples,
+            [],
+            engine_config=_engine(backend, steps=4, zero_stage=stage),
+            loop=LOOP,
+            checkpoint_dir=tmp_path / backend,
+            seed=0,
+        )
+    for key, value in results["torch"].state_dict().items():
+        torch.testing.assert_close(
+            results["deepspeed"].state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key
+        )
+    assert (tmp_path / "deepspeed" / "step_000003" / "deepspeed").is_dir()
