@@ -1,0 +1,85 @@
+"""Versioned Kedro datasets for Hugging Face directories (a model + tokenizer, or a tokenizer).
+
+With ``versioned: true`` each save lands in ``<filepath>/<timestamp>/<name>/`` and a load takes the
+latest version unless ``--load-versions`` names one, as for any Kedro dataset::
+
+    sft_model:
+      type: magistral_kedro.datasets.HFCheckpointDataset
+      filepath: data/06_models/sft_model
+      versioned: true
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from magistral_kedro.models.factory import Checkpoint, load_checkpoint, save_checkpoint
+
+
+class _HFDirectoryDataset(AbstractVersionedDataset):
+    """Shared plumbing: a local directory per version, replaced whole on save."""
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=None)
+        self.metadata = metadata
+
+    def _exists(self) -> bool:
+        try:
+            path = self._get_load_path()
+        except DatasetError:
+            return False
+        return Path(path).is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+    def _fresh_save_dir(self) -> Path:
+        path = Path(self._get_save_path())
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+
+class HFCheckpointDataset(_HFDirectoryDataset):
+    """A causal LM and its tokenizer (:class:`Checkpoint`) as a Hugging Face directory."""
+
+    def __init__(
+        self,
+        filepath: str,
+        dtype: str = "float32",
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(filepath, version, metadata)
+        self._dtype = dtype
+
+    def load(self) -> Checkpoint:
+        """Load model and tokenizer from the (latest or pinned) version."""
+        return load_checkpoint(self._get_load_path(), dtype=self._dtype)
+
+    def save(self, data: Checkpoint) -> None:
+        """Write model and tokenizer into a new version directory."""
+        save_checkpoint(data, self._fresh_save_dir())
+
+
+class HFTokenizerDataset(_HFDirectoryDataset):
+    """A tokenizer alone, as a Hugging Face directory."""
+
+    def load(self) -> PreTrainedTokenizerBase:
+        """Load the tokenizer from the (latest or pinned) version."""
+        return AutoTokenizer.from_pretrained(str(self._get_load_path()))
+
+    def save(self, data: PreTrainedTokenizerBase) -> None:
+        """Write the tokenizer into a new version directory."""
+        data.save_pretrained(self._fresh_save_dir())

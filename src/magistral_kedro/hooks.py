@@ -1,0 +1,64 @@
+"""Project hooks: a quiet, offline start, and every parameter in MLflow (flattened)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+
+from magistral_kedro.tracking import flatten, plain
+
+logger = logging.getLogger(__name__)
+
+
+class QuietStartHook:
+    """Nothing reaches for the network or prompts: runs must work offline and unattended."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Set offline switches before any library reads them."""
+        for key, value in {
+            "KEDRO_DISABLE_TELEMETRY": "true",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }.items():
+            os.environ.setdefault(key, value)
+        # Per-file progress bars of save/load flood the run log; the training bar stays.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+class ParameterLoggingHook:
+    """Logs every parameter a node receives, flattened (``sft.engine.optim.lr``), defaults included.
+
+    kedro-mlflow logs each ``params:`` input too, but a typed section arrives as one object and is
+    logged as one long string; this hook adds one searchable MLflow param per leaf value.
+    """
+
+    def __init__(self) -> None:
+        self._logged: set[str] = set()
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        """A new run logs everything afresh."""
+        self._logged = set()
+
+    @hook_impl
+    def before_node_run(self, inputs: dict[str, Any]) -> None:
+        """Log this node's parameters that the run has not logged yet."""
+        if mlflow.active_run() is None:
+            return
+        flat: dict[str, Any] = {}
+        for name, value in inputs.items():
+            if name.startswith("params:"):
+                flat.update(flatten({name.removeprefix("params:"): plain(value)}))
+        new = {k: str(v)[:6000] for k, v in flat.items() if k not in self._logged}
+        items = list(new.items())
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per call
+            mlflow.log_params(dict(items[start : start + 100]))
+        self._logged.update(new)

@@ -1,0 +1,111 @@
+"""Typed parameters: one class per section of ``conf/base/parameters*.yml``.
+
+Kedro validates each ``params:<name>`` input typed with these classes before any node runs, so a
+wrong value (a missing key, a negative learning rate, a model path that does not exist, an unknown
+language code) fails at once with a message that names the key and the value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from magistral_kedro.generation.base import SamplingConfig
+from magistral_kedro.models.factory import TinyModelConfig
+from magistral_kedro.tasks.math import LEVELS
+from magistral_kedro.tasks.schema import LANGUAGES
+from magistral_kedro.training.engine import EngineConfig
+from magistral_kedro.training.sft import SFTConfig
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Params):
+    """Which model the chain starts from (``model`` in parameters.yml)."""
+
+    name_or_path: str | None = Field(
+        None,
+        description="A local Hugging Face checkpoint directory; null builds the tiny model.",
+    )
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is not None and not (Path(value) / "config.json").is_file():
+            raise ValueError(
+                f"model.name_or_path={value!r} is not a local checkpoint directory with a "
+                "config.json (nothing is downloaded at run time)"
+            )
+        return value
+
+
+class PromptParams(_Params):
+    """How prompts are built (``prompt`` in parameters.yml)."""
+
+    system_prompt: str | None = Field(
+        "magistral",
+        description="'magistral' (the paper's system prompt), 'none', or literal text.",
+    )
+
+
+class MathSourceParams(_Params):
+    """The embedded math generator."""
+
+    n: Annotated[int, Field(ge=0)] = 20000
+    languages: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {lang: 1.0 for lang in LANGUAGES}
+    )
+    levels: dict[int, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: dict.fromkeys(LEVELS, 1.0)
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(LANGUAGES))
+        if unknown:
+            raise ValueError(f"unknown language code(s) {unknown}; known: {list(LANGUAGES)}")
+        return value
+
+    @field_validator("levels")
+    @classmethod
+    def _known_levels(cls, value: dict[int, float]) -> dict[int, float]:
+        unknown = sorted(set(value) - set(LEVELS))
+        if unknown:
+            raise ValueError(f"unknown difficulty level(s) {unknown}; known: {list(LEVELS)}")
+        return value
+
+
+class CodeSourceParams(_Params):
+    """The embedded code-problem generator."""
+
+    n: Annotated[int, Field(ge=0)] = 200
+    tests_per_problem: Annotated[int, Field(ge=20)] = 24
+
+
+class CurationParams(_Params):
+    """``curation`` in parameters_curation.yml."""
+
+    math: MathSourceParams = Field(default_factory=MathSourceParams)
+    code: CodeSourceParams = Field(default_factory=CodeSourceParams)
+    eval_size: Annotated[int, Field(gt=0)] = 500
+    vocab_size: Annotated[int, Field(ge=300)] = 2048
+
+
+class SFTParams(_Params):
+    """``sft`` in parameters_sft.yml."""
+
+    kinds: list[Literal["math", "code"]] = Field(default_factory=lambda: ["math"])
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    loop: SFTConfig = Field(default_factory=SFTConfig)
+    checkpoint_dir: str = "data/06_models/sft_state"
+    eval_problems: Annotated[int, Field(ge=0)] = 300
+    eval_sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(max_new_tokens=128, temperature=0.0)
+    )

@@ -1,0 +1,72 @@
+"""MLflow glue for nodes: per-step metrics and checkpoint artifacts from inside long nodes.
+
+kedro-mlflow opens one MLflow run per ``kedro run``; these helpers log into it. When no run is
+active (a node function called from a test or a notebook), they log nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from pydantic import BaseModel
+
+logger = logging.getLogger(__name__)
+_ILLEGAL = re.compile(r"[^A-Za-z0-9_/.\- ]")
+
+
+def metric_key(name: str) -> str:
+    """An MLflow-legal metric name: characters outside ``[A-Za-z0-9_/.- ]`` become ``_``."""
+    return _ILLEGAL.sub("_", name)
+
+
+def plain(value: Any) -> Any:
+    """Typed parameters (pydantic models, config dataclasses) as plain dicts; others unchanged."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and scalars are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def as_metrics_dataset(metrics: Mapping[str, float], step: int = 0) -> dict[str, dict[str, Any]]:
+    """Node output for kedro-mlflow's ``MlflowMetricsHistoryDataset``: {key: {value, step}}."""
+    return {
+        metric_key(k): {"value": float(v), "step": step}
+        for k, v in metrics.items()
+        if math.isfinite(float(v))
+    }
+
+
+def log_step_metrics(metrics: Mapping[str, float], step: int) -> None:
+    """Log one training step's metrics to the active MLflow run (no-op without one)."""
+    if mlflow.active_run() is None:
+        return
+    finite = {metric_key(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+    mlflow.log_metrics(finite, step=step)
+
+
+def log_checkpoint(path: Path, step: int, name: str) -> None:
+    """Log a checkpoint directory (model + tokenizer) as ``checkpoints/<name>/step_<step>``."""
+    if mlflow.active_run() is None:
+        return
+    mlflow.log_artifacts(str(path), artifact_path=f"checkpoints/{name}/step_{step:06d}")
+    logger.info("logged %s checkpoint of step %d to MLflow", name, step)

@@ -1,0 +1,27 @@
+from magistral_kedro.pipelines.curation import create_pipeline as curation
+from magistral_kedro.pipelines.sft import create_pipeline as sft
+from tests.pipelines.conftest import MICRO, run, sft_params
+
+
+def test_sft_pipeline_on_micro_parameters(user_problems, tmp_path):
+    curated = run(curation(), {**MICRO, "user_problems": user_problems})
+    inputs = {
+        **MICRO,
+        "params:sft": sft_params(str(tmp_path / "state")),
+        **{k: curated[k] for k in ("tokenizer", "train_problems", "eval_problems")},
+    }
+    out = run(sft(), inputs)
+    data = out["sft_data_metrics"]
+    assert data["sft/data/train_examples"]["value"] > 100
+    # user rows and code problems carry no reference / are not in sft.kinds: counted, not lost
+    assert data["sft/data/train_without_reference_or_kind"]["value"] > 0
+    samples = out["sft_eval_samples"]
+    assert len(samples) == 6
+    assert set(samples.columns) >= {"completion", "format_ok", "exact_match", "language"}
+    assert 0.0 <= out["sft_eval_metrics"]["sft_eval/format_rate"]["value"] <= 1.0
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        "COMPLETE",
+        "step_000003",
+        "step_000006",
+    ]
+    assert (tmp_path / "state" / "step_000006" / "hf" / "config.json").is_file()
