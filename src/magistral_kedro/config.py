@@ -8,14 +8,16 @@ runs.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import dataclasses
+from typing import TypeVar, dataclass_transform
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 T = TypeVar("T")
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, Field))
 def config(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen, strictly validated dataclass."""
     return dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
