@@ -1,0 +1,84 @@
+"""math_equal on our own 200+ cases, on public graders' cases, and on hostile input."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from magistral_kedro.rewards import math_equal
+from magistral_kedro.rewards.math import math_equal_in_process, normalize_answer
+from tests.conftest import SHARED_DATA
+from tests.rewards.equivalence_cases import ALL_CASES, CASES
+
+
+def test_the_case_set_is_large_and_balanced():
+    assert len(ALL_CASES) >= 200
+    assert sum(expected for *_, expected in ALL_CASES) >= 100
+    assert sum(not expected for *_, expected in ALL_CASES) >= 70
+
+
+@pytest.mark.parametrize("group", list(CASES))
+def test_own_equivalence_cases(group):
+    wrong = [
+        (pred, gold, expected)
+        for pred, gold, expected in CASES[group]
+        if math_equal_in_process(pred, gold) != expected
+    ]
+    assert wrong == []
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "answer_equivalence.jsonl").is_file(),
+    reason="needs ../shared/data/answer_equivalence.jsonl (public graders' cases)",
+)
+def test_public_graders_cases():
+    rows = [json.loads(line) for line in (SHARED_DATA / "answer_equivalence.jsonl").open()]
+    verdicts = [(row, math_equal_in_process(row["pred"], row["gold"])) for row in rows]
+    firm = [(row, got) for row, got in verdicts if not row["debatable"]]
+    agree = sum(got == row["equal"] for row, got in firm) / len(firm)
+    false_accepts = [row["id"] for row, got in firm if got and not row["equal"]]
+    assert false_accepts == []  # saying yes too easily is the worse error
+    assert agree >= 0.95
+
+
+def test_through_the_process_boundary_and_from_a_thread():
+    """SIGALRM-based limits fail outside the main thread; ours are process-based."""
+    results = {}
+
+    def judge():
+        results["equal"] = math_equal("\\frac{27}{6}", "\\frac{9}{2}")
+        results["different"] = math_equal("\\frac{1}{2004!}", "\\frac{1}{2006!}")
+
+    thread = threading.Thread(target=judge)
+    thread.start()
+    thread.join(timeout=60)
+    assert results == {"equal": True, "different": False}
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "10^{10^{10^{10}}}",
+        "{" * 1000 + "1" + "}" * 1000,
+        "x" * (1 << 20),
+        "\\frac{1}{",
+        "\\begin{pmatrix}1&2\\\\",
+        "\\sqrt{\\sqrt{\\sqrt{",
+        "((((((((((1",
+        "",
+    ],
+    ids=["tower", "nested", "1MB", "open-frac", "open-matrix", "open-sqrt", "parens", "empty"],
+)
+def test_hostile_input_returns_false_quickly(hostile):
+    started = time.monotonic()
+    assert math_equal(hostile, "1", timeout_s=3) is False
+    assert math_equal("1", hostile, timeout_s=3) is False
+    assert time.monotonic() - started < 10
+
+
+def test_normalisation_keeps_values_apart():
+    assert normalize_answer("1,000") == "1000"
+    assert normalize_answer("(1,234)") != normalize_answer("1234")
+    assert normalize_answer("\\dfrac34") == "\\frac{3}{4}"
+    assert normalize_answer("5\\text{ cm}") == "5"
