@@ -1,0 +1,379 @@
+"""The code verifier: compile and run untrusted programs on tests, inside limits.
+
+Every program (and the C++ compiler working on untrusted source) runs
+
+* in a fresh directory, as the unprivileged user ``nobody`` (so ``RLIMIT_NPROC`` binds: no fork
+  bomb), in its own process group;
+* under ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (files it writes) and
+  ``RLIMIT_NOFILE``, with a wall-clock kill at the time limit;
+* when the platform allows (root and util-linux ``unshare``/``setpriv``): in new network, PID and
+  mount namespaces: no network interface, every process dies with the namespace, and fresh empty
+  file systems over ``/tmp``, ``/dev/shm``, ``$HOME`` and the project directory, so the program can
+  neither read the project nor leave files behind. Elsewhere a warning says so, once;
+* with its output read up to a cap, never into unbounded memory.
+
+Programs are judged binary, as in the paper: all drawn tests pass, or the answer is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import math
+import os
+import random
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["pass", "wrong_answer", "timeout", "memory", "runtime_error", "compile_error"]
+SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
+LANGUAGE_ALIASES = {
+    "python": "python", "python3": "python", "py": "python",
+    "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp", "c++20": "cpp",
+}  # fmt: skip
+_MEMORY_MARKERS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
+_COMPILER_MEMORY_MB = 2048
+_FILE_SIZE_MB = 16
+_STDERR_CAP = 4096
+_warned_no_isolation = False
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """One test's verdict."""
+
+    __test__ = False  # not a pytest class
+    status: Status
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    """The verdict on a program: ``passed`` only if it compiled and every drawn test passed."""
+
+    passed: bool
+    tests: list[TestOutcome] = field(default_factory=list)
+    compile_status: Literal["ok", "compile_error", "timeout", "memory", "skipped"] = "skipped"
+    compile_seconds: float = 0.0
+    skipped: int = 0
+    detail: str = ""
+
+    @property
+    def statuses(self) -> list[Status]:
+        """Status of each test that ran, in order."""
+        return [t.status for t in self.tests]
+
+
+def _isolated() -> bool:
+    return (
+        os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and shutil.which("setpriv") is not None
+    )
+
+
+def _sandbox_base() -> Path:
+    # Outside /tmp, which the namespace hides; traversable (0o711) but not listable by nobody.
+    base = Path(os.environ.get("MAGISTRAL_SANDBOX_DIR", "/var/tmp/magistral-sandbox"))
+    if not _isolated():
+        base = Path(tempfile.gettempdir()) / f"magistral-sandbox-{os.getuid()}"
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o711)
+    return base
+
+
+def _hidden_paths(box: Path) -> list[str]:
+    """Directories covered by an empty tmpfs inside the namespace (never the box's ancestors)."""
+    project = Path(__file__).resolve().parents[3]
+    candidates = ["/tmp", "/dev/shm", str(Path.home()), str(Path.cwd()), str(project)]
+    hidden = []
+    for path in dict.fromkeys(candidates):
+        if path != "/" and Path(path).is_dir() and not box.is_relative_to(path):
+            hidden.append(path)
+    return hidden
+
+
+def _command(box: Path, argv: Sequence[str]) -> list[str]:
+    global _warned_no_isolation
+    if not _isolated():
+        if not _warned_no_isolation:
+            logger.warning(
+                "code sandbox: not root or no unshare/setpriv: programs run with resource limits "
+                "but without network, PID and file-system isolation"
+            )
+            _warned_no_isolation = True
+        return list(argv)
+    mounts = " && ".join(
+        f"mount -t tmpfs -o size=1m,mode=755 tmpfs '{path}'" for path in _hidden_paths(box)
+    )
+    script = (
+        f"{mounts} && exec setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_GID} --clear-groups "
+        '-- "$@"'
+    )
+    return ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
+            "/bin/sh", "-c", script, "sandbox", *argv]  # fmt: skip
+
+
+def _limits(memory_mb: int, cpu_s: float, processes: int) -> Any:
+    def apply() -> None:
+        # Die with the parent: a killed verifier worker takes its programs along.
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        memory = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        cpu = math.ceil(cpu_s)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        size = _FILE_SIZE_MB * 2**20
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+@dataclass(frozen=True)
+class _Run:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+    timed_out: bool
+    output_capped: bool
+
+
+def _run(
+    box: Path,
+    argv: Sequence[str],
+    stdin: str,
+    wall_s: float,
+    memory_mb: int,
+    output_cap: int,
+    processes: int = 32,
+) -> _Run:
+    """Run ``argv`` sandboxed in ``box``, feeding ``stdin``; kill everything at ``wall_s``."""
+    stdin_path = box / ".stdin"
+    stdin_path.write_text(stdin)
+    started = time.monotonic()
+    with stdin_path.open("rb") as stdin_file:
+        process = subprocess.Popen(
+            _command(box, argv),
+            cwd=box,
+            stdin=stdin_file,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(box)},
+            start_new_session=True,
+            # rlimits must be set in the child before exec; nothing else runs there.
+            preexec_fn=_limits(memory_mb, wall_s, processes),  # noqa: PLW1509
+        )
+    chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    sizes = {"stdout": 0, "stderr": 0}
+    caps = {"stdout": output_cap, "stderr": _STDERR_CAP}
+    assert process.stdout is not None and process.stderr is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, "stdout")
+    selector.register(process.stderr, selectors.EVENT_READ, "stderr")
+    timed_out = capped = False
+    while selector.get_map():
+        remaining = started + wall_s - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for key, _ in selector.select(timeout=remaining):
+            data = os.read(key.fd, 65536)
+            if not data:
+                selector.unregister(key.fileobj)
+                continue
+            name = key.data
+            if sizes[name] < caps[name]:
+                chunks[name].append(data[: caps[name] - sizes[name]])
+            sizes[name] += len(data)
+            if name == "stdout" and sizes[name] > caps[name]:
+                capped = True
+        if capped:
+            break
+    selector.close()
+    _kill_tree(process.pid)
+    returncode = process.wait()
+    process.stdout.close()
+    process.stderr.close()
+    return _Run(
+        returncode=returncode,
+        stdout=b"".join(chunks["stdout"]),
+        stderr=b"".join(chunks["stderr"]),
+        seconds=time.monotonic() - started,
+        timed_out=timed_out,
+        output_capped=capped,
+    )
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill the program, then its group. Under ``unshare`` the program is the namespace's init:
+    killing it first lets ``unshare`` reap it (and the kernel every other process inside)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(child), signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _runtime_status(run: _Run, expected: str, time_limit_s: float) -> TestOutcome:
+    stderr = run.stderr.decode(errors="replace")
+    if run.timed_out or run.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return TestOutcome("timeout", run.seconds, f"over {time_limit_s} s")
+    if any(marker in stderr for marker in _MEMORY_MARKERS):
+        return TestOutcome("memory", run.seconds, stderr[-300:])
+    if run.output_capped:
+        return TestOutcome("wrong_answer", run.seconds, "output over the size limit")
+    if run.returncode != 0:
+        return TestOutcome("runtime_error", run.seconds, f"exit {run.returncode}: {stderr[-300:]}")
+    got = run.stdout.decode(errors="replace")
+    if got.split() == expected.split():
+        return TestOutcome("pass", run.seconds)
+    return TestOutcome("wrong_answer", run.seconds, f"got {got[:100]!r}")
+
+
+def _python_executable() -> str:
+    # A system interpreter: the project's virtualenv is hidden from (and unreadable to) programs.
+    found = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    return found or "python3"
+
+
+CPP_FLAGS = ("-std=c++20", "-O2")
+
+
+@cache
+def precompiled_header_dir() -> str | None:
+    """A directory holding ``bits/stdc++.h.gch`` built with :data:`CPP_FLAGS`, or None.
+
+    Built once per machine from the system's own (trusted) header: most competitive-programming
+    solutions include ``<bits/stdc++.h>``, whose parsing is most of their compile time.
+    """
+    base = _sandbox_base() / "pch"
+    target = base / "bits" / "stdc++.h.gch"
+    if target.is_file():
+        return str(base)
+    try:
+        deps = subprocess.run(
+            ["g++", *CPP_FLAGS, "-M", "-x", "c++", "-"],
+            input="#include <bits/stdc++.h>\n",
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        header = next(tok for tok in deps.split() if tok.endswith("bits/stdc++.h"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        subprocess.run(["g++", *CPP_FLAGS, "-x", "c++-header", header, "-o", str(tmp)],
+                       capture_output=True, timeout=120, check=True)  # fmt: skip
+        tmp.rename(target)
+        for path in (base, target.parent):
+            path.chmod(0o755)
+        target.chmod(0o644)
+        return str(base)
+    except (OSError, subprocess.SubprocessError, StopIteration) as error:
+        logger.warning("no precompiled <bits/stdc++.h> (%s): C++ compiles will be slower", error)
+        return None
+
+
+def _compile_cpp(
+    box: Path, code: str, timeout_s: float, precompiled_header: bool
+) -> tuple[str, float, str]:
+    (box / "main.cpp").write_text(code)
+    pch = precompiled_header_dir() if precompiled_header else None
+    include = ["-I", pch] if pch else []
+    run = _run(
+        box,
+        ["g++", *CPP_FLAGS, *include, "-pipe", "-o", "main", "main.cpp"],
+        "",
+        timeout_s,
+        _COMPILER_MEMORY_MB,
+        output_cap=_STDERR_CAP,
+        processes=16,
+    )
+    detail = run.stderr.decode(errors="replace")[-500:]
+    if run.timed_out:
+        return "timeout", run.seconds, f"compilation over {timeout_s} s"
+    if any(marker in detail for marker in _MEMORY_MARKERS) or run.returncode == -signal.SIGKILL:
+        return "memory", run.seconds, detail
+    if run.returncode != 0 or not (box / "main").exists():
+        return "compile_error", run.seconds, detail
+    return "ok", run.seconds, ""
+
+
+def run_code(
+    code: str,
+    language: str,
+    tests: Sequence[Mapping[str, str]],
+    *,
+    time_limit_s: float = 4.0,
+    memory_mb: int = 300,
+    compile_timeout_s: float = 10.0,
+    max_tests: int = 20,
+    seed: int = 0,
+    stop_on_failure: bool = True,
+    precompiled_header: bool = True,
+) -> CodeResult:
+    """Compile (C++20) or interpret (Python) ``code`` and run it on up to ``max_tests`` tests.
+
+    Tests are ``{"input": ..., "output": ...}``, drawn at random with ``seed`` when there are more
+    than ``max_tests``; stdout is compared whitespace-tolerantly. With ``stop_on_failure`` (the
+    default: the reward is binary) the remaining tests are skipped after the first failure.
+    ``precompiled_header`` lets C++ reuse a precompiled ``<bits/stdc++.h>`` (same verdicts).
+    """
+    lang = LANGUAGE_ALIASES.get(language.strip().lower())
+    if lang is None:
+        return CodeResult(False, compile_status="compile_error",
+                          detail=f"unsupported language {language!r}")  # fmt: skip
+    if not tests:
+        return CodeResult(False, detail="no tests to run")
+    chosen = list(tests)
+    if len(chosen) > max_tests:
+        chosen = random.Random(seed).sample(chosen, max_tests)
+    box = Path(tempfile.mkdtemp(prefix="run-", dir=_sandbox_base()))
+    try:
+        if _isolated():
+            os.chown(box, SANDBOX_UID, SANDBOX_GID)
+        box.chmod(0o700)
+        compile_status, compile_seconds, detail = "skipped", 0.0, ""
+        if lang == "cpp":
+            compile_status, compile_seconds, detail = _compile_cpp(
+                box, code, compile_timeout_s, precompiled_header
+            )
+            if compile_status != "ok":
+                return CodeResult(False, compile_status=compile_status,  # type: ignore[arg-type]
+                                  compile_seconds=compile_seconds, skipped=len(chosen),
+                                  detail=detail)  # fmt: skip
+            argv = ["./main"]
+        else:
+            (box / "main.py").write_text(code)
+            argv = [_python_executable(), "-I", "-S", "main.py"]
+        outcomes: list[TestOutcome] = []
+        for test in chosen:
+            expected = test["output"]
+            cap = 2 * len(expected.encode()) + 4096
+            run = _run(box, argv, test["input"], time_limit_s, memory_mb, output_cap=cap)
+            outcomes.append(_runtime_status(run, expected, time_limit_s))
+            if stop_on_failure and outcomes[-1].status != "pass":
+                break
+        passed = len(outcomes) == len(chosen) and all(o.status == "pass" for o in outcomes)
+        return CodeResult(passed, outcomes, compile_status, compile_seconds,  # type: ignore[arg-type]
+                          skipped=len(chosen) - len(outcomes))  # fmt: skip
+    finally:
+        shutil.rmtree(box, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""The code verifier: right programs pass; hostile ones fail within limits, harming nothing."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from magistral_kedro.rewards import run_code
+from magistral_kedro.rewards.code import _isolated
+from magistral_kedro.tasks import generate_code_problems
+
+PROBLEM = generate_code_problems(1, seed=3, tests_per_problem=24)[0]
+TESTS = [t.model_dump() for t in PROBLEM.tests]
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _nobody_processes() -> int:
+    out = subprocess.run(["ps", "-eo", "user="], capture_output=True, text=True, check=True).stdout
+    return sum(line.strip() == "nobody" for line in out.splitlines())
+
+
+@pytest.mark.parametrize("language", ["python", "cpp"])
+def test_reference_solutions_pass_20_drawn_tests(language):
+    result = run_code(PROBLEM.solutions[language], language, TESTS, max_tests=20, seed=1)
+    assert result.passed, result
+    assert result.statuses == ["pass"] * 20 and result.skipped == 0
+
+
+def test_a_wrong_program_fails_with_wrong_answer_and_skips_the_rest():
+    result = run_code("print(0)", "python", TESTS)
+    assert not result.passed
+    assert result.statuses == ["wrong_answer"] and result.skipped == 19
+    full = run_code("print(0)", "python", TESTS[:3], stop_on_failure=False)
+    assert len(full.tests) == 3
+
+
+def test_tests_are_drawn_with_the_seed():
+    def order(seed):
+        echo = "import sys; print(sys.stdin.read(), file=sys.stderr); print(0)"
+        return run_code(echo, "py", TESTS, max_tests=5, seed=seed, stop_on_failure=False)
+
+    assert len(order(1).tests) == 5
+
+
+def test_compile_errors_and_unknown_languages():
+    assert run_code("int main( {", "cpp", TESTS).compile_status == "compile_error"
+    assert run_code("print(1)", "brainfuck", TESTS).detail.startswith("unsupported language")
+
+
+HOSTILE = {
+    "infinite_loop": ("python", "while True:\n    pass", {"timeout"}),
+    "10GB_allocation": ("python", "x = bytearray(10 * 1024**3)", {"memory"}),
+    "10GB_allocation_cpp": (
+        "cpp",
+        "#include <vector>\nint main() { std::vector<char> v(10ull << 30, 1); return v[7]; }",
+        {"memory", "runtime_error"},
+    ),
+    "fork_bomb": (
+        "python",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        {"timeout", "runtime_error"},
+    ),
+    "print_1GB": (
+        "python",
+        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+        {"wrong_answer"},
+    ),
+    "socket": (
+        "python",
+        "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\nprint(1)",
+        {"runtime_error"},
+    ),
+    "read_project": (
+        "python",
+        f"print(open({str(PROJECT / 'pyproject.toml')!r}).read())",
+        {"runtime_error"},
+    ),
+    "write_outside": (
+        "python",
+        f"open({str(PROJECT / 'PWNED')!r}, 'w').write('x')",
+        {"runtime_error"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_programs_fail_within_limits_and_leave_nothing(name):
+    language, code, statuses = HOSTILE[name]
+    started = time.monotonic()
+    result = run_code(code, language, TESTS[:1], time_limit_s=2.0)
+    assert not result.passed
+    assert set(result.statuses) <= statuses, result
+    assert time.monotonic() - started < 20
+    assert not (PROJECT / "PWNED").exists()
+    if _isolated():  # every process of the program is gone (give the kernel a moment)
+        deadline = time.monotonic() + 5
+        while _nobody_processes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _nobody_processes() == 0
+
+
+def test_compile_time_explosion_is_contained():
+    code = (
+        "template<int N> struct F { static const int v = F<N-1>::v + F<N-2>::v; };\n"
+        "template<> struct F<0> { static const int v = 0; };\n"
+        "template<> struct F<1> { static const int v = 1; };\n"
+        "int main() { return F<100000>::v; }\n"
+    )
+    started = time.monotonic()
+    result = run_code(code, "cpp", TESTS[:1], compile_timeout_s=5)
+    assert not result.passed and result.compile_status in {"compile_error", "timeout", "memory"}
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.skipif(not _isolated(), reason="network/PID/mount isolation needs root + unshare")
+def test_isolation_runs_as_nobody_without_network():
+    probe = (
+        "import os, socket\n"
+        "print(os.getuid(), len(socket.if_nameindex()), os.listdir('/tmp') or 'empty')"
+    )
+    result = run_code(probe, "python", [{"input": "", "output": "65534 1 empty\n"}])
+    assert result.passed, result
+    assert os.geteuid() == 0
