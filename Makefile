@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export KEDRO_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint typecheck pytest pytest-fast viz mlflow clean
+.PHONY: install run test lint typecheck pytest pytest-fast bench viz mlflow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ run: install
 	$(BIN)/kedro run
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy
@@ -38,6 +38,10 @@ pytest-fast: install
 	$(BIN)/pytest -m "not slow"
 
 test: lint typecheck pytest
+
+# Benchmarks print figures (never asserted in tests); see benchmarks/.
+bench: install
+	$(BIN)/python benchmarks/rewards.py
 
 viz: install
 	$(BIN)/kedro viz build

@@ -1,6 +1,36 @@
-"""Verifiers and rewards (MAGISTRAL.md section 2). Pure functions, no Kedro."""
+"""Verifiers and rewards (MAGISTRAL.md section 2). Pure functions, no Kedro.
 
+``score`` / ``score_batch`` give a completion's reward; the verifiers under them are usable
+alone: ``math_equal``, ``run_code``, ``language_of``, ``check_format``, ``extract_boxed``.
+"""
+
+from magistral_kedro.rewards.code import CodeResult, TestOutcome, run_code
 from magistral_kedro.rewards.format import FormatResult, check_format, split_thoughts
-from magistral_kedro.rewards.math import extract_boxed, normalize_answer
+from magistral_kedro.rewards.language import language_of, strip_non_language
+from magistral_kedro.rewards.math import extract_boxed, math_equal, normalize_answer
+from magistral_kedro.rewards.score import (
+    RewardBreakdown,
+    RewardConfig,
+    length_penalty,
+    score,
+    score_batch,
+)
 
-__all__ = ["FormatResult", "check_format", "extract_boxed", "normalize_answer", "split_thoughts"]
+__all__ = [
+    "CodeResult",
+    "FormatResult",
+    "RewardBreakdown",
+    "RewardConfig",
+    "TestOutcome",
+    "check_format",
+    "extract_boxed",
+    "language_of",
+    "length_penalty",
+    "math_equal",
+    "normalize_answer",
+    "run_code",
+    "score",
+    "score_batch",
+    "split_thoughts",
+    "strip_non_language",
+]

@@ -1,0 +1,158 @@
+"""The Magistral reward (MAGISTRAL.md section 2): format, correctness, length, language.
+
+A badly formatted completion gets 0 and nothing else is graded. Otherwise
+``total = format + correct + length + language`` with, by default, 0.1 for the format, 0.9 for
+a correct answer, a soft length penalty down to -0.1, and 0.1 when problem, thoughts and answer are
+in one language.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from magistral_kedro.config import config
+from magistral_kedro.rewards.code import run_code
+from magistral_kedro.rewards.format import check_format, split_thoughts
+from magistral_kedro.rewards.language import language_of
+from magistral_kedro.rewards.math import extract_boxed, math_equal
+from magistral_kedro.tasks.schema import Problem
+
+NonNegative = Annotated[float, Field(ge=0)]
+_FIRST_CODE_BLOCK = re.compile(r"```([A-Za-z0-9_+#-]+)[^\n]*\n(.*?)```", re.DOTALL)
+
+
+@config
+class RewardConfig:
+    """Every number of the reward; defaults are the paper's (MAGISTRAL.md section 2)."""
+
+    format_reward: NonNegative = 0.1
+    correct_reward: NonNegative = 0.9
+    length_penalty: NonNegative = 0.1
+    #: Maximum completion length l_max and the buffer l_cache before it where the penalty ramps.
+    #: 20480 / 4096 give l_max - l_cache = 16k, the first stage of the paper's schedule.
+    l_max: Annotated[int, Field(gt=0)] = 20480
+    l_cache: Annotated[int, Field(ge=0)] = 4096
+    language_reward: NonNegative = 0.1
+    math_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    code_time_limit_s: Annotated[float, Field(gt=0)] = 4.0
+    code_memory_mb: Annotated[int, Field(gt=0)] = 300
+    code_compile_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    code_max_tests: Annotated[int, Field(gt=0)] = 20
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """The reward of one completion, by component; ``reason`` says why format failed."""
+
+    format: float
+    correct: float
+    length: float
+    language: float
+    total: float
+    reason: str = ""
+
+
+def length_penalty(n_tokens: int, cfg: RewardConfig) -> float:
+    """0 up to l_max - l_cache, then linearly down to -length_penalty at l_max, and below it."""
+    start = cfg.l_max - cfg.l_cache
+    if n_tokens <= start:
+        return 0.0
+    if n_tokens > cfg.l_max or cfg.l_cache == 0:
+        return -cfg.length_penalty
+    return -cfg.length_penalty * (n_tokens - start) / cfg.l_cache
+
+
+def _correct(answer: str, problem: Problem, cfg: RewardConfig, seed: int) -> bool:
+    if problem.kind == "math":
+        predicted = extract_boxed(answer)
+        return predicted is not None and math_equal(
+            predicted, problem.answer or "", timeout_s=cfg.math_timeout_s
+        )
+    block = _FIRST_CODE_BLOCK.search(answer)
+    if block is None or not problem.tests:
+        return False
+    result = run_code(
+        block[2],
+        block[1],
+        [t.model_dump() for t in problem.tests],
+        time_limit_s=cfg.code_time_limit_s,
+        memory_mb=cfg.code_memory_mb,
+        compile_timeout_s=cfg.code_compile_timeout_s,
+        max_tests=cfg.code_max_tests,
+        seed=seed,
+    )
+    return result.passed
+
+
+def _same_language(problem: Problem, thoughts: str, answer: str) -> bool:
+    detected = [language_of(text)[0] for text in (problem.prompt, thoughts, answer)]
+    return detected[0] != "" and len(set(detected)) == 1
+
+
+def score(
+    completion: str, problem: Problem, cfg: RewardConfig, n_tokens: int, seed: int = 0
+) -> RewardBreakdown:
+    """Reward one completion of ``problem`` that is ``n_tokens`` tokens long.
+
+    ``seed`` draws the code tests when a problem has more than ``cfg.code_max_tests``.
+    """
+    fmt = check_format(completion, problem.kind)
+    if not fmt.ok:
+        return RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, reason=fmt.reason)
+    thoughts, answer = split_thoughts(completion)
+    correct = cfg.correct_reward if _correct(answer, problem, cfg, seed) else 0.0
+    length = length_penalty(n_tokens, cfg)
+    language = (
+        cfg.language_reward
+        if cfg.language_reward and _same_language(problem, thoughts, answer)
+        else 0.0
+    )
+    total = cfg.format_reward + correct + length + language
+    return RewardBreakdown(cfg.format_reward, correct, length, language, total)
+
+
+def item_timeout_s(problem: Problem, cfg: RewardConfig) -> float:
+    """The hard wall-clock budget of scoring one completion of ``problem``."""
+    if problem.kind == "math":
+        return cfg.math_timeout_s + 5.0
+    tests = min(cfg.code_max_tests, len(problem.tests or []))
+    return cfg.code_compile_timeout_s + tests * (cfg.code_time_limit_s + 1.0) + 5.0
+
+
+def score_batch(
+    completions: Sequence[str],
+    problems: Sequence[Problem],
+    n_tokens: Sequence[int],
+    cfg: RewardConfig,
+    *,
+    n_workers: int = 2,
+    seed: int = 0,
+) -> list[RewardBreakdown]:
+    """Score many completions in parallel worker processes, order preserved.
+
+    Each item runs under a hard wall-clock limit (:func:`item_timeout_s`); an item that hangs or
+    crashes its worker gets reward 0 with the reason, and the batch goes on.
+    """
+    from magistral_kedro.rewards.pool import shared_pool
+
+    if not len(completions) == len(problems) == len(n_tokens):
+        raise ValueError(
+            f"score_batch needs one problem and one token count per completion; got "
+            f"{len(completions)} completions, {len(problems)} problems, {len(n_tokens)} counts"
+        )
+    tasks = [
+        (c, p, cfg, n, seed + i)
+        for i, (c, p, n) in enumerate(zip(completions, problems, n_tokens, strict=True))
+    ]
+    outcomes = shared_pool(n_workers).map(
+        score, tasks, timeout_s=[item_timeout_s(p, cfg) for p in problems]
+    )
+    return [
+        o.value if o.ok else RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, reason=o.error.split("\n")[0])
+        for o in outcomes
+    ]

@@ -1,0 +1,101 @@
+"""The reward (MAGISTRAL.md section 2) on hand-computed cases, and score_batch's guarantees."""
+
+import pytest
+
+from magistral_kedro.rewards import RewardConfig, length_penalty, score, score_batch
+from magistral_kedro.tasks import Problem, generate_code_problems
+
+CFG = RewardConfig()
+FR = Problem(
+    id="fr",
+    kind="math",
+    language="fr",
+    difficulty=1,
+    source="test",
+    prompt="Marie a 12 pommes. Elle en reçoit 7 de plus. Combien de pommes a Marie ?",
+    answer="19",
+)
+CODE = generate_code_problems(1, seed=0)[0]
+
+
+def test_paper_defaults():
+    assert (CFG.format_reward, CFG.correct_reward, CFG.length_penalty, CFG.language_reward) == (
+        0.1,
+        0.9,
+        0.1,
+        0.1,
+    )
+
+
+def test_correct_same_language_answer_gets_everything():
+    completion = (
+        "<think>\nMarie commence avec 12 pommes et en reçoit 7, donc on additionne.\n"
+        "</think>\nMarie a donc $\\boxed{19}$ pommes."
+    )
+    result = score(completion, FR, CFG, n_tokens=40)
+    assert result.total == pytest.approx(1.1)
+    assert (result.format, result.correct, result.length, result.language) == (0.1, 0.9, 0.0, 0.1)
+
+
+def test_wrong_answer_keeps_format_and_language():
+    completion = (
+        "<think>\nMarie commence avec 12 pommes et en reçoit 7, donc on additionne.\n"
+        "</think>\nMarie a donc $\\boxed{18}$ pommes."
+    )
+    assert score(completion, FR, CFG, n_tokens=40).total == pytest.approx(0.2)
+
+
+def test_thinking_in_another_language_loses_the_language_reward():
+    completion = (
+        "<think>\nMarie starts with twelve apples and receives seven more, so we add.\n"
+        "</think>\nMarie a donc $\\boxed{19}$ pommes."
+    )
+    result = score(completion, FR, CFG, n_tokens=40)
+    assert result.language == 0.0 and result.total == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("completion", "reason"),
+    [
+        ("Marie a $\\boxed{19}$ pommes.", "<think>"),
+        ("<think>on additionne</think> Marie a 19 pommes.", "boxed"),
+        ("<think>a</think><think>b</think> $\\boxed{19}$", "one <think>"),
+    ],
+)
+def test_bad_format_scores_zero_whatever_else(completion, reason):
+    result = score(completion, FR, CFG, n_tokens=10)
+    assert result.total == 0.0 and result.correct == 0.0 and reason in result.reason
+
+
+def test_length_penalty_ramp():
+    cfg = RewardConfig(l_max=100, l_cache=20)
+    assert length_penalty(80, cfg) == 0.0
+    assert length_penalty(90, cfg) == pytest.approx(-0.05)
+    assert length_penalty(100, cfg) == pytest.approx(-0.1)
+    assert length_penalty(101, cfg) == pytest.approx(-0.1)
+    completion = "<think>\nMarie commence avec 12 et en reçoit 7.\n</think>\nMarie a $\\boxed{19}$."
+    assert score(completion, FR, cfg, n_tokens=90).length == pytest.approx(-0.05)
+
+
+def test_code_is_run_against_the_tests():
+    good = f"<think>\nplan\n</think>\n```python\n{CODE.solutions['python']}\n```"
+    bad = "<think>\nplan\n</think>\n```python\nprint(0)\n```"
+    assert score(good, CODE, CFG, n_tokens=50).correct == 0.9
+    assert score(bad, CODE, CFG, n_tokens=50).correct == 0.0
+
+
+def test_score_batch_keeps_order_and_contains_hostile_answers():
+    cfg = RewardConfig(math_timeout_s=1.0, code_time_limit_s=1.0, code_max_tests=2)
+    tower = "<think>\nOn calcule.\n</think>\nLa réponse est $\\boxed{10^{10^{10^{10}}}}$."
+    good = "<think>\nMarie commence avec 12 et en reçoit 7.\n</think>\nMarie a $\\boxed{19}$."
+    looping = "<think>\nplan\n</think>\n```python\nwhile True:\n    pass\n```"
+    one = FR.model_copy(update={"answer": "1"})  # unbounded for SymPy: the worker's limits stop it
+    results = score_batch([good, tower, looping, good], [FR, one, CODE, FR], [10, 10, 10, 10], cfg)
+    assert [r.total > 1.0 for r in results] == [True, False, False, True]
+    assert results[1].correct == 0.0
+    assert results[2].correct == 0.0 and results[2].format == 0.1
+
+
+def test_score_batch_checks_lengths():
+    with pytest.raises(ValueError, match="one problem"):
+        score_batch(["a"], [], [1], CFG)
