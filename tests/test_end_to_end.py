@@ -76,7 +76,7 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
         "curation/train",
         "sft/eval_loss",
         "sft_eval/format_rate",
-        "sft_eval/exact_match",
+        "sft_eval/accuracy",
     } <= keys
     tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
     assert "kedro_command" in tags

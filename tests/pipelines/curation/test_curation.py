@@ -3,11 +3,11 @@ import pandas as pd
 from magistral_kedro.pipelines.curation import create_pipeline
 from magistral_kedro.pipelines.curation.nodes import (
     deduplicate,
-    frame_to_problems,
     merge_sources,
     normalise_text,
     validate_problems,
 )
+from magistral_kedro.pipelines.frames import frame_to_problems
 from tests.pipelines.conftest import MICRO, run
 
 

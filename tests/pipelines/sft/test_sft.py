@@ -1,5 +1,6 @@
 from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.pipelines.sft import create_pipeline as sft
+from magistral_kedro.rewards import RewardConfig
 from tests.pipelines.conftest import MICRO, run, sft_params
 
 
@@ -8,6 +9,7 @@ def test_sft_pipeline_on_micro_parameters(user_problems, tmp_path):
     inputs = {
         **MICRO,
         "params:sft": sft_params(str(tmp_path / "state")),
+        "params:reward": RewardConfig(),
         **{k: curated[k] for k in ("tokenizer", "train_problems", "eval_problems")},
     }
     out = run(sft(), inputs)
@@ -17,7 +19,14 @@ def test_sft_pipeline_on_micro_parameters(user_problems, tmp_path):
     assert data["sft/data/train_without_reference_or_kind"]["value"] > 0
     samples = out["sft_eval_samples"]
     assert len(samples) == 6
-    assert set(samples.columns) >= {"completion", "format_ok", "exact_match", "language"}
+    assert set(samples.columns) >= {
+        "completion",
+        "format_ok",
+        "correct",
+        "language_ok",
+        "reward",
+        "language",
+    }
     assert 0.0 <= out["sft_eval_metrics"]["sft_eval/format_rate"]["value"] <= 1.0
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
         "COMPLETE",

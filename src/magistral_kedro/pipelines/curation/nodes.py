@@ -16,29 +16,13 @@ from transformers import PreTrainedTokenizerFast
 
 from magistral_kedro.models.tokenizer import train_tokenizer
 from magistral_kedro.params import CurationParams, PromptParams
-from magistral_kedro.tasks import Problem, generate_code_problems, generate_math_problems
+from magistral_kedro.pipelines.frames import COLUMNS, problems_to_frame
+from magistral_kedro.tasks import generate_code_problems, generate_math_problems
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tasks.schema import validate_rows
 from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
-COLUMNS = list(Problem.model_fields)
-
-
-def problems_to_frame(problems: list[Problem]) -> pd.DataFrame:
-    """One row per problem, columns in schema order (JSON-friendly: tests as lists of dicts)."""
-    return pd.DataFrame([p.model_dump() for p in problems], columns=COLUMNS)
-
-
-def frame_to_problems(frame: pd.DataFrame) -> list[Problem]:
-    """Rows of a curated table back to :class:`Problem` objects (they were validated already)."""
-    problems, rejects = validate_rows(frame.to_dict(orient="records"))
-    if rejects:
-        raise ValueError(
-            f"{len(rejects)} row(s) of a curated table no longer match the schema; first: "
-            f"{rejects[0]['reject_reason']}"
-        )
-    return problems
 
 
 def generate_embedded_problems(curation: CurationParams, seed: int) -> pd.DataFrame:

@@ -10,10 +10,11 @@ from typing import Any
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
+from magistral_kedro.generation import TransformersGenerator
 from magistral_kedro.models import Checkpoint, build_prompt, build_tiny_model, load_checkpoint
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
-from magistral_kedro.rewards import check_format, extract_boxed, normalize_answer
+from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.rewards import RewardConfig, score_batch
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tracking import as_metrics_dataset, log_checkpoint, log_step_metrics
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
@@ -109,58 +110,57 @@ def evaluate_generation(
     evaluation: pd.DataFrame,
     prompt: PromptParams,
     sft: SFTParams,
+    reward: RewardConfig,
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Decode eval prompts and measure format rate and exact-answer accuracy, per language too.
-
-    Exact match compares the last ``\\boxed{}`` with the reference after light normalisation; the
-    rewards library's SymPy-based ``math_equal`` is the stricter judge used by the eval pipeline.
-    """
-    problems = evaluation[(evaluation["kind"] == "math")].head(sft.eval_problems)
+    """Decode eval prompts (greedy by default) and grade them with the Magistral reward: format
+    rate, accuracy (SymPy-backed ``math_equal``), language consistency; per language and level."""
+    problems = evaluation[evaluation["kind"] == "math"].head(sft.eval_problems)
     if problems.empty:
         logger.warning("no math problem in the eval set: generation metrics skipped")
         return pd.DataFrame(), {}
-    sampling: SamplingConfig = sft.eval_sampling
     generator = TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
-    samples = generator.generate(
-        _prompts(problems, checkpoint.tokenizer, prompt), n=1, sampling=sampling, seed=seed
+    samples = [
+        group[0]
+        for group in generator.generate(
+            _prompts(problems, checkpoint.tokenizer, prompt),
+            n=1,
+            sampling=sft.eval_sampling,
+            seed=seed,
+        )
+    ]
+    rewards = score_batch(
+        [s.text for s in samples],
+        frame_to_problems(problems),
+        [len(s.token_ids) for s in samples],
+        reward,
+        seed=seed,
     )
-    rows = []
-    for (_, problem), (sample,) in zip(problems.iterrows(), samples, strict=True):
-        fmt = check_format(sample.text, "math")
-        predicted = extract_boxed(sample.text.partition("</think>")[2]) if fmt.ok else None
-        correct = predicted is not None and normalize_answer(predicted) == normalize_answer(
-            problem["answer"]
-        )
-        rows.append(
-            {
-                "id": problem["id"],
-                "language": problem["language"],
-                "difficulty": problem["difficulty"],
-                "answer": problem["answer"],
-                "completion": sample.text,
-                "predicted": predicted,
-                "format_ok": fmt.ok,
-                "format_reason": fmt.reason,
-                "exact_match": correct,
-                "completion_tokens": len(sample.token_ids),
-                "truncated": sample.finish_reason == "length",
-            }
-        )
-    table = pd.DataFrame(rows)
+    table = problems[["id", "language", "difficulty", "answer"]].reset_index(drop=True)
+    table["completion"] = [s.text for s in samples]
+    table["completion_tokens"] = [len(s.token_ids) for s in samples]
+    table["truncated"] = [s.finish_reason == "length" for s in samples]
+    table["format_ok"] = [r.format > 0 for r in rewards]
+    table["correct"] = [r.correct > 0 for r in rewards]
+    table["language_ok"] = [r.language > 0 for r in rewards]
+    table["reward"] = [r.total for r in rewards]
+    table["format_reason"] = [r.reason for r in rewards]
     metrics = {
         "sft_eval/format_rate": table["format_ok"].mean(),
-        "sft_eval/exact_match": table["exact_match"].mean(),
+        "sft_eval/accuracy": table["correct"].mean(),
+        "sft_eval/language_rate": table["language_ok"].mean(),
+        "sft_eval/mean_reward": table["reward"].mean(),
         "sft_eval/truncated_fraction": table["truncated"].mean(),
         "sft_eval/mean_completion_tokens": table["completion_tokens"].mean(),
     }
     for column, prefix in (("language", "lang"), ("difficulty", "level")):
         for key, group in table.groupby(column):
-            metrics[f"sft_eval/exact_match/{prefix}_{key}"] = group["exact_match"].mean()
+            metrics[f"sft_eval/accuracy/{prefix}_{key}"] = group["correct"].mean()
     logger.info(
-        "sft eval on %d problems: format rate %.3f, exact match %.3f",
+        "sft eval on %d problems: format rate %.3f, accuracy %.3f, language rate %.3f",
         len(table),
         metrics["sft_eval/format_rate"],
-        metrics["sft_eval/exact_match"],
+        metrics["sft_eval/accuracy"],
+        metrics["sft_eval/language_rate"],
     )
     return table, as_metrics_dataset(metrics)

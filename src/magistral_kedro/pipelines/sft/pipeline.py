@@ -35,7 +35,14 @@ def create_pipeline(**kwargs: object) -> Pipeline:
             ),
             Node(
                 nodes.evaluate_generation,
-                inputs=["sft_model", "eval_problems", "params:prompt", "params:sft", "params:seed"],
+                inputs=[
+                    "sft_model",
+                    "eval_problems",
+                    "params:prompt",
+                    "params:sft",
+                    "params:reward",
+                    "params:seed",
+                ],
                 outputs=["sft_eval_samples", "sft_eval_metrics"],
                 name="evaluate_sft",
             ),
