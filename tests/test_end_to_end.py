@@ -14,6 +14,19 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 
+def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro run --env micro [args]`` in ``root``, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--env", "micro", *args],
+        cwd=root,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh copy of the project (conf, pyproject, the example user data) and one micro run."""
@@ -25,16 +38,7 @@ def project(tmp_path_factory) -> Path:
     (root / "src").mkdir()  # Kedro wants it; the package itself is installed (pip -e)
     (root / "data" / "01_raw").mkdir(parents=True)
     shutil.copy(PROJECT_ROOT / "data" / "01_raw" / "user_problems.jsonl", root / "data" / "01_raw")
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--env", "micro"],
-        check=False,
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = kedro_run(root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return root
 
@@ -87,28 +91,8 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
 
 
 def test_a_wrong_parameter_fails_before_any_node_runs(project):
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
     before = sorted(p.name for p in (project / "data" / "06_models" / "tokenizer").iterdir())
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kedro",
-            "run",
-            "--env",
-            "micro",
-            "--pipeline",
-            "sft",
-            "--params",
-            "sft.engine.optim.lr=-1",
-        ],
-        check=False,
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = kedro_run(project, "--pipeline", "sft", "--params", "sft.engine.optim.lr=-1")
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "sft" in output and "lr" in output and "greater than 0" in output

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from magistral_kedro.generation.base import SamplingConfig
 from magistral_kedro.models.factory import TinyModelConfig
-from magistral_kedro.tasks.math import LEVELS
+from magistral_kedro.tasks.math import LEVELS, check_known
 from magistral_kedro.tasks.schema import LANGUAGES
 from magistral_kedro.training.engine import EngineConfig
 from magistral_kedro.training.sft import SFTConfig
@@ -68,17 +68,13 @@ class MathSourceParams(_Params):
     @field_validator("languages")
     @classmethod
     def _known_languages(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(LANGUAGES))
-        if unknown:
-            raise ValueError(f"unknown language code(s) {unknown}; known: {list(LANGUAGES)}")
+        check_known("language code", value, LANGUAGES)
         return value
 
     @field_validator("levels")
     @classmethod
     def _known_levels(cls, value: dict[int, float]) -> dict[int, float]:
-        unknown = sorted(set(value) - set(LEVELS))
-        if unknown:
-            raise ValueError(f"unknown difficulty level(s) {unknown}; known: {list(LEVELS)}")
+        check_known("difficulty level", value, LEVELS)
         return value
 
 

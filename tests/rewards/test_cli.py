@@ -5,6 +5,15 @@ import sys
 from magistral_kedro.tasks import generate_math_problems
 
 
+def _cli(tmp_path):
+    return subprocess.run(
+        [sys.executable, "-m", "magistral_kedro.rewards", "score",
+         "--problems", str(tmp_path / "p.jsonl"), "--completions", str(tmp_path / "c.jsonl"),
+         "--out", str(tmp_path / "r.jsonl")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 def test_rescoring_from_the_command_line(tmp_path):
     problems = generate_math_problems(4, seed=0, languages={"en": 1.0}, levels={1: 1.0})
     (tmp_path / "p.jsonl").write_text("\n".join(p.model_dump_json() for p in problems))
@@ -13,24 +22,7 @@ def test_rescoring_from_the_command_line(tmp_path):
         {"id": problems[1].id, "completion": "no think tags \\boxed{1}"},
     ]
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(c) for c in completions))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magistral_kedro.rewards",
-            "score",
-            "--problems",
-            str(tmp_path / "p.jsonl"),
-            "--completions",
-            str(tmp_path / "c.jsonl"),
-            "--out",
-            str(tmp_path / "r.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _cli(tmp_path)
     assert result.returncode == 0, result.stderr
     rewards = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [r["total"] for r in rewards] == [1.1, 0.0]
@@ -41,22 +33,5 @@ def test_rescoring_from_the_command_line(tmp_path):
 def test_unknown_ids_are_named(tmp_path):
     (tmp_path / "p.jsonl").write_text("")
     (tmp_path / "c.jsonl").write_text(json.dumps({"id": "nope", "completion": "x"}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magistral_kedro.rewards",
-            "score",
-            "--problems",
-            str(tmp_path / "p.jsonl"),
-            "--completions",
-            str(tmp_path / "c.jsonl"),
-            "--out",
-            str(tmp_path / "r.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _cli(tmp_path)
     assert result.returncode != 0 and "nope" in result.stderr

@@ -17,7 +17,7 @@ reference completion in the Magistral format, written in the problem's language:
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -325,6 +325,13 @@ def _pick(weights: Mapping[str, float] | Mapping[int, float], rng: random.Random
     return rng.choices(keys, weights=[float(weights[k]) for k in keys])  # type: ignore[index]
 
 
+def check_known(what: str, given: Iterable[object], known: Sequence[object]) -> None:
+    """Raise ValueError naming every value of ``given`` that is not in ``known``."""
+    unknown = sorted({str(value) for value in given} - {str(value) for value in known})
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {list(known)}")
+
+
 def generate_math_problems(
     n: int,
     seed: int,
@@ -339,12 +346,8 @@ def generate_math_problems(
         languages: weight per language code (a subset of :data:`LANGUAGES`).
         levels: weight per difficulty level (a subset of :data:`LEVELS`).
     """
-    unknown = sorted(set(languages) - set(LANGUAGES))
-    if unknown:
-        raise ValueError(f"unknown language code(s) {unknown}; known: {list(LANGUAGES)}")
-    bad_levels = sorted(set(levels) - set(LEVELS))
-    if bad_levels:
-        raise ValueError(f"unknown difficulty level(s) {bad_levels}; known: {list(LEVELS)}")
+    check_known("language code", languages, LANGUAGES)
+    check_known("difficulty level", levels, LEVELS)
     rng = random.Random(seed)
     problems = []
     for index in range(n):
