@@ -1,49 +1,62 @@
 """Typed parameters: the shipped configuration is valid; wrong values name key and value."""
 
-from pathlib import Path
-
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from magistral_kedro.params import CurationParams, ModelParams, PromptParams, SFTParams
+from magistral_kedro.rewards import RewardConfig
+from tests.params import raw_parameters
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+SECTIONS = {"model": ModelParams, "prompt": PromptParams, "curation": CurationParams,
+            "sft": SFTParams}  # fmt: skip
 
 
-def _load(env: str, name: str) -> dict:
-    return yaml.safe_load((CONF / env / name).read_text())
+@pytest.mark.parametrize("env", ["base", "micro"])
+def test_shipped_parameters_validate(env):
+    raw = raw_parameters(env)
+    for name, model in SECTIONS.items():
+        model.model_validate(raw[name])
+    assert RewardConfig(**raw["reward"]) == RewardConfig()  # the YAML holds the paper's numbers
+    assert isinstance(raw["seed"], int)
 
 
-def test_shipped_base_parameters_validate():
-    base = _load("base", "parameters.yml")
-    ModelParams.model_validate(base["model"])
-    PromptParams.model_validate(base["prompt"])
-    CurationParams.model_validate(_load("base", "parameters_curation.yml")["curation"])
-    sft = SFTParams.model_validate(_load("base", "parameters_sft.yml")["sft"])
-    assert sft.engine.optim.lr == pytest.approx(3e-3)
+def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
+    raw = raw_parameters("gpu")
+    for name in ("prompt", "curation", "sft"):
+        SECTIONS[name].model_validate(raw[name])
+    with pytest.raises(ValidationError, match=r"Qwen2\.5-1\.5B-Instruct"):
+        ModelParams.model_validate(raw["model"])
 
 
 @pytest.mark.parametrize(
-    ("model", "raw", "needle"),
+    ("section", "override", "needle"),
     [
-        (SFTParams, {"engine": {"optim": {"lr": -0.1}}}, "lr"),
-        (SFTParams, {"engine": {"zero_stage": 5}}, "zero_stage"),
-        (SFTParams, {"loop": {"batch_size": 0}}, "batch_size"),
-        (SFTParams, {"lopo": {}}, "lopo"),
-        (CurationParams, {"math": {"languages": {"en": 1.0, "xx": 1.0}}}, "xx"),
-        (CurationParams, {"code": {"tests_per_problem": 5}}, "tests_per_problem"),
-        (ModelParams, {"name_or_path": "/no/such/model"}, "/no/such/model"),
+        ("sft", {"engine": {"optim": {"lr": -0.1}}}, "lr"),
+        ("sft", {"engine": {"zero_stage": 5}}, "zero_stage"),
+        ("sft", {"loop": {"batch_size": 0}}, "batch_size"),
+        ("sft", {"lopo": {}}, "lopo"),
+        ("curation", {"math": {"languages": {"en": 1.0, "xx": 1.0}}}, "xx"),
+        ("curation", {"code": {"tests_per_problem": 5}}, "tests_per_problem"),
+        ("model", {"name_or_path": "/no/such/model"}, "/no/such/model"),
     ],
 )
-def test_wrong_values_name_the_key_and_the_value(model, raw, needle):
+def test_wrong_values_name_the_key_and_the_value(section, override, needle):
+    raw = raw_parameters("base", **{section: override})
     with pytest.raises(ValidationError) as error:
-        model.model_validate(raw)
+        SECTIONS[section].model_validate(raw[section])
     assert needle in str(error.value)
+
+
+def test_a_missing_key_is_named():
+    raw = raw_parameters("base")["curation"]
+    del raw["eval_size"]
+    with pytest.raises(ValidationError, match="eval_size"):
+        CurationParams.model_validate(raw)
 
 
 def test_a_real_checkpoint_directory_is_accepted(micro_checkpoint, tmp_path):
     from magistral_kedro.models import save_checkpoint
 
     save_checkpoint(micro_checkpoint, tmp_path)
-    assert ModelParams(name_or_path=str(tmp_path)).name_or_path == str(tmp_path)
+    raw = raw_parameters("base", model={"name_or_path": str(tmp_path)})["model"]
+    assert ModelParams.model_validate(raw).name_or_path == str(tmp_path)

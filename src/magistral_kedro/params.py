@@ -21,6 +21,9 @@ from magistral_kedro.training.sft import SFTConfig
 
 
 class _Params(BaseModel):
+    """A parameters section: every key must be present in the YAML (a missing one fails the run
+    before any node starts); the library classes nested inside keep their documented defaults."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -28,11 +31,10 @@ class ModelParams(_Params):
     """Which model the chain starts from (``model`` in parameters.yml)."""
 
     name_or_path: str | None = Field(
-        None,
-        description="A local Hugging Face checkpoint directory; null builds the tiny model.",
+        description="A local Hugging Face checkpoint directory; null builds the tiny model."
     )
-    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    tiny: TinyModelConfig
+    dtype: Literal["float32", "bfloat16"]
 
     @field_validator("name_or_path")
     @classmethod
@@ -49,21 +51,16 @@ class PromptParams(_Params):
     """How prompts are built (``prompt`` in parameters.yml)."""
 
     system_prompt: str | None = Field(
-        "magistral",
-        description="'magistral' (the paper's system prompt), 'none', or literal text.",
+        description="'magistral' (the paper's system prompt), 'none', or literal text."
     )
 
 
 class MathSourceParams(_Params):
-    """The embedded math generator."""
+    """The embedded math generator: how many problems, language and level weights."""
 
-    n: Annotated[int, Field(ge=0)] = 20000
-    languages: dict[str, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=lambda: {lang: 1.0 for lang in LANGUAGES}
-    )
-    levels: dict[int, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=lambda: dict.fromkeys(LEVELS, 1.0)
-    )
+    n: Annotated[int, Field(ge=0)]
+    languages: dict[str, Annotated[float, Field(gt=0)]]
+    levels: dict[int, Annotated[float, Field(gt=0)]]
 
     @field_validator("languages")
     @classmethod
@@ -81,27 +78,25 @@ class MathSourceParams(_Params):
 class CodeSourceParams(_Params):
     """The embedded code-problem generator."""
 
-    n: Annotated[int, Field(ge=0)] = 200
-    tests_per_problem: Annotated[int, Field(ge=20)] = 24
+    n: Annotated[int, Field(ge=0)]
+    tests_per_problem: Annotated[int, Field(ge=20)]
 
 
 class CurationParams(_Params):
     """``curation`` in parameters_curation.yml."""
 
-    math: MathSourceParams = Field(default_factory=MathSourceParams)
-    code: CodeSourceParams = Field(default_factory=CodeSourceParams)
-    eval_size: Annotated[int, Field(gt=0)] = 500
-    vocab_size: Annotated[int, Field(ge=300)] = 2048
+    math: MathSourceParams
+    code: CodeSourceParams
+    eval_size: Annotated[int, Field(gt=0)]
+    vocab_size: Annotated[int, Field(ge=300)]
 
 
 class SFTParams(_Params):
     """``sft`` in parameters_sft.yml."""
 
-    kinds: list[Literal["math", "code"]] = Field(default_factory=lambda: ["math"])
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    loop: SFTConfig = Field(default_factory=SFTConfig)
-    checkpoint_dir: str = "data/06_models/sft_state"
-    eval_problems: Annotated[int, Field(ge=0)] = 300
-    eval_sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(max_new_tokens=128, temperature=0.0)
-    )
+    kinds: list[Literal["math", "code"]]
+    engine: EngineConfig
+    loop: SFTConfig
+    checkpoint_dir: str
+    eval_problems: Annotated[int, Field(ge=0)]
+    eval_sampling: SamplingConfig

@@ -11,41 +11,35 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from magistral_kedro.params import CurationParams, ModelParams, PromptParams, SFTParams
+from magistral_kedro.rewards import RewardConfig
+from tests.params import merge, raw_parameters
 
+RAW = raw_parameters(
+    "micro",
+    seed=0,
+    curation={"math": {"n": 300}, "code": {"n": 8}, "eval_size": 30, "vocab_size": 400},
+)
 MICRO = {
-    "params:seed": 0,
-    "params:prompt": PromptParams(system_prompt="none"),
-    "params:model": ModelParams.model_validate(
-        {
-            "tiny": {
-                "hidden_size": 32,
-                "num_layers": 2,
-                "num_heads": 2,
-                "intermediate_size": 64,
-                "max_position_embeddings": 256,
-            }
-        }
-    ),
-    "params:curation": CurationParams.model_validate(
-        {
-            "math": {"n": 300},
-            "code": {"n": 8, "tests_per_problem": 20},
-            "eval_size": 30,
-            "vocab_size": 400,
-        }
-    ),
+    "params:seed": RAW["seed"],
+    "params:prompt": PromptParams.model_validate(RAW["prompt"]),
+    "params:model": ModelParams.model_validate(RAW["model"]),
+    "params:curation": CurationParams.model_validate(RAW["curation"]),
+    "params:reward": RewardConfig(**RAW["reward"]),
 }
 
 
-def sft_params(checkpoint_dir: str, **overrides: Any) -> SFTParams:
-    raw = {
-        "engine": {"backend": "torch", "optim": {"warmup_steps": 2, "max_steps": 6}},
-        "loop": {"batch_size": 8, "eval_every": 3, "eval_size": 8, "checkpoint_every": 3},
-        "checkpoint_dir": checkpoint_dir,
-        "eval_problems": 6,
-        "eval_sampling": {"max_new_tokens": 16, "temperature": 0.0},
-        **overrides,
-    }
+def sft_params(checkpoint_dir: str) -> SFTParams:
+    """The micro SFT section on plain torch, checkpointing into ``checkpoint_dir``."""
+    raw = merge(
+        RAW["sft"],
+        {
+            "engine": {"backend": "torch", "optim": {"max_steps": 6}},
+            "loop": {"checkpoint_every": 3, "eval_every": 3, "eval_size": 8},
+            "checkpoint_dir": checkpoint_dir,
+            "eval_problems": 6,
+            "eval_sampling": {"max_new_tokens": 16, "batch_size": 6},
+        },
+    )
     return SFTParams.model_validate(raw)
 
 

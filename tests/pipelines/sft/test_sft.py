@@ -1,6 +1,5 @@
 from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.pipelines.sft import create_pipeline as sft
-from magistral_kedro.rewards import RewardConfig
 from tests.pipelines.conftest import MICRO, run, sft_params
 
 
@@ -9,7 +8,6 @@ def test_sft_pipeline_on_micro_parameters(user_problems, tmp_path):
     inputs = {
         **MICRO,
         "params:sft": sft_params(str(tmp_path / "state")),
-        "params:reward": RewardConfig(),
         **{k: curated[k] for k in ("tokenizer", "train_problems", "eval_problems")},
     }
     out = run(sft(), inputs)

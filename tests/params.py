@@ -1,0 +1,30 @@
+"""The shipped parameters of an environment, as the project's typed sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Kedro's soft merge: an override replaces single keys, not whole sections."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )  # fmt: skip
+    return out
+
+
+def raw_parameters(env: str = "base", **overrides: Any) -> dict[str, Any]:
+    """conf/base/parameters*.yml, soft-merged with conf/<env>/ and then ``overrides``."""
+    params: dict[str, Any] = {}
+    for folder in dict.fromkeys(["base", env]):
+        for path in sorted((CONF / folder).glob("parameters*.yml")):
+            params = merge(params, yaml.safe_load(path.read_text()) or {})
+    return merge(params, overrides)
