@@ -123,3 +123,16 @@ def test_isolation_runs_as_nobody_without_network():
     result = run_code(probe, "python", [{"input": "", "output": "65534 1 empty\n"}])
     assert result.passed, result
     assert os.geteuid() == 0
+
+
+def test_a_project_under_tmp_is_hidden_with_tmp(tmp_path, monkeypatch):
+    """CI clones into /tmp/...: mounting over /tmp hides it, and it must not be mounted again."""
+    from magistral_kedro.rewards.code import _hidden_paths
+
+    monkeypatch.chdir(tmp_path)
+    hidden = _hidden_paths(Path("/var/tmp/magistral-sandbox/run-x"))
+    if str(tmp_path).startswith("/tmp/"):
+        assert "/tmp" in hidden and str(tmp_path) not in hidden
+    assert all(not Path(a).is_relative_to(b) for a in hidden for b in hidden if a != b)
+    result = run_code("print(int(input()) * 2)", "python", [{"input": "3\n", "output": "6\n"}])
+    assert result.passed, result

@@ -97,14 +97,19 @@ def _sandbox_base() -> Path:
 
 
 def _hidden_paths(box: Path) -> list[str]:
-    """Directories covered by an empty tmpfs inside the namespace (never the box's ancestors)."""
+    """Directories covered by an empty tmpfs inside the namespace: never the box's ancestors, and
+    never a path inside another hidden one (it is hidden already, and no longer a mount point)."""
     project = Path(__file__).resolve().parents[3]
-    candidates = ["/tmp", "/dev/shm", str(Path.home()), str(Path.cwd()), str(project)]
-    hidden = []
-    for path in dict.fromkeys(candidates):
-        if path != "/" and Path(path).is_dir() and not box.is_relative_to(path):
-            hidden.append(path)
-    return hidden
+    candidates = [Path(p) for p in ("/tmp", "/dev/shm", Path.home(), Path.cwd(), project)]
+    usable = [
+        path for path in dict.fromkeys(candidates)
+        if path != Path("/") and path.is_dir() and not box.is_relative_to(path)
+    ]  # fmt: skip
+    return [
+        str(path)
+        for path in usable
+        if not any(path != other and path.is_relative_to(other) for other in usable)
+    ]
 
 
 def _command(box: Path, argv: Sequence[str]) -> list[str]:
