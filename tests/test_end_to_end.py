@@ -52,6 +52,8 @@ def test_outputs_land_in_their_layers(project):
         "02_intermediate/curation_rejects.jsonl",
         "08_reporting/curation_report.csv",
         "07_model_output/sft_eval_samples.jsonl",
+        "07_model_output/rl_samples.jsonl",
+        "07_model_output/rl_eval_samples.jsonl",
     ):
         assert (data / path).is_file(), path
     # Versioned checkpoints: <name>/<timestamp>/<name>/config.json
@@ -87,6 +89,15 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     artifacts = project / "mlruns"
     checkpoints = sorted(p.parent.name for p in artifacts.glob("**/checkpoints/sft/*/config.json"))
     assert checkpoints == ["step_000004", "step_000008"]
+    rl_steps = [s for (s,) in db.execute(
+        "SELECT step FROM metrics WHERE key = 'reward/total' AND run_uuid = ? ORDER BY step",
+        (run_id,))]  # fmt: skip
+    assert rl_steps == [1, 2, 3, 4]
+    assert {"rl_eval/accuracy", "groups/dropped_frac", "curriculum/stage"} <= keys
+    rl_checkpoints = sorted(
+        p.parent.name for p in artifacts.glob("**/checkpoints/rl/*/config.json")
+    )
+    assert rl_checkpoints == ["step_000002", "step_000004"]
     assert list(artifacts.glob("**/checkpoints/sft/step_000008/tokenizer.json"))
 
 

@@ -3,12 +3,12 @@
 import pytest
 from pydantic import ValidationError
 
-from magistral_kedro.params import CurationParams, ModelParams, PromptParams, SFTParams
+from magistral_kedro.params import CurationParams, ModelParams, PromptParams, RLParams, SFTParams
 from magistral_kedro.rewards import RewardConfig
 from tests.params import raw_parameters
 
 SECTIONS = {"model": ModelParams, "prompt": PromptParams, "curation": CurationParams,
-            "sft": SFTParams}  # fmt: skip
+            "sft": SFTParams, "rl": RLParams}  # fmt: skip
 
 
 @pytest.mark.parametrize("env", ["base", "micro"])
@@ -22,7 +22,7 @@ def test_shipped_parameters_validate(env):
 
 def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
     raw = raw_parameters("gpu")
-    for name in ("prompt", "curation", "sft"):
+    for name in ("prompt", "curation", "sft", "rl"):
         SECTIONS[name].model_validate(raw[name])
     with pytest.raises(ValidationError, match=r"Qwen2\.5-1\.5B-Instruct"):
         ModelParams.model_validate(raw["model"])
@@ -38,6 +38,9 @@ def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
         ("curation", {"math": {"languages": {"en": 1.0, "xx": 1.0}}}, "xx"),
         ("curation", {"code": {"tests_per_problem": 5}}, "tests_per_problem"),
         ("model", {"name_or_path": "/no/such/model"}, "/no/such/model"),
+        ("rl", {"grpo": {"group_size": 1}}, "group_size"),
+        ("rl", {"curriculum": [{"start_step": 5}]}, "start at step 0"),
+        ("rl", {"curriculum": []}, "curriculum"),
     ],
 )
 def test_wrong_values_name_the_key_and_the_value(section, override, needle):

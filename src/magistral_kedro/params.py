@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from magistral_kedro.generation.base import SamplingConfig
+from magistral_kedro.grpo.loop import GRPOConfig, Stage
 from magistral_kedro.models.factory import TinyModelConfig
 from magistral_kedro.tasks.math import LEVELS, check_known
 from magistral_kedro.tasks.schema import LANGUAGES
@@ -100,3 +101,25 @@ class SFTParams(_Params):
     checkpoint_dir: str
     eval_problems: Annotated[int, Field(ge=0)]
     eval_sampling: SamplingConfig
+
+
+class RLParams(_Params):
+    """``rl`` in parameters_rl.yml."""
+
+    kinds: list[Literal["math", "code"]]
+    engine: EngineConfig
+    grpo: GRPOConfig
+    curriculum: list[Stage] = Field(min_length=1)
+    checkpoint_dir: str
+    eval_problems: Annotated[int, Field(ge=0)]
+    eval_sampling: SamplingConfig
+
+    @field_validator("curriculum")
+    @classmethod
+    def _ordered(cls, stages: list[Stage]) -> list[Stage]:
+        starts = [stage.start_step for stage in stages]
+        if starts[0] != 0 or starts != sorted(starts):
+            raise ValueError(
+                f"curriculum stages must start at step 0 and be in order, got {starts}"
+            )
+        return stages

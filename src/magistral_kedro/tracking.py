@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,42 @@ def log_checkpoint(path: Path, step: int, name: str) -> None:
         return
     mlflow.log_artifacts(str(path), artifact_path=f"checkpoints/{name}/step_{step:06d}")
     logger.info("logged %s checkpoint of step %d to MLflow", name, step)
+
+
+class MlflowTracker:
+    """The GRPO loop's tracker: MLflow, continuing a resumed run's own MLflow run."""
+
+    def __init__(self, checkpoint_name: str) -> None:
+        self.checkpoint_name = checkpoint_name
+        self.run_id: str | None = None
+
+    def attach(self, run_id: str | None) -> str | None:
+        """Log into ``run_id`` if given (a resumed run), else into the active run, if any."""
+        active = mlflow.active_run()
+        self.run_id = run_id or (active.info.run_id if active else None)
+        if run_id and active and active.info.run_id != run_id:
+            mlflow.set_tag("resumed_into_run", run_id)
+            logger.info("resumed training: metrics continue in MLflow run %s", run_id)
+        return self.run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """One step's metrics."""
+        if self.run_id is None:
+            return
+        finite = {metric_key(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+        client = mlflow.MlflowClient()
+        timestamp = int(time.time() * 1000)
+        client.log_batch(
+            self.run_id,
+            metrics=[mlflow.entities.Metric(k, v, timestamp, step) for k, v in finite.items()],
+        )
+
+    def log_checkpoint(self, path: Path, step: int) -> None:
+        """A model + tokenizer directory, as ``checkpoints/<name>/step_<step>``."""
+        if self.run_id is None:
+            return
+        mlflow.MlflowClient().log_artifacts(
+            self.run_id,
+            str(path),
+            artifact_path=f"checkpoints/{self.checkpoint_name}/step_{step:06d}",
+        )

@@ -10,12 +10,10 @@ from typing import Any
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.generation import TransformersGenerator
-from magistral_kedro.models import Checkpoint, build_prompt, build_tiny_model, load_checkpoint
+from magistral_kedro.models import Checkpoint, build_tiny_model, load_checkpoint
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
-from magistral_kedro.pipelines.frames import frame_to_problems
-from magistral_kedro.rewards import RewardConfig, score_batch
-from magistral_kedro.tasks.prompts import resolve_system_prompt
+from magistral_kedro.pipelines.evaluation import build_prompts, evaluate_generation
+from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tracking import as_metrics_dataset, log_checkpoint, log_step_metrics
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
 
@@ -36,13 +34,6 @@ def initialise_model(
     return Checkpoint(model=tiny, tokenizer=tokenizer)
 
 
-def _prompts(
-    problems: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, prompt: PromptParams
-) -> list[str]:
-    system_prompt = resolve_system_prompt(prompt.system_prompt)
-    return [build_prompt(tokenizer, text, system_prompt) for text in problems["prompt"]]
-
-
 def build_sft_examples(
     train: pd.DataFrame,
     evaluation: pd.DataFrame,
@@ -57,7 +48,7 @@ def build_sft_examples(
     for name, frame in (("train", train), ("eval", evaluation)):
         usable = frame[frame["kind"].isin(sft.kinds) & frame["reference"].notna()]
         examples, too_long = tokenize_examples(
-            _prompts(usable, tokenizer, prompt),
+            build_prompts(usable, tokenizer, prompt),
             list(usable["reference"]),
             tokenizer,
             sft.loop.max_length,
@@ -105,7 +96,7 @@ def train_sft_model(
     return Checkpoint(model=model, tokenizer=base_model.tokenizer)
 
 
-def evaluate_generation(
+def evaluate_sft(
     checkpoint: Checkpoint,
     evaluation: pd.DataFrame,
     prompt: PromptParams,
@@ -113,54 +104,8 @@ def evaluate_generation(
     reward: RewardConfig,
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Decode eval prompts (greedy by default) and grade them with the Magistral reward: format
-    rate, accuracy (SymPy-backed ``math_equal``), language consistency; per language and level."""
-    problems = evaluation[evaluation["kind"] == "math"].head(sft.eval_problems)
-    if problems.empty:
-        logger.warning("no math problem in the eval set: generation metrics skipped")
-        return pd.DataFrame(), {}
-    generator = TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
-    samples = [
-        group[0]
-        for group in generator.generate(
-            _prompts(problems, checkpoint.tokenizer, prompt),
-            n=1,
-            sampling=sft.eval_sampling,
-            seed=seed,
-        )
-    ]
-    rewards = score_batch(
-        [s.text for s in samples],
-        frame_to_problems(problems),
-        [len(s.token_ids) for s in samples],
-        reward,
-        seed=seed,
-    )
-    table = problems[["id", "language", "difficulty", "answer"]].reset_index(drop=True)
-    table["completion"] = [s.text for s in samples]
-    table["completion_tokens"] = [len(s.token_ids) for s in samples]
-    table["truncated"] = [s.finish_reason == "length" for s in samples]
-    table["format_ok"] = [r.format > 0 for r in rewards]
-    table["correct"] = [r.correct > 0 for r in rewards]
-    table["language_ok"] = [r.language > 0 for r in rewards]
-    table["reward"] = [r.total for r in rewards]
-    table["format_reason"] = [r.reason for r in rewards]
-    metrics = {
-        "sft_eval/format_rate": table["format_ok"].mean(),
-        "sft_eval/accuracy": table["correct"].mean(),
-        "sft_eval/language_rate": table["language_ok"].mean(),
-        "sft_eval/mean_reward": table["reward"].mean(),
-        "sft_eval/truncated_fraction": table["truncated"].mean(),
-        "sft_eval/mean_completion_tokens": table["completion_tokens"].mean(),
-    }
-    for column, prefix in (("language", "lang"), ("difficulty", "level")):
-        for key, group in table.groupby(column):
-            metrics[f"sft_eval/accuracy/{prefix}_{key}"] = group["correct"].mean()
-    logger.info(
-        "sft eval on %d problems: format rate %.3f, accuracy %.3f, language rate %.3f",
-        len(table),
-        metrics["sft_eval/format_rate"],
-        metrics["sft_eval/accuracy"],
-        metrics["sft_eval/language_rate"],
-    )
-    return table, as_metrics_dataset(metrics)
+    """The SFT model on the eval split, graded by the Magistral reward (``sft_eval/...``)."""
+    return evaluate_generation(
+        checkpoint, evaluation, prompt, sft.eval_problems, sft.eval_sampling, reward, seed,
+        prefix="sft_eval",
+    )  # fmt: skip

@@ -34,7 +34,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="train_sft",
             ),
             Node(
-                nodes.evaluate_generation,
+                nodes.evaluate_sft,
                 inputs=[
                     "sft_model",
                     "eval_problems",

@@ -1,0 +1,106 @@
+"""The three public GRPO functions on hand-computed cases."""
+
+import math
+
+import pytest
+import torch
+
+from magistral_kedro.grpo import greedy_collate, magistral_advantages, magistral_loss
+
+
+def test_advantages_hand_computed():
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.5, 0.5, 0.5, 1.1, 0.1])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    advantages, keep = magistral_advantages(rewards, groups)
+    assert keep.tolist() == [True, True, True, False, False, False, True, True]
+    # r - group mean: 1/3, -2/3, 1/3 | dropped | 0.5, -0.5; mean 0, population std sqrt(0.2333)
+    std = math.sqrt((1 / 9 + 4 / 9 + 1 / 9 + 0.25 + 0.25) / 5)
+    expected = [1 / 3 / std, -2 / 3 / std, 1 / 3 / std, 0, 0, 0, 0.5 / std, -0.5 / std]
+    torch.testing.assert_close(advantages, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_dropped_groups_do_not_move_the_normalisation():
+    rewards = torch.tensor([1.0, 0.0, 7.0, 7.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    alone, _ = magistral_advantages(rewards[:2], groups[:2])
+    with_dropped, keep = magistral_advantages(rewards, groups)
+    torch.testing.assert_close(with_dropped[:2], alone)
+    assert keep.tolist() == [True, True, False, False]
+
+
+def test_all_groups_dropped_gives_nothing_to_learn():
+    advantages, keep = magistral_advantages(torch.ones(6), torch.tensor([0, 0, 1, 1, 2, 2]))
+    assert not keep.any() and torch.all(advantages == 0)
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="1-D"):
+        magistral_advantages(torch.ones(3), torch.zeros(4, dtype=torch.long))
+
+
+def _tokens(ratios, advantage):
+    """One sequence whose tokens have the given ratios (old log-prob 0)."""
+    logprobs = torch.log(torch.tensor([ratios]))
+    return (
+        logprobs,
+        torch.zeros_like(logprobs),
+        torch.tensor([advantage]),
+        torch.ones_like(logprobs),
+    )
+
+
+@pytest.mark.parametrize(
+    ("ratios", "advantage", "objective", "high", "low"),
+    [
+        ([1.0, 1.0], 2.0, [2.0, 2.0], 0.0, 0.0),  # on-policy: rho A
+        ([1.5, 1.1], 2.0, [1.28 * 2, 1.1 * 2], 0.5, 0.0),  # clipped at 1 + eps_high
+        ([0.5, 0.9], -2.0, [0.8 * -2, 0.9 * -2], 0.0, 0.5),  # clipped at 1 - eps_low
+        ([1.5, 0.5], -2.0, [1.5 * -2, 0.8 * -2], 0.0, 0.5),  # min() keeps the worse of the two
+        ([0.5, 1.5], 2.0, [0.5 * 2, 1.28 * 2], 0.5, 0.0),
+    ],
+)
+def test_clipped_objective_hand_computed(ratios, advantage, objective, high, low):
+    loss, stats = magistral_loss(*_tokens(ratios, advantage), eps_low=0.2, eps_high=0.28)
+    assert float(loss) == pytest.approx(-sum(objective) / 2, rel=1e-5)
+    assert stats["clip/high_frac"] == pytest.approx(high)
+    assert stats["clip/low_frac"] == pytest.approx(low)
+    assert stats["policy/mean_ratio"] == pytest.approx(sum(ratios) / 2, rel=1e-5)
+
+
+def test_padding_does_not_count_and_total_tokens_is_the_denominator():
+    logprobs, old, adv, mask = _tokens([1.0, 1.0, 1.0], 1.0)
+    mask[0, 2] = 0
+    loss, _ = magistral_loss(logprobs, old, adv, mask, 0.2, 0.28)
+    assert float(loss) == pytest.approx(-1.0)
+    loss, _ = magistral_loss(logprobs, old, adv, mask, 0.2, 0.28, total_tokens=8)
+    assert float(loss) == pytest.approx(-2 / 8)
+
+
+def test_microbatches_with_the_global_denominator_equal_one_batch():
+    """Long and short answers weigh by their tokens, however the step is cut."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 6, requires_grad=True)
+    old = torch.randn(4, 6).detach()
+    adv = torch.tensor([1.0, -0.5, 2.0, -1.0])
+    mask = torch.tensor(
+        [[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]
+    )
+    whole, _ = magistral_loss(logits, old, adv, mask, 0.2, 0.28)
+    whole.backward()
+    grad_whole = logits.grad.clone()
+    logits.grad = None
+    total = int(mask.sum())
+    parts = [
+        magistral_loss(
+            logits[rows], old[rows], adv[rows], mask[rows], 0.2, 0.28, total_tokens=total
+        )[0]
+        for rows in ([0, 2], [1, 3])
+    ]
+    for part in parts:
+        part.backward()
+    assert float(sum(parts).detach()) == pytest.approx(float(whole.detach()), rel=1e-6)
+    torch.testing.assert_close(logits.grad, grad_whole)
+
+
+def test_greedy_collate_is_public_here():
+    assert greedy_collate([5, 1, 4], max_tokens=8) == [[0], [2, 1]]

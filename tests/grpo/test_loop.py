@@ -1,0 +1,187 @@
+"""The GRPO loop: on-policy ratio 1, determinism, resume after a crash and after kill -9.
+
+Rewards come from a stand-in verifier (a function of the completion's tokens) so that a random
+micro model gets diverse groups and the training path runs; the real reward has its own tests.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from magistral_kedro.grpo import loop
+from magistral_kedro.grpo.loop import GRPOConfig, Stage, train_grpo
+from magistral_kedro.models import build_prompt, build_tiny_model
+from magistral_kedro.rewards import RewardBreakdown, RewardConfig
+from magistral_kedro.training.engine import EngineConfig, OptimConfig
+from tests.conftest import MICRO_MODEL
+
+GRPO = GRPOConfig(group_size=4, checkpoint_every=2, reward_workers=1, samples_per_step=2)
+STAGES = [Stage(l_max=12, l_cache=4, n_prompts=4), Stage(start_step=3, l_max=16, n_prompts=3)]
+
+
+def parity_reward(completions, problems, n_tokens, cfg, **_):
+    """1.1 for completions with an even number of 'e' characters, else 0.1."""
+    return [
+        RewardBreakdown(0.1, 0.9 * (text.count("e") % 2 == 0), 0.0, 0.0,
+                        0.1 + 0.9 * (text.count("e") % 2 == 0))
+        for text in completions
+    ]  # fmt: skip
+
+
+class ListTracker:
+    def __init__(self):
+        self.metrics, self.checkpoints, self.attached = [], [], []
+
+    def attach(self, run_id):
+        self.attached.append(run_id)
+        return run_id or "run-1"
+
+    def log_metrics(self, metrics, step):
+        self.metrics.append((step, metrics))
+
+    def log_checkpoint(self, path, step):
+        assert (path / "config.json").is_file()
+        self.checkpoints.append(step)
+
+
+def _run(tokenizer, problems, directory, tracker=None, steps=4):
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
+    engine = EngineConfig(
+        backend="torch", optim=OptimConfig(lr=1e-3, warmup_steps=1, max_steps=steps)
+    )
+    return train_grpo(model, tokenizer, problems, prompts, engine_config=engine, grpo=GRPO,
+                      stages=STAGES, reward=RewardConfig(), checkpoint_dir=directory, seed=3,
+                      fingerprint="f", tracker=tracker)  # fmt: skip
+
+
+@pytest.fixture()
+def fake_reward(monkeypatch):
+    monkeypatch.setattr(loop, "score_batch", parity_reward)
+
+
+def test_trains_on_policy_logs_everything_and_is_deterministic(tokenizer, math_problems, tmp_path,
+                                                                fake_reward):  # fmt: skip
+    tracker = ListTracker()
+    _, samples = _run(tokenizer, math_problems[:20], tmp_path / "a", tracker)
+    steps = [step for step, _ in tracker.metrics]
+    assert steps == [1, 2, 3, 4] and tracker.checkpoints == [2, 4]
+    first = tracker.metrics[0][1]
+    # Same temperature scaling on both sides, no top-k/top-p: before any update the ratio is 1.
+    assert first["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-4)
+    assert first["policy/approx_kl"] < 1e-6
+    for key in (
+        "reward/total",
+        "groups/dropped_frac",
+        "clip/high_frac",
+        "clip/low_frac",
+        "policy/entropy",
+        "train/grad_norm",
+        "train/lr",
+        "time/generate_s",
+        "time/verify_s",
+        "time/train_s",
+        "completion/mean_tokens",
+        "curriculum/stage",
+    ):
+        assert key in first, key  # fmt: skip
+    assert [m["curriculum/stage"] for _, m in tracker.metrics] == [0, 0, 0, 1]
+    assert [m["curriculum/l_max"] for _, m in tracker.metrics] == [12, 12, 12, 16]
+    assert len(samples) == 8 and {"completion", "total", "step"} <= set(samples[0])
+    again = ListTracker()
+    _run(tokenizer, math_problems[:20], tmp_path / "b", again)
+    assert [m["reward/total"] for _, m in again.metrics] == [
+        m["reward/total"] for _, m in tracker.metrics
+    ]
+
+
+def test_a_crashed_run_resumes_into_the_same_run_without_repeating_steps(
+    tokenizer, math_problems, tmp_path, monkeypatch, fake_reward
+):
+    reference, _ = _run(tokenizer, math_problems[:20], tmp_path / "ref")
+    calls = {"n": 0}
+
+    def crash_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return parity_reward(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "score_batch", crash_at_step_3)
+    first = ListTracker()
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(tokenizer, math_problems[:20], tmp_path / "run", first)
+    monkeypatch.setattr(loop, "score_batch", parity_reward)
+    second = ListTracker()
+    resumed, samples = _run(tokenizer, math_problems[:20], tmp_path / "run", second)
+    assert [s for s, _ in first.metrics] == [1, 2] and [s for s, _ in second.metrics] == [3, 4]
+    assert second.attached == ["run-1"]  # the first run's id, read back from the checkpoint
+    assert sorted({row["step"] for row in samples}) == [1, 2, 3, 4]
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
+
+
+def test_a_batch_with_every_group_dropped_is_skipped_and_counted(
+    tokenizer, math_problems, tmp_path, monkeypatch
+):
+    zero = RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0)
+    monkeypatch.setattr(loop, "score_batch", lambda texts, *a, **k: [zero] * len(texts))
+    tracker = ListTracker()
+    _run(tokenizer, math_problems[:20], tmp_path / "z", tracker, steps=2)
+    assert [m["train/skipped_steps"] for _, m in tracker.metrics] == [1, 2]
+    assert all(m["groups/dropped_frac"] == 1.0 for _, m in tracker.metrics)
+
+
+KILL_SCRIPT = """
+import json, sys
+from pathlib import Path
+from magistral_kedro.grpo import loop
+from tests.grpo.test_loop import _run, parity_reward, ListTracker
+from tests.conftest import *  # noqa
+from magistral_kedro.tasks import LANGUAGES, generate_math_problems
+from magistral_kedro.models import train_tokenizer
+loop.score_batch = parity_reward
+levels = dict.fromkeys(range(1, 6), 1.0)
+problems = generate_math_problems(300, 0, dict.fromkeys(LANGUAGES, 1.0), levels)
+tokenizer = train_tokenizer([t for p in problems for t in (p.prompt, p.reference)], 400)
+class FileTracker(ListTracker):
+    def log_metrics(self, metrics, step):
+        with open(sys.argv[2], "a") as out:
+            out.write(json.dumps({"step": step, "reward": metrics["reward/total"]}) + "\\n")
+_run(tokenizer, problems[:20], Path(sys.argv[1]), FileTracker(), steps=int(sys.argv[3]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_the_same_command_continues(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    command = [
+        sys.executable,
+        "-c",
+        KILL_SCRIPT,
+        str(tmp_path / "state"),
+        str(tmp_path / "m.jsonl"),
+        "40",
+    ]
+    process = subprocess.Popen(command, cwd=root, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "state" / "step_000004").is_dir():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere after step 4: mid-step or mid-checkpoint
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = subprocess.run(
+        command, cwd=root, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 41))  # every step once: none lost, none twice
