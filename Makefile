@@ -42,6 +42,7 @@ test: lint typecheck pytest
 # Benchmarks print figures (never asserted in tests); see benchmarks/.
 bench: install
 	$(BIN)/python benchmarks/rewards.py
+	$(BIN)/python benchmarks/grpo.py
 
 viz: install
 	$(BIN)/kedro viz build

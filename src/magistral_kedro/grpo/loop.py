@@ -133,8 +133,8 @@ def _policy_loss(
             logprobs, old, advantages[group], batch["loss_mask"], grpo.eps_low, grpo.eps_high,
             total_tokens=total_tokens,
         )  # fmt: skip
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"GRPO loss is {float(loss)}")
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"GRPO loss is {float(loss.detach())}")
         engine.backward(loss)
         with torch.no_grad():
             probs = torch.softmax(logits[:, :-1], dim=-1)
@@ -144,7 +144,7 @@ def _policy_loss(
             stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
         for key, value in stats.items():
             sums[key] = sums.get(key, 0.0) + value * weight
-        sums["loss"] = sums.get("loss", 0.0) + float(loss) * total_tokens
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens
     return {key: value / total_tokens for key, value in sums.items()}
 
 
