@@ -185,3 +185,22 @@ def test_kill_9_mid_run_then_the_same_command_continues(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     steps = [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 41))  # every step once: none lost, none twice
+
+
+def test_curriculum_switches_by_step_or_by_reward():
+    stages = [Stage(), Stage(start_step=10, min_reward=0.5), Stage(start_step=20)]
+    assert loop._stage_index(stages, 3, 0, last_reward=0.1) == 0
+    assert loop._stage_index(stages, 3, 0, last_reward=0.6) == 1  # reward reached early
+    assert loop._stage_index(stages, 10, 0, last_reward=0.0) == 1
+    assert loop._stage_index(stages, 25, 1, last_reward=0.0) == 2
+    assert loop._stage_index(stages, 5, 2, last_reward=0.0) == 2  # never back
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tokenizer, math_problems, tmp_path,
+                                                      fake_reward, monkeypatch):  # fmt: skip
+    def nan_loss(*args, **kwargs):
+        raise FloatingPointError("GRPO loss is nan")
+
+    monkeypatch.setattr(loop, "_policy_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match=r"step 0.*Last good checkpoint: none"):
+        _run(tokenizer, math_problems[:20], tmp_path / "nan")

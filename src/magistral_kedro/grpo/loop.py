@@ -279,10 +279,17 @@ def train_grpo(
                     continue
                 rows = [int(k) for k in chunk]
                 sequences = [prompt_ids[flat[k][0]] + flat[k][1].token_ids for k in rows]
-                stats = _policy_loss(
-                    engine, sequences, [len(prompt_ids[flat[k][0]]) for k in rows],
-                    [flat[k][1].logprobs for k in rows], advantages[rows], pad_id, grpo,
-                )  # fmt: skip
+                try:
+                    stats = _policy_loss(
+                        engine, sequences, [len(prompt_ids[flat[k][0]]) for k in rows],
+                        [flat[k][1].logprobs for k in rows], advantages[rows], pad_id, grpo,
+                    )  # fmt: skip
+                except FloatingPointError as error:
+                    last = manager.checkpoints()
+                    raise FloatingPointError(
+                        f"{error} at step {step}; stopped before the update. Last good "
+                        f"checkpoint: {last[-1] if last else 'none'}. Try a lower learning rate."
+                    ) from error
                 metrics.update(stats)
                 metrics.update({f"train/{k}": v for k, v in engine.step().items()})
                 train_tokens += sum(len(s) for s in sequences)
