@@ -1,7 +1,8 @@
 """MLflow glue for nodes: per-step metrics and checkpoint artifacts from inside long nodes.
 
-kedro-mlflow opens one MLflow run per ``kedro run``; these helpers log into it. When no run is
-active (a node function called from a test or a notebook), they log nothing.
+kedro-mlflow opens one MLflow run per ``kedro run``; :class:`MlflowTracker` logs into it (or, for
+a resumed training, into the run that training started in). When no run is active (a node function
+called from a test or a notebook), it logs nothing.
 """
 
 from __future__ import annotations
@@ -57,24 +58,8 @@ def as_metrics_dataset(metrics: Mapping[str, float], step: int = 0) -> dict[str,
     }
 
 
-def log_step_metrics(metrics: Mapping[str, float], step: int) -> None:
-    """Log one training step's metrics to the active MLflow run (no-op without one)."""
-    if mlflow.active_run() is None:
-        return
-    finite = {metric_key(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
-    mlflow.log_metrics(finite, step=step)
-
-
-def log_checkpoint(path: Path, step: int, name: str) -> None:
-    """Log a checkpoint directory (model + tokenizer) as ``checkpoints/<name>/step_<step>``."""
-    if mlflow.active_run() is None:
-        return
-    mlflow.log_artifacts(str(path), artifact_path=f"checkpoints/{name}/step_{step:06d}")
-    logger.info("logged %s checkpoint of step %d to MLflow", name, step)
-
-
 class MlflowTracker:
-    """The GRPO loop's tracker: MLflow, continuing a resumed run's own MLflow run."""
+    """The training loops' tracker: MLflow, continuing a resumed run's own MLflow run."""
 
     def __init__(self, checkpoint_name: str) -> None:
         self.checkpoint_name = checkpoint_name

@@ -14,7 +14,7 @@ from magistral_kedro.models import Checkpoint, build_tiny_model, load_checkpoint
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
 from magistral_kedro.pipelines.evaluation import build_prompts, evaluate_generation
 from magistral_kedro.rewards import RewardConfig
-from magistral_kedro.tracking import as_metrics_dataset, log_checkpoint, log_step_metrics
+from magistral_kedro.tracking import MlflowTracker, as_metrics_dataset
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def train_sft_model(
     fingerprint = _fingerprint(
         sft.engine, sft.loop, seed, len(examples["train"]), examples["train"][:8]
     )
+    tracker = MlflowTracker("sft")
+    tracker.attach(None)
     model, _ = train_sft(
         base_model.model,
         base_model.tokenizer,
@@ -90,8 +92,8 @@ def train_sft_model(
         checkpoint_dir=sft.checkpoint_dir,
         seed=seed,
         fingerprint=fingerprint,
-        log_metrics=log_step_metrics,
-        log_checkpoint=lambda path, step: log_checkpoint(path, step, "sft"),
+        log_metrics=tracker.log_metrics,
+        log_checkpoint=tracker.log_checkpoint,
     )
     return Checkpoint(model=model, tokenizer=base_model.tokenizer)
 
