@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from magistral_kedro.grpo import greedy_collate, magistral_advantages, magistral_loss
+from magistral_kedro.grpo import (
+    greedy_collate,
+    loss_denominator,
+    magistral_advantages,
+    magistral_loss,
+)
 
 
 def test_advantages_hand_computed():
@@ -104,3 +109,7 @@ def test_microbatches_with_the_global_denominator_equal_one_batch():
 
 def test_greedy_collate_is_public_here():
     assert greedy_collate([5, 1, 4], max_tokens=8) == [[0], [2, 1]]
+
+
+def test_single_process_denominator_is_the_local_count():
+    assert loss_denominator(123) == 123.0

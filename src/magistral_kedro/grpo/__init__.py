@@ -9,7 +9,7 @@ Plain torch, no Kedro. The loss in a few lines::
     loss  = -sum_t min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A) / total kept tokens
 """
 
-from magistral_kedro.grpo.core import magistral_advantages, magistral_loss
+from magistral_kedro.grpo.core import loss_denominator, magistral_advantages, magistral_loss
 from magistral_kedro.training.batching import greedy_collate
 
-__all__ = ["greedy_collate", "magistral_advantages", "magistral_loss"]
+__all__ = ["greedy_collate", "loss_denominator", "magistral_advantages", "magistral_loss"]

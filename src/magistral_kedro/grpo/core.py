@@ -56,7 +56,7 @@ def magistral_loss(
     mask: torch.Tensor,
     eps_low: float,
     eps_high: float,
-    total_tokens: int | None = None,
+    total_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate to minimise, normalised by the optimiser step's token count.
 
@@ -68,7 +68,8 @@ def magistral_loss(
         eps_low: lower clip (ratio >= 1 - eps_low), 0.2 in the paper.
         eps_high: upper clip (ratio <= 1 + eps_high), 0.26-0.28 in the paper ("clip-higher").
         total_tokens: the denominator, i.e. every kept completion token of the whole optimiser
-            step (across microbatches and ranks); default ``mask.sum()``.
+            step (across microbatches; across ranks see :func:`loss_denominator`); default
+            ``mask.sum()``.
 
     Returns:
         (loss, stats): ``-sum(min(rho A, clip(rho) A) * mask) / total_tokens`` (no KL, no entropy
@@ -98,3 +99,20 @@ def magistral_loss(
             "policy/approx_kl": float(((ratio - 1 - log_ratio) * mask).sum() / n),
         }
     return loss, stats
+
+
+def loss_denominator(local_tokens: int) -> float:
+    """The token count that makes the step's loss ``sum over all kept tokens / their number``.
+
+    With one process this is ``local_tokens``. Across data-parallel ranks whose gradients are
+    averaged (DeepSpeed, DDP), every rank divides by ``global_tokens / world_size``: the average
+    of the ranks' gradients is then the gradient of the global token-normalised loss.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return float(local_tokens)
+    total = torch.tensor([float(local_tokens)], dtype=torch.float64)
+    if torch.cuda.is_available() and dist.get_backend() == "nccl":
+        total = total.cuda()
+    dist.all_reduce(total)
+    return float(total.item()) / dist.get_world_size()

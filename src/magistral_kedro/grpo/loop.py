@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
-from magistral_kedro.grpo.core import magistral_advantages, magistral_loss
+from magistral_kedro.grpo.core import loss_denominator, magistral_advantages, magistral_loss
 from magistral_kedro.models.factory import Checkpoint, save_checkpoint
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
@@ -115,7 +115,8 @@ def _policy_loss(
     grpo: GRPOConfig,
 ) -> dict[str, float]:
     """Backward over one minibatch, cut into microbatches; the denominator is its token count."""
-    total_tokens = sum(len(s) - p for s, p in zip(sequences, prompt_lengths, strict=True))
+    local_tokens = sum(len(s) - p for s, p in zip(sequences, prompt_lengths, strict=True))
+    total_tokens = loss_denominator(local_tokens)
     sums: dict[str, float] = {}
     for group in greedy_collate([len(s) for s in sequences], grpo.max_tokens_per_microbatch):
         batch = collate_causal_lm(
@@ -145,7 +146,7 @@ def _policy_loss(
         for key, value in stats.items():
             sums[key] = sums.get(key, 0.0) + value * weight
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens
-    return {key: value / total_tokens for key, value in sums.items()}
+    return {key: value / local_tokens for key, value in sums.items()}
 
 
 def train_grpo(
