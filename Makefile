@@ -43,6 +43,7 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/grpo.py
+	$(BIN)/python benchmarks/rl_gain.py
 
 viz: install
 	$(BIN)/kedro viz build
