@@ -204,3 +204,18 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tokenizer, math_problems, 
     monkeypatch.setattr(loop, "_policy_loss", nan_loss)
     with pytest.raises(FloatingPointError, match=r"step 0.*Last good checkpoint: none"):
         _run(tokenizer, math_problems[:20], tmp_path / "nan")
+
+
+def test_metrics_of_a_checkpoint_written_just_before_a_kill_are_logged_on_resume(
+    tokenizer, math_problems, tmp_path, fake_reward
+):
+    class DiesWhileLogging(ListTracker):
+        def log_metrics(self, metrics, step):
+            raise KeyboardInterrupt  # the process dies after the checkpoint, before any logging
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tokenizer, math_problems[:20], tmp_path / "run", DiesWhileLogging())
+    resumed = ListTracker()
+    _run(tokenizer, math_problems[:20], tmp_path / "run", resumed)
+    assert [step for step, _ in resumed.metrics] == [1, 2, 3, 4]
+    assert resumed.checkpoints == [2, 4]

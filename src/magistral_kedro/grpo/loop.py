@@ -34,6 +34,7 @@ from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_en
 
 Positive = Annotated[int, Field(gt=0)]
 SAMPLES_FILE = "samples.jsonl"
+LOGGED = "LOGGED"  # marker: this checkpoint's metrics and model are in the tracker
 
 
 @config
@@ -205,17 +206,29 @@ def train_grpo(
     # after the last checkpoint, and the tracking history must not hold them twice.
     pending: list[tuple[dict[str, float], int]] = []
 
+    def flush(path: Path, rows: list[tuple[dict[str, float], int]]) -> None:
+        """Log a checkpoint's metrics and model once; the marker file says it was done."""
+        if tracker is not None:
+            for metrics, at in rows:
+                tracker.log_metrics(metrics, at)
+            tracker.log_checkpoint(path / "hf", int(path.name.removeprefix("step_")))
+        (path / LOGGED).touch()
+
     def checkpoint(step: int) -> None:
         def export(path: Path) -> None:
             save_checkpoint(Checkpoint(engine.model, tokenizer), path)  # type: ignore[arg-type]
 
         keys = ("stage", "last_reward", "run_id", "skipped")
-        path = manager.save(step, engine, {k: state[k] for k in keys}, export)
-        if tracker is not None:
-            for metrics, at in pending:
-                tracker.log_metrics(metrics, at)
-            tracker.log_checkpoint(path / "hf", step)
+        # The metrics travel inside the checkpoint: killed before they are logged, the resumed
+        # run logs them; killed after, it finds the marker and does not log them twice.
+        payload = {**{k: state[k] for k in keys}, "metrics": pending}
+        path = manager.save(step, engine, payload, export)
+        flush(path, pending)
         pending.clear()
+
+    if resume_from is not None and not (resume_from / LOGGED).exists():
+        flush(resume_from, [(m, at) for m, at in state.pop("metrics", [])])
+    state.pop("metrics", None)
 
     progress = tqdm(total=max_steps, initial=state["step"], desc="rl", unit="step", leave=False)
     for step in range(state["step"], max_steps):
