@@ -93,7 +93,8 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
         "SELECT step FROM metrics WHERE key = 'reward/total' AND run_uuid = ? ORDER BY step",
         (run_id,))]  # fmt: skip
     assert rl_steps == [1, 2, 3, 4]
-    assert {"rl_eval/accuracy", "groups/dropped_frac", "curriculum/stage"} <= keys
+    assert {"rl_eval/accuracy", "rl_eval/sampled_accuracy", "groups/dropped_frac",
+            "curriculum/stage", "sft_eval/sampled_accuracy"} <= keys  # fmt: skip
     rl_checkpoints = sorted(
         p.parent.name for p in artifacts.glob("**/checkpoints/rl/*/config.json")
     )

@@ -101,6 +101,8 @@ class SFTParams(_Params):
     checkpoint_dir: str
     eval_problems: Annotated[int, Field(ge=0)]
     eval_sampling: SamplingConfig
+    eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
+    eval_temperature: Annotated[float, Field(gt=0)]
 
 
 class RLParams(_Params):
@@ -113,6 +115,8 @@ class RLParams(_Params):
     checkpoint_dir: str
     eval_problems: Annotated[int, Field(ge=0)]
     eval_sampling: SamplingConfig
+    eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
+    eval_temperature: Annotated[float, Field(gt=0)]
 
     @field_validator("curriculum")
     @classmethod

@@ -36,30 +36,24 @@ def evaluate_generation(
     reward: RewardConfig,
     seed: int,
     prefix: str,
+    k: int = 0,
+    temperature: float = 1.0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Decode eval prompts (greedy by default) and grade them with the Magistral reward: format
     rate, accuracy (SymPy-backed ``math_equal``), language consistency; per language and level.
-    Metrics are named ``<prefix>/<metric>``."""
+    With ``k > 0``, also ``k`` samples per problem at ``temperature``: sampled accuracy (pass@1
+    averaged over the k samples, what RL optimises) and mean reward. Metrics are named
+    ``<prefix>/<metric>``."""
     problems = evaluation[evaluation["kind"] == "math"].head(n_problems)
     if problems.empty:
         logger.warning("no math problem in the eval set: generation metrics skipped")
         return pd.DataFrame(), {}
     generator = TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
-    samples = [
-        group[0]
-        for group in generator.generate(
-            build_prompts(problems, checkpoint.tokenizer, prompt),
-            n=1,
-            sampling=sampling,
-            seed=seed,
-        )
-    ]
+    prompts = build_prompts(problems, checkpoint.tokenizer, prompt)
+    typed = frame_to_problems(problems)
+    samples = [group[0] for group in generator.generate(prompts, n=1, sampling=sampling, seed=seed)]
     rewards = score_batch(
-        [s.text for s in samples],
-        frame_to_problems(problems),
-        [len(s.token_ids) for s in samples],
-        reward,
-        seed=seed,
+        [s.text for s in samples], typed, [len(s.token_ids) for s in samples], reward, seed=seed
     )
     table = problems[["id", "language", "difficulty", "answer"]].reset_index(drop=True)
     table["completion"] = [s.text for s in samples]
@@ -78,6 +72,26 @@ def evaluate_generation(
         f"{prefix}/truncated_fraction": table["truncated"].mean(),
         f"{prefix}/mean_completion_tokens": table["completion_tokens"].mean(),
     }
+    if k > 0:
+        hot = SamplingConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            temperature=temperature,
+            batch_size=sampling.batch_size,
+        )
+        groups = generator.generate(prompts, n=k, sampling=hot, seed=seed + 1)
+        flat = [s for group in groups for s in group]
+        sampled = score_batch(
+            [s.text for s in flat],
+            [p for p in typed for _ in range(k)],
+            [len(s.token_ids) for s in flat],
+            reward,
+            seed=seed,
+        )
+        table["sampled_accuracy"] = [
+            sum(r.correct > 0 for r in sampled[i * k : (i + 1) * k]) / k for i in range(len(typed))
+        ]
+        metrics[f"{prefix}/sampled_accuracy"] = table["sampled_accuracy"].mean()
+        metrics[f"{prefix}/sampled_mean_reward"] = sum(r.total for r in sampled) / len(sampled)
     for column, label in (("language", "lang"), ("difficulty", "level")):
         for key, group in table.groupby(column):
             metrics[f"{prefix}/accuracy/{label}_{key}"] = group["correct"].mean()

@@ -26,6 +26,8 @@ def test_sft_pipeline_on_micro_parameters(user_problems, tmp_path):
         "language",
     }
     assert 0.0 <= out["sft_eval_metrics"]["sft_eval/format_rate"]["value"] <= 1.0
+    assert 0.0 <= out["sft_eval_metrics"]["sft_eval/sampled_accuracy"]["value"] <= 1.0
+    assert set(samples["sampled_accuracy"]) <= {0.0, 0.5, 1.0}  # k = 2 in micro
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
         "COMPLETE",
         "step_000003",

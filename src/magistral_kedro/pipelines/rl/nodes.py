@@ -63,5 +63,5 @@ def evaluate_rl(
     """The RL model on the eval split, graded by the Magistral reward (``rl_eval/...``)."""
     return evaluate_generation(
         checkpoint, evaluation, prompt, rl.eval_problems, rl.eval_sampling, reward, seed,
-        prefix="rl_eval",
+        prefix="rl_eval", k=rl.eval_k, temperature=rl.eval_temperature,
     )  # fmt: skip

@@ -109,5 +109,5 @@ def evaluate_sft(
     """The SFT model on the eval split, graded by the Magistral reward (``sft_eval/...``)."""
     return evaluate_generation(
         checkpoint, evaluation, prompt, sft.eval_problems, sft.eval_sampling, reward, seed,
-        prefix="sft_eval",
+        prefix="sft_eval", k=sft.eval_k, temperature=sft.eval_temperature,
     )  # fmt: skip
