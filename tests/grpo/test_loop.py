@@ -20,7 +20,7 @@ from magistral_kedro.grpo.loop import GRPOConfig, Stage, train_grpo
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
-from tests.conftest import MICRO_MODEL
+from tests.conftest import MICRO_MODEL, ListTracker
 
 GRPO = GRPOConfig(group_size=4, checkpoint_every=2, reward_workers=1, samples_per_step=2)
 STAGES = [Stage(l_max=12, l_cache=4, n_prompts=4), Stage(start_step=3, l_max=16, n_prompts=3)]
@@ -33,22 +33,6 @@ def parity_reward(completions, problems, n_tokens, cfg, **_):
                         0.1 + 0.9 * (text.count("e") % 2 == 0))
         for text in completions
     ]  # fmt: skip
-
-
-class ListTracker:
-    def __init__(self):
-        self.metrics, self.checkpoints, self.attached = [], [], []
-
-    def attach(self, run_id):
-        self.attached.append(run_id)
-        return run_id or "run-1"
-
-    def log_metrics(self, metrics, step):
-        self.metrics.append((step, metrics))
-
-    def log_checkpoint(self, path, step):
-        assert (path / "config.json").is_file()
-        self.checkpoints.append(step)
 
 
 def _run(tokenizer, problems, directory, tracker=None, steps=4):

@@ -13,6 +13,7 @@ from magistral_kedro.training.sft import (
     tokenize_examples,
     train_sft,
 )
+from tests.conftest import ListTracker
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_warmup_then_cosine():
 def test_training_lowers_the_eval_loss(micro_checkpoint, examples, tmp_path):
     tok = micro_checkpoint.tokenizer
     before = evaluate_loss(micro_checkpoint.model, examples[:32], 600, tok.pad_token_id)
-    logged = []
+    tracker = ListTracker()
     model, _ = train_sft(
         micro_checkpoint.model,
         tok,
@@ -81,11 +82,13 @@ def test_training_lowers_the_eval_loss(micro_checkpoint, examples, tmp_path):
         loop=LOOP,
         checkpoint_dir=tmp_path / "state",
         seed=0,
-        log_metrics=lambda m, s: logged.append((s, m)),
+        tracker=tracker,
     )
     after = evaluate_loss(model, examples[:32], 600, tok.pad_token_id)
     assert after < before - 1.0
-    assert [s for s, _ in logged] == list(range(1, 31))
+    assert tracker.steps == list(range(1, 31))
+    assert tracker.checkpoints == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
+    logged = tracker.metrics
     assert {"sft/loss", "sft/lr", "sft/grad_norm", "sft/tokens_per_s"} <= set(logged[0][1])
     assert "sft/eval_loss" in logged[2][1] and "sft/eval_loss" not in logged[0][1]
     assert (tmp_path / "state" / "COMPLETE").exists()
@@ -128,11 +131,11 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
             checkpoint_dir=tmp_path / "b",
             seed=5,
             fingerprint="run",
-            log_metrics=crash_after_step_4,
+            tracker=ListTracker(on_metrics=crash_after_step_4),
         )
     manager = CheckpointManager(tmp_path / "b", fingerprint="run")
     assert manager.resumable().name == "step_000003"
-    resumed_steps = []
+    resumed_tracker = ListTracker()
     resumed, _ = train_sft(
         fresh(),
         tokenizer,
@@ -143,15 +146,15 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
         checkpoint_dir=tmp_path / "b",
         seed=5,
         fingerprint="run",
-        log_metrics=lambda m, s: resumed_steps.append(s),
+        tracker=resumed_tracker,
     )
-    assert resumed_steps == [4, 5, 6, 7]  # no step counted twice, none lost
+    assert resumed_tracker.steps == [4, 5, 6, 7]  # no step counted twice, none lost
     for key, value in _weights(reference).items():
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
 
 
 def test_a_different_configuration_starts_fresh(tokenizer, micro_checkpoint, examples, tmp_path):
-    steps = []
+    second = ListTracker()
     train_sft(
         micro_checkpoint.model,
         tokenizer,
@@ -174,9 +177,9 @@ def test_a_different_configuration_starts_fresh(tokenizer, micro_checkpoint, exa
         checkpoint_dir=tmp_path / "s",
         seed=0,
         fingerprint="two",
-        log_metrics=lambda m, s: steps.append(s),
+        tracker=second,
     )
-    assert steps == [1, 2, 3]
+    assert second.steps == [1, 2, 3]
 
 
 def test_nan_loss_stops_with_a_clear_message(micro_checkpoint, examples, tmp_path):

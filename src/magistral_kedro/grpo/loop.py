@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
 from magistral_kedro.training.checkpointing import CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
+from magistral_kedro.training.tracker import Tracker
 
 Positive = Annotated[int, Field(gt=0)]
 SAMPLES_FILE = "samples.jsonl"
@@ -66,19 +67,6 @@ class GRPOConfig:
     keep_checkpoints: Positive = 2
     samples_per_step: Annotated[int, Field(ge=0)] = 4
     reward_workers: Positive = 2
-
-
-class Tracker(Protocol):
-    """Where metrics and checkpoints go (MLflow in the pipeline; nothing in unit tests)."""
-
-    def attach(self, run_id: str | None) -> str | None:
-        """Continue ``run_id`` (a resumed run's) or the current run; returns the run used."""
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        """One step's metrics."""
-
-    def log_checkpoint(self, path: Path, step: int) -> None:
-        """A model + tokenizer directory."""
 
 
 @dataclass

@@ -26,10 +26,9 @@ from magistral_kedro.models.factory import Checkpoint, save_checkpoint
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
 from magistral_kedro.training.checkpointing import CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
+from magistral_kedro.training.tracker import Tracker
 
 Positive = Annotated[int, Field(gt=0)]
-MetricsLogger = Callable[[dict[str, float], int], None]
-CheckpointLogger = Callable[[Path, int], None]
 
 
 @config
@@ -144,8 +143,7 @@ def train_sft(
     checkpoint_dir: str | Path,
     seed: int,
     fingerprint: str = "",
-    log_metrics: MetricsLogger | None = None,
-    log_checkpoint: CheckpointLogger | None = None,
+    tracker: Tracker | None = None,
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     """Train ``model`` on ``train`` for ``engine_config.optim.max_steps`` optimiser steps.
 
@@ -155,7 +153,6 @@ def train_sft(
     """
     if not train:
         raise ValueError("SFT needs at least one training example; the training set is empty")
-    log_metrics = log_metrics or (lambda metrics, step: None)
     max_steps = engine_config.optim.max_steps
     pad_id = tokenizer.pad_token_id
     assert pad_id is not None, "the tokenizer needs a pad token"
@@ -172,14 +169,16 @@ def train_sft(
         tqdm.write(f"sft: resuming from {resume_from} (step {start_step})")
     else:
         manager.start_fresh()
+    if tracker is not None:
+        tracker.attach(None)  # an SFT resume opens a new run (kedro-mlflow's)
 
     def export_hf(path: Path) -> None:
         save_checkpoint(Checkpoint(engine.model, tokenizer), path)  # type: ignore[arg-type]
 
     def checkpoint(step: int) -> None:
         path = manager.save(step, engine, {"max_steps": max_steps}, export_hf)
-        if log_checkpoint is not None:
-            log_checkpoint(path / "hf", step)
+        if tracker is not None:
+            tracker.log_checkpoint(path / "hf", step)
 
     metrics: dict[str, float] = {}
     progress = tqdm(total=max_steps, initial=start_step, desc="sft", unit="step", leave=False)
@@ -213,7 +212,8 @@ def train_sft(
             metrics["sft/eval_loss"] = evaluate_loss(
                 engine.model, eval_set, loop.max_tokens_per_microbatch, pad_id
             )
-        log_metrics(metrics, done)
+        if tracker is not None:
+            tracker.log_metrics(metrics, done)
         progress.update(1)
         progress.set_postfix(loss=f"{loss_sum:.3f}")
         if done % loop.checkpoint_every == 0 or done == max_steps:

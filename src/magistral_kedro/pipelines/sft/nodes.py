@@ -80,8 +80,6 @@ def train_sft_model(
     fingerprint = _fingerprint(
         sft.engine, sft.loop, seed, len(examples["train"]), examples["train"][:8]
     )
-    tracker = MlflowTracker("sft")
-    tracker.attach(None)
     model, _ = train_sft(
         base_model.model,
         base_model.tokenizer,
@@ -92,8 +90,7 @@ def train_sft_model(
         checkpoint_dir=sft.checkpoint_dir,
         seed=seed,
         fingerprint=fingerprint,
-        log_metrics=tracker.log_metrics,
-        log_checkpoint=tracker.log_checkpoint,
+        tracker=MlflowTracker("sft"),
     )
     return Checkpoint(model=model, tokenizer=base_model.tokenizer)
 
