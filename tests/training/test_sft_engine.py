@@ -36,6 +36,15 @@ LOOP = SFTConfig(
 )
 
 
+def _train(model, tokenizer, examples, directory, steps=7, evaluation=(), backend="torch",
+           zero_stage=2, seed=5, fingerprint="run", tracker=None):  # fmt: skip
+    """train_sft with this module's loop settings."""
+    return train_sft(model, tokenizer, examples, list(evaluation),
+                     engine_config=_engine(backend, steps=steps, zero_stage=zero_stage),
+                     loop=LOOP, checkpoint_dir=directory, seed=seed, fingerprint=fingerprint,
+                     tracker=tracker)  # fmt: skip
+
+
 def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -73,17 +82,8 @@ def test_training_lowers_the_eval_loss(micro_checkpoint, examples, tmp_path):
     tok = micro_checkpoint.tokenizer
     before = evaluate_loss(micro_checkpoint.model, examples[:32], 600, tok.pad_token_id)
     tracker = ListTracker()
-    model, _ = train_sft(
-        micro_checkpoint.model,
-        tok,
-        examples,
-        examples[:32],
-        engine_config=_engine(steps=30),
-        loop=LOOP,
-        checkpoint_dir=tmp_path / "state",
-        seed=0,
-        tracker=tracker,
-    )
+    model, _ = _train(micro_checkpoint.model, tok, examples, tmp_path / "state", steps=30,
+                      evaluation=examples[:32], seed=0, tracker=tracker)  # fmt: skip
     after = evaluate_loss(model, examples[:32], 600, tok.pad_token_id)
     assert after < before - 1.0
     assert tracker.steps == list(range(1, 31))
@@ -105,49 +105,19 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
     def fresh():
         return build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
 
-    reference, _ = train_sft(
-        fresh(),
-        tokenizer,
-        examples,
-        [],
-        engine_config=_engine(steps=7),
-        loop=LOOP,
-        checkpoint_dir=tmp_path / "a",
-        seed=5,
-    )
+    reference, _ = _train(fresh(), tokenizer, examples, tmp_path / "a")
 
     def crash_after_step_4(metrics, step):
         if step == 4:
             raise _Crash
 
     with pytest.raises(_Crash):
-        train_sft(
-            fresh(),
-            tokenizer,
-            examples,
-            [],
-            engine_config=_engine(steps=7),
-            loop=LOOP,
-            checkpoint_dir=tmp_path / "b",
-            seed=5,
-            fingerprint="run",
-            tracker=ListTracker(on_metrics=crash_after_step_4),
-        )
+        _train(fresh(), tokenizer, examples, tmp_path / "b",
+               tracker=ListTracker(on_metrics=crash_after_step_4))  # fmt: skip
     manager = CheckpointManager(tmp_path / "b", fingerprint="run")
     assert manager.resumable().name == "step_000003"
     resumed_tracker = ListTracker()
-    resumed, _ = train_sft(
-        fresh(),
-        tokenizer,
-        examples,
-        [],
-        engine_config=_engine(steps=7),
-        loop=LOOP,
-        checkpoint_dir=tmp_path / "b",
-        seed=5,
-        fingerprint="run",
-        tracker=resumed_tracker,
-    )
+    resumed, _ = _train(fresh(), tokenizer, examples, tmp_path / "b", tracker=resumed_tracker)
     assert resumed_tracker.steps == [4, 5, 6, 7]  # no step counted twice, none lost
     for key, value in _weights(reference).items():
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
@@ -155,30 +125,10 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
 
 def test_a_different_configuration_starts_fresh(tokenizer, micro_checkpoint, examples, tmp_path):
     second = ListTracker()
-    train_sft(
-        micro_checkpoint.model,
-        tokenizer,
-        examples,
-        [],
-        engine_config=_engine(steps=3),
-        loop=LOOP,
-        checkpoint_dir=tmp_path / "s",
-        seed=0,
-        fingerprint="one",
-    )
+    _train(micro_checkpoint.model, tokenizer, examples, tmp_path / "s", steps=3, fingerprint="one")
     (tmp_path / "s" / "COMPLETE").unlink()  # pretend it was killed after its last checkpoint
-    train_sft(
-        micro_checkpoint.model,
-        tokenizer,
-        examples,
-        [],
-        engine_config=_engine(steps=3),
-        loop=LOOP,
-        checkpoint_dir=tmp_path / "s",
-        seed=0,
-        fingerprint="two",
-        tracker=second,
-    )
+    _train(micro_checkpoint.model, tokenizer, examples, tmp_path / "s", steps=3,
+           fingerprint="two", tracker=second)  # fmt: skip
     assert second.steps == [1, 2, 3]
 
 
@@ -186,16 +136,7 @@ def test_nan_loss_stops_with_a_clear_message(micro_checkpoint, examples, tmp_pat
     with torch.no_grad():
         next(micro_checkpoint.model.parameters()).fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="step 0"):
-        train_sft(
-            micro_checkpoint.model,
-            micro_checkpoint.tokenizer,
-            examples,
-            [],
-            engine_config=_engine(),
-            loop=LOOP,
-            checkpoint_dir=tmp_path / "nan",
-            seed=0,
-        )
+        _train(micro_checkpoint.model, micro_checkpoint.tokenizer, examples, tmp_path / "nan")
 
 
 @pytest.mark.slow
@@ -208,16 +149,8 @@ def test_deepspeed_matches_plain_torch(tokenizer, examples, tmp_path, stage):
     results = {}
     for backend in ("torch", "deepspeed"):
         model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-        results[backend], _ = train_sft(
-            model,
-            tokenizer,
-            examples,
-            [],
-            engine_config=_engine(backend, steps=4, zero_stage=stage),
-            loop=LOOP,
-            checkpoint_dir=tmp_path / backend,
-            seed=0,
-        )
+        results[backend], _ = _train(model, tokenizer, examples, tmp_path / backend, steps=4,
+                                     backend=backend, zero_stage=stage, seed=0)  # fmt: skip
     for key, value in results["torch"].state_dict().items():
         torch.testing.assert_close(
             results["deepspeed"].state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key
