@@ -8,11 +8,11 @@ again continues where it stopped, into the same tracking run, without counting a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,12 +67,6 @@ class GRPOConfig:
     keep_checkpoints: Positive = 2
     samples_per_step: Annotated[int, Field(ge=0)] = 4
     reward_workers: Positive = 2
-
-
-@dataclass
-class _Group:
-    problem: Problem
-    prompt_ids: list[int]
 
 
 def _stage_index(stages: Sequence[Stage], step: int, current: int, last_reward: float) -> int:
@@ -222,7 +216,7 @@ def train_grpo(
     for step in range(state["step"], max_steps):
         state["stage"] = _stage_index(stages, step, state["stage"], state["last_reward"])
         stage = stages[state["stage"]]
-        cfg = RewardConfig(**{**reward.__dict__, "l_max": stage.l_max, "l_cache": stage.l_cache})
+        cfg = dataclasses.replace(reward, l_max=stage.l_max, l_cache=stage.l_cache)
         chosen = _draw(problems, stage, seed, step)
 
         began = time.perf_counter()
