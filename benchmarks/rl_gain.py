@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/rl_gain.py [--k 4] [--temperature 1.0] [--problems 300]
 
-Prints, for each model, sampled accuracy (pass@1 averaged over k samples per problem, the
-quantity RL optimises) and mean reward on the eval split, with binomial standard errors, and the
-difference. The pipelines' own ``sft_eval``/``rl_eval`` metrics are greedy.
+Runs the pipelines' own evaluation (``pipelines/evaluation.py``) on both models and prints greedy
+accuracy, sampled accuracy (pass@1 averaged over k samples per problem, the quantity RL
+optimises, with its binomial standard error) and mean reward, and the differences.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
-from magistral_kedro.models import build_prompt, load_checkpoint
-from magistral_kedro.pipelines.frames import frame_to_problems
-from magistral_kedro.rewards import RewardConfig, score_batch
+from magistral_kedro.generation import SamplingConfig
+from magistral_kedro.models import load_checkpoint
+from magistral_kedro.params import PromptParams
+from magistral_kedro.pipelines.evaluation import evaluate_generation
+from magistral_kedro.rewards import RewardConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLING_SEED = 7
 
 
 def main() -> int:
@@ -33,34 +35,29 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     frame = pd.read_json(ROOT / "data/05_model_input/eval_problems.jsonl", lines=True, dtype=False)
-    problems = frame_to_problems(frame[frame["kind"] == "math"].head(args.problems))
-    sampling = SamplingConfig(max_new_tokens=128, temperature=args.temperature, batch_size=256)
-    accuracy = {}
+    greedy = SamplingConfig(max_new_tokens=128, temperature=0.0, batch_size=256)
+    results = {}
     for name in ("sft_model", "rl_model"):
         versions = sorted((ROOT / "data/06_models" / name).glob(f"*/{name}"))
         if not versions:
             raise SystemExit(f"no {name} yet: run `make run` first")
-        checkpoint = load_checkpoint(versions[-1])
-        prompts = [build_prompt(checkpoint.tokenizer, p.prompt, None) for p in problems]
-        groups = TransformersGenerator(checkpoint.model, checkpoint.tokenizer).generate(
-            prompts, n=args.k, sampling=sampling, seed=7
-        )
-        flat = [s for group in groups for s in group]
-        rewards = score_batch(
-            [s.text for s in flat],
-            [p for p in problems for _ in range(args.k)],
-            [len(s.token_ids) for s in flat],
-            RewardConfig(),
-        )
-        n = len(rewards)
-        acc = sum(r.correct > 0 for r in rewards) / n
-        accuracy[name] = acc
+        table, metrics = evaluate_generation(
+            load_checkpoint(versions[-1]), frame, PromptParams(system_prompt="none"),
+            args.problems, greedy, RewardConfig(), seed=SAMPLING_SEED - 1, prefix=name,
+            k=args.k, temperature=args.temperature,
+        )  # fmt: skip
+        values = {key.removeprefix(f"{name}/"): m["value"] for key, m in metrics.items()}
+        results[name] = values
+        n = len(table) * args.k
+        acc = values["sampled_accuracy"]
         print(
-            f"{name:<10} {versions[-1].parent.name}  sampled accuracy {acc:.3f} "
-            f"(+/- {math.sqrt(acc * (1 - acc) / n):.3f})  mean reward "
-            f"{sum(r.total for r in rewards) / n:.3f}  ({len(problems)} problems x {args.k})"
+            f"{name:<10} {versions[-1].parent.name}  greedy accuracy {values['accuracy']:.3f}  "
+            f"sampled accuracy {acc:.3f} (+/- {math.sqrt(acc * (1 - acc) / n):.3f})  "
+            f"sampled mean reward {values['sampled_mean_reward']:.3f}  "
+            f"({len(table)} problems x {args.k})"
         )
-    print(f"RL - SFT: {accuracy['rl_model'] - accuracy['sft_model']:+.3f} sampled accuracy")
+    for key in ("accuracy", "sampled_accuracy", "sampled_mean_reward"):
+        print(f"RL - SFT {key}: {results['rl_model'][key] - results['sft_model'][key]:+.3f}")
     return 0
 
 
