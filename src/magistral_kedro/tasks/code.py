@@ -23,15 +23,26 @@ class _Family:
     draw_k: Callable[[random.Random], int | str]
     statement: str
     plan: str
-    make_input: Callable[[random.Random, int | str], str]
+    input_generator: str
     solve: Callable[[str, int | str], str]
     python: str
     cpp: str
 
 
-def _ints(rng: random.Random, low: int = -100, high: int = 100, max_n: int = 12) -> str:
-    values = [rng.randint(low, high) for _ in range(rng.randint(1, max_n))]
-    return f"{len(values)}\n{' '.join(map(str, values))}\n"
+# Test inputs come from small Python programs: the generator runs them in-process (they are ours),
+# curation runs them in the sandbox (as it would any source's) to add tests where too few.
+_GENERATOR_MAIN = (
+    "\nif __name__ == '__main__':\n    import random, sys\n"
+    "    sys.stdout.write(generate(random.Random(int(sys.stdin.read()))))\n"
+)
+
+
+def _ints(low: int = -100, high: int = 100, max_n: int = 12) -> str:
+    return (
+        "def generate(rng):\n"
+        f"    values = [rng.randint({low}, {high}) for _ in range(rng.randint(1, {max_n}))]\n"
+        "    return f\"{len(values)}\\n{' '.join(map(str, values))}\\n\"\n"
+    )
 
 
 def _read_ints(text: str) -> list[int]:
@@ -39,19 +50,27 @@ def _read_ints(text: str) -> list[int]:
     return numbers[1 : 1 + numbers[0]]
 
 
-_WORDS = ("alpha", "beta", "gamma", "delta", "omega", "kedro", "level", "noon", "radar", "stats")
+_WORDS_LINE = (
+    "WORDS = ('alpha', 'beta', 'gamma', 'delta', 'omega', 'kedro', 'level', 'noon', 'radar', "
+    "'stats')\n\n\ndef generate(rng):\n"
+    "    return ' '.join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))) + '\\n'\n"
+)
+
+# Palindromes must be common enough to test both verdicts.
+_WORD = (
+    "def generate(rng):\n    if rng.random() < 0.4:\n"
+    "        half = ''.join(rng.choice('abc') for _ in range(rng.randint(0, 4)))\n"
+    "        middle = rng.choice(['', 'x'])\n"
+    "        return half + middle + half[::-1] + '\\n' if half or middle else 'a\\n'\n"
+    "    return ''.join(rng.choice('abcx') for _ in range(rng.randint(1, 9))) + '\\n'\n"
+)
 
 
-def _words_line(rng: random.Random, _k: int | str) -> str:
-    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 8))) + "\n"
-
-
-def _word(rng: random.Random, _k: int | str) -> str:
-    if rng.random() < 0.4:  # palindromes must be common enough to test both verdicts
-        half = "".join(rng.choice("abc") for _ in range(rng.randint(0, 4)))
-        middle = rng.choice(["", "x"])
-        return half + middle + half[::-1] + "\n" if half or middle else "a\n"
-    return "".join(rng.choice("abcx") for _ in range(rng.randint(1, 9))) + "\n"
+def input_sampler(program: str) -> Callable[[random.Random], str]:
+    """The ``generate(rng)`` function of an input-generator program (trusted code only)."""
+    namespace: dict[str, object] = {"__name__": "input_generator"}
+    exec(program, namespace)  # the embedded families' own programs, not model output
+    return namespace["generate"]  # type: ignore[return-value]
 
 
 _CPP_READ = "int n; std::cin >> n; std::vector<long long> v(n); for (auto& x : v) std::cin >> x;"
@@ -63,7 +82,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="The first line holds an integer n, the second n integers. "
         "Print their sum multiplied by {k}.",
         plan="Read the n numbers, add them up, multiply the sum by {k} and print it.",
-        make_input=lambda rng, k: _ints(rng),
+        input_generator=_ints(),
         solve=lambda text, k: str(sum(_read_ints(text)) * int(k)),
         python="n = int(input())\nvalues = list(map(int, input().split()))\n"
         "print(sum(values[:n]) * {k})",
@@ -76,7 +95,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="The first line holds an integer n, the second n integers. "
         "Print how many of them are divisible by {k}.",
         plan="Count the numbers whose remainder modulo {k} is zero.",
-        make_input=lambda rng, k: _ints(rng, -200, 200, 15),
+        input_generator=_ints(-200, 200, 15),
         solve=lambda text, k: str(sum(1 for x in _read_ints(text) if x % int(k) == 0)),
         python="n = int(input())\nvalues = list(map(int, input().split()))\n"
         "print(sum(1 for x in values[:n] if x % {k} == 0))",
@@ -89,7 +108,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="The first line holds an integer n, the second n integers. "
         "Print the largest minus the smallest, plus {k}.",
         plan="Find the maximum and the minimum, subtract, then add {k}.",
-        make_input=lambda rng, k: _ints(rng),
+        input_generator=_ints(),
         solve=lambda text, k: str(max(_read_ints(text)) - min(_read_ints(text)) + int(k)),
         python="n = int(input())\nvalues = list(map(int, input().split()))[:n]\n"
         "print(max(values) - min(values) + {k})",
@@ -103,7 +122,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="The first line holds an integer n, the second n non-negative integers. "
         "Print the n prefix sums, each taken modulo {k}, separated by spaces.",
         plan="Keep a running total modulo {k} and print it after each number.",
-        make_input=lambda rng, k: _ints(rng, 0, 1000),
+        input_generator=_ints(0, 1000),
         solve=lambda text, k: " ".join(
             str(sum(_read_ints(text)[: i + 1]) % int(k)) for i in range(len(_read_ints(text)))
         ),
@@ -120,7 +139,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="Read an integer n (0 <= n <= 90). Print the n-th Fibonacci number "
         "(F(0) = 0, F(1) = 1) modulo {k}.",
         plan="Iterate a, b = b, a + b modulo {k}, n times, and print a.",
-        make_input=lambda rng, k: f"{rng.randint(0, 90)}\n",
+        input_generator="def generate(rng):\n    return f'{rng.randint(0, 90)}\\n'\n",
         solve=lambda text, k: str(_fib(int(text)) % int(k)),
         python="n = int(input())\na, b = 0, 1\nfor _ in range(n):\n"
         "    a, b = b, (a + b) % {k}\nprint(a % {k})",
@@ -134,7 +153,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="Read one line of lowercase words. Print how many times the letter '{k}' "
         "occurs in it.",
         plan="Count the occurrences of '{k}' in the line.",
-        make_input=_words_line,
+        input_generator=_WORDS_LINE,
         solve=lambda text, k: str(text.count(str(k))),
         python="print(input().count('{k}'))",
         cpp="#include <bits/stdc++.h>\nint main() {{ std::string s; std::getline(std::cin, s); "
@@ -146,7 +165,7 @@ FAMILIES: tuple[_Family, ...] = (
         statement="Read one line of words separated by spaces. Print the words in reverse order, "
         "joined by '{k}'.",
         plan="Split the line into words, reverse the list and join it with '{k}'.",
-        make_input=_words_line,
+        input_generator=_WORDS_LINE,
         solve=lambda text, k: str(k).join(reversed(text.split())),
         python="print('{k}'.join(reversed(input().split())))",
         cpp="#include <bits/stdc++.h>\nint main() {{ std::vector<std::string> w; std::string s; "
@@ -158,7 +177,7 @@ FAMILIES: tuple[_Family, ...] = (
         draw_k=lambda rng: rng.choice(["YES/NO", "yes/no", "TRUE/FALSE", "1/0"]),
         statement="Read one word. Print '{yes}' if it reads the same backwards, '{no}' otherwise.",
         plan="Compare the word with its reverse and print '{yes}' or '{no}'.",
-        make_input=_word,
+        input_generator=_WORD,
         solve=lambda text, k: str(k).split("/")[0 if text.strip() == text.strip()[::-1] else 1],
         python="w = input().strip()\nprint('{yes}' if w == w[::-1] else '{no}')",
         cpp="#include <bits/stdc++.h>\nint main() {{ std::string w; std::cin >> w; "
@@ -185,7 +204,9 @@ def make_code_problem(
 ) -> Problem:
     """One problem of ``family`` with ``tests_per_problem`` tests and reference solutions."""
     k = family.draw_k(rng)
-    inputs = [family.make_input(rng, k) for _ in range(tests_per_problem)]
+    program = family.input_generator + _GENERATOR_MAIN
+    make_input = input_sampler(program)
+    inputs = [make_input(rng) for _ in range(tests_per_problem)]
     tests = [TestCase(input=text, output=family.solve(text, k) + "\n") for text in inputs]
     python = _fill(family.python, k)
     return Problem(
@@ -198,6 +219,7 @@ def make_code_problem(
         solutions={"python": python, "cpp": _fill(family.cpp, k)},
         reference=f"<think>\n{_fill(family.plan, k)}\n</think>\n```python\n{python}\n```",
         source="embedded/code",
+        input_generator=program,
     )
 
 

@@ -17,6 +17,7 @@ reference completion in the Magistral format, written in the problem's language:
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -260,29 +261,45 @@ _TEMPLATES: dict[str, _Language] = {
 assert set(_TEMPLATES) == set(LANGUAGES)
 
 
-def _numbers(level: int, rng: random.Random) -> tuple[str, dict[str, int], Fraction]:
-    """Draw the numbers of one problem: (template key, placeholders, exact answer)."""
+def _draw(level: int, rng: random.Random) -> tuple[str, dict[str, int]]:
+    """Draw the numbers of one problem at ``level``: (template key, a / b / c)."""
     if level == 1:
         a, b = rng.randint(2, 99), rng.randint(1, 99)
         if rng.random() < 0.5:
-            return "add", {"a": a, "b": b}, Fraction(a + b)
-        a, b = max(a, b), min(a, b)
-        return "sub", {"a": a, "b": b}, Fraction(a - b)
+            return "add", {"a": a, "b": b}
+        return "sub", {"a": max(a, b), "b": min(a, b)}
     if level == 2:
         a, b = rng.randint(2, 50), rng.randint(1, 50)
-        c = rng.randint(1, a + b)
-        return "add_sub", {"a": a, "b": b, "c": c, "s": a + b}, Fraction(a + b - c)
+        return "add_sub", {"a": a, "b": b, "c": rng.randint(1, a + b)}
     if level == 3:
-        a, b, c = rng.randint(2, 12), rng.randint(2, 12), rng.randint(0, 50)
-        return "mul_add", {"a": a, "b": b, "c": c, "p": a * b}, Fraction(a * b + c)
+        return "mul_add", {
+            "a": rng.randint(2, 12),
+            "b": rng.randint(2, 12),
+            "c": rng.randint(0, 50),
+        }
     if level == 4:
         a, x, b = rng.randint(2, 9), rng.randint(1, 20), rng.randint(1, 30)
-        return "linear", {"a": a, "b": b, "c": a * x + b, "d": a * x}, Fraction(x)
+        return "linear", {"a": a, "b": b, "c": a * x + b}
     if level == 5:
         a = rng.randint(2, 9)
-        b = rng.choice([n for n in range(1, 31) if n % a])
-        return "fraction", {"a": a, "b": b}, Fraction(b, a)
+        return "fraction", {"a": a, "b": rng.choice([n for n in range(1, 31) if n % a])}
     raise ValueError(f"difficulty level must be one of {LEVELS}, got {level}")
+
+
+def _solve(key: str, n: Mapping[str, int]) -> tuple[dict[str, int], Fraction]:
+    """The intermediate results a trace shows ({s}, {p}, {d}) and the exact answer."""
+    a, b, c = n["a"], n["b"], n.get("c", 0)
+    if key == "add":
+        return {}, Fraction(a + b)
+    if key == "sub":
+        return {}, Fraction(a - b)
+    if key == "add_sub":
+        return {"s": a + b}, Fraction(a + b - c)
+    if key == "mul_add":
+        return {"p": a * b}, Fraction(a * b + c)
+    if key == "linear":
+        return {"d": c - b}, Fraction(c - b, a)
+    return {}, Fraction(b, a)  # fraction
 
 
 def format_answer(value: Fraction) -> str:
@@ -293,31 +310,89 @@ def format_answer(value: Fraction) -> str:
     return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
 
 
-def make_math_problem(index: int, language: str, level: int, rng: random.Random) -> Problem:
-    """One problem in ``language`` at difficulty ``level``, with its reference completion."""
+def _render(
+    problem_id: str,
+    language: str,
+    level: int,
+    key: str,
+    numbers: Mapping[str, int],
+    person: int,
+    item: int,
+) -> Problem:
+    """One problem from its drawn parts, written in ``language`` with its reference completion."""
     lang = _TEMPLATES[language]
-    key, numbers, answer = _numbers(level, rng)
+    derived, answer = _solve(key, numbers)
     answer_tex = format_answer(answer)
     fields = {
-        **rng.choice(lang.people),
-        **rng.choice(lang.items),
+        **lang.people[person % len(lang.people)],
+        **lang.items[item % len(lang.items)],
         **numbers,
+        **derived,
         "r": answer_tex,
         "rt": f"{answer.numerator}/{answer.denominator}",
     }
-    prompt = lang.problems[key].format(**fields)
     thoughts = lang.steps[key].format(**fields)
-    summary = lang.summary.format(**fields)
     return Problem(
-        id=f"math-{language}-{level}-{index:06d}",
+        id=problem_id,
         kind="math",
         language=language,
         difficulty=level,
-        prompt=prompt,
+        prompt=lang.problems[key].format(**fields),
         answer=answer_tex,
-        reference=f"<think>\n{thoughts}\n</think>\n{summary}",
+        reference=f"<think>\n{thoughts}\n</think>\n{lang.summary.format(**fields)}",
         source="embedded/math",
     )
+
+
+def make_math_problem(index: int, language: str, level: int, rng: random.Random) -> Problem:
+    """One problem in ``language`` at difficulty ``level``, with its reference completion."""
+    lang = _TEMPLATES[language]
+    key, numbers = _draw(level, rng)
+    person, item = rng.randrange(len(lang.people)), rng.randrange(len(lang.items))
+    return _render(
+        f"math-{language}-{level}-{index:06d}", language, level, key, numbers, person, item
+    )
+
+
+def _english_pattern(key: str) -> re.Pattern[str]:
+    """The English template of ``key`` as a regex that recovers its person, item and numbers."""
+    lang = _TEMPLATES["en"]
+    choices = {
+        "name": "|".join(re.escape(p["name"]) for p in lang.people),
+        "item": "|".join(re.escape(i["item"]) for i in lang.items),
+    }
+    pattern, seen = "", set()
+    for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", lang.problems[key]):
+        pattern += re.escape(literal)
+        if name and name in seen:
+            pattern += f"(?P={name})"
+        elif name:
+            seen.add(name)
+            pattern += f"(?P<{name}>{choices.get(name, r'-?[0-9]+')})"
+    return re.compile(pattern + "$")
+
+
+def translate_math_problem(problem: Problem, language: str) -> Problem | None:
+    """The same embedded English problem (numbers, person, item) written in ``language``, with
+    its trace; ``None`` when ``problem`` is not one the English templates produce."""
+    check_known("language code", [language], LANGUAGES)
+    if problem.kind != "math" or problem.language != "en" or problem.source != "embedded/math":
+        return None
+    en = _TEMPLATES["en"]
+    for key in en.problems:
+        match = _english_pattern(key).match(problem.prompt)
+        if match is None:
+            continue
+        numbers = {k: int(v) for k, v in match.groupdict().items() if k in ("a", "b", "c")}
+        names = [p["name"] for p in en.people]
+        items = [i["item"] for i in en.items]
+        person = names.index(match["name"]) if "name" in match.groupdict() else 0
+        item = items.index(match["item"]) if "item" in match.groupdict() else 0
+        translated = _render(
+            f"{problem.id}-{language}", language, problem.difficulty, key, numbers, person, item
+        )
+        return translated.model_copy(update={"translated_from": problem.id})
+    return None
 
 
 def _pick(weights: Mapping[str, float] | Mapping[int, float], rng: random.Random) -> list:

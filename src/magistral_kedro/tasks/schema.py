@@ -43,6 +43,12 @@ class Problem(BaseModel):
     solutions: dict[str, str] | None = None
     reference: str | None = None
     source: str = Field(min_length=1)
+    # Provenance and extras, all optional: the row of the source file the problem came from, the
+    # id of the problem it was translated from, and a Python program that prints one random test
+    # input for the seed it reads on stdin (code problems; used to add tests where too few).
+    source_row: int | None = None
+    translated_from: str | None = None
+    input_generator: str | None = None
 
     @field_validator("language")
     @classmethod
