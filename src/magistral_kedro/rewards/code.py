@@ -59,6 +59,7 @@ class TestOutcome:
     status: Status
     seconds: float
     detail: str = ""
+    stdout: str = ""  # what the program printed, when it ran to completion within the limits
 
 
 @dataclass(frozen=True)
@@ -252,8 +253,8 @@ def _runtime_status(run: _Run, expected: str, time_limit_s: float) -> TestOutcom
         return TestOutcome("runtime_error", run.seconds, f"exit {run.returncode}: {stderr[-300:]}")
     got = run.stdout.decode(errors="replace")
     if got.split() == expected.split():
-        return TestOutcome("pass", run.seconds)
-    return TestOutcome("wrong_answer", run.seconds, f"got {got[:100]!r}")
+        return TestOutcome("pass", run.seconds, stdout=got)
+    return TestOutcome("wrong_answer", run.seconds, f"got {got[:100]!r}", stdout=got)
 
 
 def _python_executable() -> str:

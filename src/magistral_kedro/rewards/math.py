@@ -170,6 +170,17 @@ def _constraint_vs_value(gold: Any, pred: Any) -> bool:
     )
 
 
+def answer_parses(answer: str) -> bool:
+    """Whether the verifier reads ``answer`` as a value at all (math-verify gives back only the
+    raw string for what it cannot read, e.g. ``\\frac{3}{``): a reference it cannot read can
+    never be matched. Unbounded like the parser: call inside a worker with limits."""
+    try:
+        parsed = _parse(answer, normalise=True) if answer.strip() else []
+        return any(not isinstance(value, str) for value in parsed)
+    except Exception:  # malformed LaTeX, recursion: unreadable
+        return False
+
+
 def math_equal_in_process(pred: str, gold: str) -> bool:
     """:func:`math_equal` without the process boundary: call only where a time limit already
     holds (inside a sandboxed worker)."""
