@@ -29,7 +29,7 @@ def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A fresh copy of the project (conf, pyproject, the example user data) and one micro run."""
+    """A fresh copy of the project (conf, pyproject, the example source) and one micro run."""
     root = tmp_path_factory.mktemp("project")
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
@@ -37,7 +37,9 @@ def project(tmp_path_factory) -> Path:
     shutil.copy(PROJECT_ROOT / ".telemetry", root)
     (root / "src").mkdir()  # Kedro wants it; the package itself is installed (pip -e)
     (root / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "data" / "01_raw" / "user_problems.jsonl", root / "data" / "01_raw")
+    shutil.copy(
+        PROJECT_ROOT / "data" / "01_raw" / "example_problems.jsonl", root / "data" / "01_raw"
+    )
     result = kedro_run(root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return root
@@ -51,6 +53,11 @@ def test_outputs_land_in_their_layers(project):
         "05_model_input/eval_problems.jsonl",
         "02_intermediate/curation_rejects.jsonl",
         "08_reporting/curation_report.csv",
+        "08_reporting/curation_funnel.png",
+        "07_model_output/difficulty_stage1_pass_rates.jsonl",
+        "07_model_output/difficulty_stage2_pass_rates.jsonl",
+        "05_model_input/rl_problems.jsonl",
+        "05_model_input/rl_problems_stage2.jsonl",
         "07_model_output/sft_eval_samples.jsonl",
         "07_model_output/rl_samples.jsonl",
         "07_model_output/rl_eval_samples.jsonl",
@@ -67,7 +74,7 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
     assert params["sft.engine.optim.lr"] == "0.003"  # from base: envs override single keys
     assert params["sft.engine.optim.max_steps"] == "8"  # from micro
-    assert params["curation.math.languages.zh"] == "1.0"
+    assert params["curation.translation.languages"] == "['fr', 'es', 'it', 'de', 'zh', 'ru']"
     assert params["seed"] == "42"
     steps = [
         s
@@ -79,7 +86,8 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     assert steps == list(range(1, 9))
     keys = {k for (k,) in db.execute("SELECT DISTINCT key FROM metrics")}
     assert {
-        "curation/train",
+        "curation/split/rows_out",
+        "curation/rl_stage1",
         "sft/eval_loss",
         "sft_eval/format_rate",
         "sft_eval/accuracy",
@@ -100,6 +108,7 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     )
     assert rl_checkpoints == ["step_000002", "step_000004"]
     assert list(artifacts.glob("**/checkpoints/sft/step_000008/tokenizer.json"))
+    assert list(artifacts.glob("**/curation/curation_funnel.png"))
 
 
 def test_a_wrong_parameter_fails_before_any_node_runs(project):

@@ -12,6 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from magistral_kedro.curation.code_tests import CodeTestConfig
+from magistral_kedro.curation.difficulty import PassRateBounds
+from magistral_kedro.curation.sources import SourceMapping
 from magistral_kedro.generation.base import SamplingConfig
 from magistral_kedro.grpo.loop import GRPOConfig, Stage
 from magistral_kedro.models.factory import TinyModelConfig
@@ -28,6 +31,16 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def local_checkpoint(key: str, value: str | None) -> str | None:
+    """``value`` if None or a local checkpoint directory; else a ValueError naming ``key``."""
+    if value is not None and not (Path(value) / "config.json").is_file():
+        raise ValueError(
+            f"{key}={value!r} is not a local checkpoint directory with a config.json "
+            "(nothing is downloaded at run time)"
+        )
+    return value
+
+
 class ModelParams(_Params):
     """Which model the chain starts from (``model`` in parameters.yml)."""
 
@@ -40,12 +53,7 @@ class ModelParams(_Params):
     @field_validator("name_or_path")
     @classmethod
     def _exists(cls, value: str | None) -> str | None:
-        if value is not None and not (Path(value) / "config.json").is_file():
-            raise ValueError(
-                f"model.name_or_path={value!r} is not a local checkpoint directory with a "
-                "config.json (nothing is downloaded at run time)"
-            )
-        return value
+        return local_checkpoint("model.name_or_path", value)
 
 
 class PromptParams(_Params):
@@ -83,11 +91,58 @@ class CodeSourceParams(_Params):
     tests_per_problem: Annotated[int, Field(ge=20)]
 
 
+class TranslationParams(_Params):
+    """Which share of the English math problems is translated, into what, and by which model."""
+
+    fraction: Annotated[float, Field(ge=0, le=1)]
+    languages: list[str] = Field(min_length=1)
+    model: str | None = Field(description="checkpoint for problems the templates cannot translate")
+    sampling: SamplingConfig
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        check_known("language code", value, [lang for lang in LANGUAGES if lang != "en"])
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        return local_checkpoint("curation.translation.model", value)
+
+
+class DifficultyStageParams(_Params):
+    """One pass of the difficulty filter: G samples per problem from a reference model."""
+
+    model: str | None = Field(description="checkpoint directory; null: the pipeline's own model")
+    kinds: list[Literal["math", "code"]]
+    n_samples: Annotated[int, Field(ge=2)]
+    max_problems: Annotated[int, Field(gt=0)] | None
+    bounds: PassRateBounds
+    sampling: SamplingConfig
+
+    @field_validator("model")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        return local_checkpoint("curation.difficulty.<stage>.model", value)
+
+
+class DifficultyParams(_Params):
+    """Stage 1 (the SFT model by default) and stage 2 (the RL model by default)."""
+
+    stage1: DifficultyStageParams
+    stage2: DifficultyStageParams
+
+
 class CurationParams(_Params):
     """``curation`` in parameters_curation.yml."""
 
+    sources: dict[str, SourceMapping]
     math: MathSourceParams
     code: CodeSourceParams
+    code_tests: CodeTestConfig
+    translation: TranslationParams
+    difficulty: DifficultyParams
     eval_size: Annotated[int, Field(gt=0)]
     vocab_size: Annotated[int, Field(ge=300)]
 

@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
+from magistral_kedro.datasets import ProblemSourcesDataset
+from magistral_kedro.models import Checkpoint
 from magistral_kedro.params import CurationParams, ModelParams, PromptParams, SFTParams
+from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.rewards import RewardConfig
 from tests.params import merge, raw_parameters
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
+SOURCE_FILES = {
+    "math_style": "math_style.jsonl",
+    "gsm8k_style": "gsm8k_style.jsonl",
+    "code_style": "code_style.parquet",
+}
+SOURCE_MAPPINGS = {
+    "math_style": {
+        "kind": "math",
+        "prompt": "problem",
+        "id": "unique_id",
+        "difficulty": "level",
+        "answer": {"column": "solution", "extract": "last_boxed"},
+    },
+    "gsm8k_style": {
+        "kind": "math",
+        "prompt": "question",
+        "answer": {"column": "answer", "extract": "after_hashes"},
+    },
+    "code_style": {
+        "kind": "code",
+        "prompt": "statement",
+        "id": "name",
+        "solutions": "solutions",
+        "input_generator": "generator",
+        "tests": {"column": "tests", "input_key": "stdin", "output_key": "stdout"},
+    },
+}
+
 
 RAW = raw_parameters(
     "micro",
     seed=0,
-    curation={"math": {"n": 300}, "code": {"n": 8}, "eval_size": 30, "vocab_size": 400},
+    curation={
+        "math": {"n": 300},
+        "code": {"n": 4},
+        "eval_size": 30,
+        "vocab_size": 400,
+        "sources": SOURCE_MAPPINGS,
+    },
 )
 MICRO = {
     "params:seed": RAW["seed"],
@@ -62,22 +101,24 @@ def run(pipeline: Pipeline, inputs: dict[str, Any]) -> dict[str, Any]:
     return {name: catalog.load(name) for name in names}
 
 
+def load_sources() -> dict[str, list[dict[str, Any]]]:
+    """The three fixture sources (MATH-, GSM8K- and code-style) as the catalog loads them."""
+    files = {name: str(FIXTURES / file) for name, file in SOURCE_FILES.items()}
+    return ProblemSourcesDataset(files).load()
+
+
 @pytest.fixture()
-def user_problems() -> pd.DataFrame:
-    """A user source with one good row, one malformed row and one duplicate of the good one."""
-    good = {
-        "id": "u1",
-        "kind": "math",
-        "language": "en",
-        "difficulty": 1,
-        "prompt": "What is 40 + 2?",
-        "answer": "42",
-        "source": "user/test",
-    }
-    return pd.DataFrame(
-        [
-            good,
-            {**good, "id": "u2", "answer": None},
-            {**good, "id": "u3", "prompt": "what is 40+2 ?"},
-        ]
-    )
+def problem_sources() -> dict[str, list[dict[str, Any]]]:
+    return load_sources()
+
+
+def curated(problem_sources: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The curation pipeline up to the split and the tokenizer (no model needed)."""
+    pipeline = curation().to_outputs("train_problems", "eval_problems", "tokenizer")
+    return run(pipeline, {**MICRO, "problem_sources": problem_sources})
+
+
+def filtered(data: dict[str, Any], sft_model: Checkpoint) -> dict[str, Any]:
+    """Difficulty stage 1 on ``data``'s training problems with ``sft_model``: the RL set."""
+    stage = curation().only_nodes("measure_pass_rates_stage1", "filter_by_pass_rate_stage1")
+    return run(stage, {**MICRO, "train_problems": data["train_problems"], "sft_model": sft_model})

@@ -1,21 +1,19 @@
 import pandas as pd
+import pytest
 
+from magistral_kedro.params import CurationParams
 from magistral_kedro.pipelines.curation import create_pipeline
 from magistral_kedro.pipelines.curation.nodes import (
+    STAGES,
+    curation_report,
     deduplicate,
-    merge_sources,
+    filter_by_pass_rate,
+    map_sources,
     normalise_text,
-    validate_problems,
 )
 from magistral_kedro.pipelines.frames import frame_to_problems
-from tests.pipelines.conftest import MICRO, run
-
-
-def test_validate_reports_every_bad_row(user_problems):
-    valid, rejects = validate_problems(user_problems)
-    assert list(valid["id"]) == ["u1", "u3"]
-    assert list(rejects["id"]) == ["u2"]
-    assert "answer" in rejects.loc[0, "reject_reason"] and rejects.loc[0, "stage"] == "validate"
+from tests.params import merge
+from tests.pipelines.conftest import MICRO, RAW, curated, load_sources
 
 
 def test_deduplicate_exact_and_normalised():
@@ -31,36 +29,154 @@ def test_deduplicate_exact_and_normalised():
         "b": "exact duplicate of a",
         "c": "normalised-text duplicate of a",
     }
+    assert set(duplicates["stage"]) == {"deduplicate"}
     assert normalise_text("Héllo,  WORLD!") == normalise_text("héllo world")
 
 
-def test_user_rows_get_a_source():
-    merged = merge_sources(
-        pd.DataFrame({"id": ["e"], "source": ["embedded/math"]}), pd.DataFrame({"id": ["u"]})
+def test_a_source_without_a_mapping_fails_naming_it(problem_sources):
+    with pytest.raises(ValueError, match=r"\['mystery'\] have no column mapping"):
+        map_sources({**problem_sources, "mystery": []}, MICRO["params:curation"])
+
+
+@pytest.fixture(scope="module")
+def out():
+    return curated(load_sources())
+
+
+def test_every_row_read_is_curated_or_rejected_with_a_stage_and_reason(out):
+    raw, rejects = (
+        out["raw_problems"],
+        pd.concat(
+            [
+                out[name]
+                for name in (
+                    "unreadable_rows",
+                    "invalid_problems",
+                    "unverifiable_problems",
+                    "duplicate_problems",
+                    "untestable_problems",
+                )
+            ]
+        ),
     )
-    assert list(merged["source"]) == ["embedded/math", "user"]
+    train, evaluation = out["train_problems"], out["eval_problems"]
+    read = len(raw) + len(out["unreadable_rows"])
+    assert read == 300 + 4 + 9 + 4 + 3  # embedded math, embedded code, the three fixture files
+    assert len(raw) + len(out["unreadable_rows"]) == len(train) + len(evaluation) + len(rejects)
+    assert rejects["reject_reason"].notna().all() and set(rejects["stage"]) <= set(STAGES)
+    by_stage = rejects.groupby("stage")["reject_reason"].apply(list).to_dict()
+    assert len(by_stage["read"]) == 4  # two bad JSON lines, two rows without an answer
+    assert any("needs at least one test" in r for r in by_stage["validate"])  # code row 3
+    assert sorted(r.split(":")[0] for r in by_stage["verifiability"]) == [
+        "multi_part",
+        "not_single_answer",
+        "proof",
+    ]
+    assert not set(train["id"]) & set(evaluation["id"]) and len(evaluation) == 30
+    problems = frame_to_problems(pd.concat([train, evaluation]))
+    assert {p.source for p in problems} >= {"math_style", "gsm8k_style", "code_style"}
+    gcd = next(p for p in problems if p.id == "gcd")  # stored output 20 fixed to 25, tests added
+    assert gcd.tests[2].output.strip() == "25" and len(gcd.tests) == 20
+    log = out["code_test_log"]
+    assert set(log.loc[log["problem_id"] == "gcd", "action"]) == {"fixed", "added"}
+    assert "flag:too_few_tests" in set(log.loc[log["problem_id"] == "double", "action"])
 
 
-def test_curation_pipeline_on_micro_parameters(user_problems):
-    out = run(create_pipeline(), {**MICRO, "user_problems": user_problems})
-    raw, train, evaluation = out["raw_problems"], out["train_problems"], out["eval_problems"]
-    rejects = out["curation_rejects"]
-    # Nothing is lost: every raw row is in train, eval or the rejects.
-    assert len(raw) == len(train) + len(evaluation) + len(rejects)
-    assert len(evaluation) == 30
-    assert not set(train["id"]) & set(evaluation["id"])
-    assert {"u2", "u3"} <= set(rejects["id"])
-    assert set(rejects["stage"]) == {"validate", "deduplicate"}
-    # The curated tables still match the schema, both kinds present.
-    assert {p.kind for p in frame_to_problems(pd.concat([train, evaluation]))} == {"math", "code"}
-    report = out["curation_report"]
-    assert report["raw"].sum() == len(raw) and report["train"].sum() == len(train)
-    assert out["curation_metrics"]["curation/train"]["value"] == len(train)
-    tokenizer = out["tokenizer"]
-    assert tokenizer.tokenize("<think>")[0] == "<think>"
+def test_ten_percent_of_english_math_is_translated_with_provenance(out):
+    log, curated_problems = out["translation_log"], out["curated_problems"]
+    english_math = (log["status"] == "translated").sum() + (
+        (curated_problems["kind"] == "math") & (curated_problems["language"] == "en")
+    ).sum()
+    assert len(log) == round(0.1 * english_math)
+    # The fixture sources have no translator here (no model configured): logged, kept English.
+    failed = log[log["status"] == "failed"]
+    assert set(failed["detail"]) <= {"not an embedded template problem"}
+    translated = curated_problems[curated_problems["translated_from"].notna()]
+    assert len(translated) == (log["status"] == "translated").sum()
+    assert set(translated["language"]) == {"fr", "es", "it", "de", "zh", "ru"}
 
 
-def test_same_seed_same_split(user_problems):
-    first = run(create_pipeline(), {**MICRO, "user_problems": user_problems})
-    second = run(create_pipeline(), {**MICRO, "user_problems": user_problems})
-    pd.testing.assert_frame_equal(first["eval_problems"], second["eval_problems"])
+def test_same_seed_same_curation(out, problem_sources):
+    again = curated(problem_sources)
+    pd.testing.assert_frame_equal(out["eval_problems"], again["eval_problems"])
+    pd.testing.assert_frame_equal(out["train_problems"], again["train_problems"])
+
+
+def test_pass_rates_can_be_rethresholded_without_sampling(out):
+    train = out["train_problems"]
+    math_ids = list(train.loc[train["kind"] == "math", "id"][:4])
+    rates = pd.DataFrame(
+        {
+            "problem_id": math_ids,
+            "n_samples": 4,
+            "n_correct": [0, 4, 2, 0],
+            "majority_answer": ["1", "5", "5", "9"],
+            "majority_count": [1, 4, 2, 3],
+            "majority_correct": [False, True, True, False],
+            "answers": [{}] * 4,
+        }
+    )
+    bounds = {"low": 0.0, "high": 1.0, "suspect_share": 0.5}  # the paper's, not micro's
+    paper = CurationParams.model_validate(
+        merge(RAW["curation"], {"difficulty": {"stage2": {"bounds": bounds}}})
+    )
+    kept, rejects, suspects = filter_by_pass_rate(train, rates, paper, "difficulty_stage2")
+    reasons = dict(zip(rejects["id"], rejects["reject_reason"], strict=True))
+    assert reasons[math_ids[0]] == "too_hard" and reasons[math_ids[1]] == "too_easy"
+    assert reasons[math_ids[3]] == "suspect_reference"
+    assert math_ids[2] in set(kept["id"])
+    assert list(suspects["id"]) == [math_ids[3]] and suspects.loc[0, "majority_answer"] == "9"
+    assert (set(kept["kind"]) == {"math", "code"}) and len(kept) + len(rejects) == len(train)
+    assert (rejects["reject_reason"] == "not_sampled").sum() == len(train) - 4 - (
+        train["kind"] == "code"
+    ).sum()
+
+
+def test_the_report_counts_every_stage_per_source_and_plots_the_funnel(out):
+    rejects = pd.concat(
+        [
+            out[name]
+            for name in (
+                "unreadable_rows",
+                "invalid_problems",
+                "unverifiable_problems",
+                "duplicate_problems",
+                "untestable_problems",
+            )
+        ]
+    )
+    train = out["train_problems"]
+    stage1 = train.head(40)
+    dropped = train.iloc[40:].assign(stage="difficulty_stage1", reject_reason="too_easy")
+    table, figure, metrics = curation_report(
+        out["raw_problems"],
+        pd.concat([rejects, dropped]),
+        out["eval_problems"],
+        out["translation_log"],
+        stage1,
+        stage1.head(10),
+    )
+    assert list(table["stage"].unique()) == list(STAGES)
+    totals = table.groupby("stage", sort=False)["rows_out"].sum()
+    assert totals["split"] == len(train) and totals["difficulty_stage1"] == 40
+    gsm = table[(table["source"] == "gsm8k_style") & (table["stage"] == "read")].iloc[0]
+    assert (gsm["rows_in"], gsm["dropped"], gsm["reasons"]) == (4, 1, "no_answer: 1")
+    assert metrics["curation/rl_stage1"]["value"] == 40
+    assert figure.axes[0].get_title() == "Curation funnel"
+
+
+def test_the_pipeline_is_one_node_per_filter():
+    names = {node.name for node in create_pipeline().nodes}
+    assert {
+        "map_sources",
+        "validate_problems",
+        "filter_verifiable",
+        "deduplicate",
+        "repair_code_tests",
+        "translate",
+        "measure_pass_rates_stage1",
+        "filter_by_pass_rate_stage1",
+        "measure_pass_rates_stage2",
+        "filter_by_pass_rate_stage2",
+        "curation_report",
+    } <= names

@@ -1,19 +1,36 @@
 from magistral_kedro.params import RLParams
-from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.pipelines.rl import create_pipeline as rl
 from magistral_kedro.pipelines.sft import create_pipeline as sft
 from tests.params import merge
-from tests.pipelines.conftest import MICRO, RAW, run, sft_params
+from tests.pipelines.conftest import MICRO, RAW, curated, filtered, run, sft_params
 
 
-def test_rl_pipeline_on_micro_parameters(user_problems, tmp_path):
-    curated = run(curation(), {**MICRO, "user_problems": user_problems})
-    data = {k: curated[k] for k in ("tokenizer", "train_problems", "eval_problems")}
+def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
+    """curation -> sft -> difficulty stage 1 with the SFT model -> rl on the RL set."""
+    data = {
+        k: v
+        for k, v in curated(problem_sources).items()
+        if k in ("tokenizer", "train_problems", "eval_problems")
+    }
     trained = run(sft(), {**MICRO, "params:sft": sft_params(str(tmp_path / "sft")), **data})
+    stage1 = filtered(data, trained["sft_model"])
+    rates = stage1["difficulty_stage1_pass_rates"]
+    assert len(rates) == 24 and set(rates["n_samples"]) == {4}  # micro: 24 problems x 4
+    rl_problems = stage1["rl_problems"]
+    assert set(rates["problem_id"]) | set(rl_problems.loc[rl_problems["kind"] == "code", "id"]) >= (
+        set(rl_problems["id"])
+    )
     rl_params = RLParams.model_validate(
         merge(RAW["rl"], {"engine": {"backend": "torch"}, "checkpoint_dir": str(tmp_path / "rl")})
     )
-    out = run(rl(), {**MICRO, "params:rl": rl_params, "sft_model": trained["sft_model"], **data})
+    inputs = {
+        **MICRO,
+        "params:rl": rl_params,
+        "sft_model": trained["sft_model"],
+        "rl_problems": rl_problems,
+        "eval_problems": data["eval_problems"],
+    }
+    out = run(rl(), inputs)
     samples = out["rl_samples"]
     assert sorted(samples["step"].unique()) == [1, 2, 3, 4]
     assert {"completion", "total", "format", "correct", "reason"} <= set(samples.columns)

@@ -1,19 +1,18 @@
-from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.pipelines.sft import create_pipeline as sft
-from tests.pipelines.conftest import MICRO, run, sft_params
+from tests.pipelines.conftest import MICRO, curated, run, sft_params
 
 
-def test_sft_pipeline_on_micro_parameters(user_problems, tmp_path):
-    curated = run(curation(), {**MICRO, "user_problems": user_problems})
+def test_sft_pipeline_on_micro_parameters(problem_sources, tmp_path):
+    data = curated(problem_sources)
     inputs = {
         **MICRO,
         "params:sft": sft_params(str(tmp_path / "state")),
-        **{k: curated[k] for k in ("tokenizer", "train_problems", "eval_problems")},
+        **{k: data[k] for k in ("tokenizer", "train_problems", "eval_problems")},
     }
     out = run(sft(), inputs)
     data = out["sft_data_metrics"]
     assert data["sft/data/train_examples"]["value"] > 100
-    # user rows and code problems carry no reference / are not in sft.kinds: counted, not lost
+    # source rows and code problems carry no reference / are not in sft.kinds: counted, not lost
     assert data["sft/data/train_without_reference_or_kind"]["value"] > 0
     samples = out["sft_eval_samples"]
     assert len(samples) == 6

@@ -1,6 +1,7 @@
-"""Curation nodes: generate or load problems, validate, de-duplicate, split, train the tokenizer.
+"""Curation nodes: sources in, verifiable problems out, every filter its own node.
 
-Every row that leaves the funnel leaves with a reason, in ``curation_rejects``.
+Every row that leaves the funnel leaves with a stage and a reason, in ``curation_rejects``; the
+report counts rows in and out of every stage per source and kind.
 """
 
 from __future__ import annotations
@@ -12,17 +13,52 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from transformers import PreTrainedTokenizerFast
 
+from magistral_kedro.curation.code_tests import repair_code_problems
+from magistral_kedro.curation.difficulty import PassRate, difficulty_verdict, sample_pass_rates
+from magistral_kedro.curation.sources import map_source
+from magistral_kedro.curation.translation import (
+    ModelTranslator,
+    TemplateTranslator,
+    Translator,
+    plan_translations,
+    translate_problems,
+)
+from magistral_kedro.curation.verifiability import verifiability_reasons
+from magistral_kedro.generation import TransformersGenerator
+from magistral_kedro.models import Checkpoint, load_checkpoint
 from magistral_kedro.models.tokenizer import train_tokenizer
-from magistral_kedro.params import CurationParams, PromptParams
-from magistral_kedro.pipelines.frames import COLUMNS, problems_to_frame
+from magistral_kedro.params import CurationParams, DifficultyStageParams, PromptParams
+from magistral_kedro.pipelines.evaluation import build_prompts
+from magistral_kedro.pipelines.frames import COLUMNS, frame_to_problems, problems_to_frame
+from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks import generate_code_problems, generate_math_problems
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tasks.schema import validate_rows
 from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
+
+#: The funnel's stages, in order; ``curation_rejects.stage`` is one of them.
+STAGES = (
+    "read",
+    "validate",
+    "verifiability",
+    "deduplicate",
+    "code_tests",
+    "split",
+    "difficulty_stage1",
+    "difficulty_stage2",
+)
+REJECT_COLUMNS = ["id", "source", "kind", "language", "stage", "reject_reason"]
+
+
+def _rejects(frame: pd.DataFrame, stage: str, reasons: Any) -> pd.DataFrame:
+    """``frame``'s rows as rejects of ``stage`` with their reasons (a scalar or one per row)."""
+    out = frame.assign(stage=stage, reject_reason=reasons).reset_index(drop=True)
+    return out.reindex(columns=list(dict.fromkeys([*frame.columns, *REJECT_COLUMNS])))
 
 
 def generate_embedded_problems(curation: CurationParams, seed: int) -> pd.DataFrame:
@@ -34,13 +70,34 @@ def generate_embedded_problems(curation: CurationParams, seed: int) -> pd.DataFr
     return problems_to_frame(math_problems + code_problems)
 
 
-def merge_sources(embedded: pd.DataFrame, user: pd.DataFrame) -> pd.DataFrame:
-    """All sources in one table; a user row without ``source`` is attributed to ``user``."""
-    user = user.copy()
-    if "source" not in user.columns:
-        user["source"] = "user"
-    user["source"] = user["source"].fillna("user")
-    return pd.concat([embedded, user], ignore_index=True, sort=False)
+def map_sources(
+    sources: dict[str, list[dict[str, Any]]], curation: CurationParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every source file's rows in the problem schema, by its ``curation.sources`` mapping; rows
+    that cannot be mapped (unreadable line, missing column, no answer) are rejects of ``read``."""
+    unmapped = sorted(set(sources) - set(curation.sources))
+    if unmapped:
+        raise ValueError(
+            f"problem source(s) {unmapped} have no column mapping: add curation.sources.<name> "
+            f"(mapped: {sorted(curation.sources)})"
+        )
+    mapped, rejects = [], []
+    for name, rows in sources.items():
+        good, bad = map_source(name, rows, curation.sources[name])
+        logger.info(
+            "source %s: %d rows, %d mapped, %d rejected", name, len(rows), len(good), len(bad)
+        )
+        mapped += good
+        rejects += bad
+    rejected = pd.DataFrame(
+        rejects, columns=["source", "kind", "source_row", "raw", "reject_reason"]
+    )
+    return pd.DataFrame(mapped), _rejects(rejected, "read", rejected["reject_reason"])
+
+
+def merge_sources(embedded: pd.DataFrame, mapped: pd.DataFrame) -> pd.DataFrame:
+    """All sources in one table, the ``source`` column saying where each row came from."""
+    return pd.concat([embedded, mapped], ignore_index=True, sort=False)
 
 
 def validate_problems(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -53,10 +110,18 @@ def validate_problems(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             len(raw),
             rejects[0]["reject_reason"],
         )
-    frame = pd.DataFrame(rejects)
-    if not frame.empty:
-        frame["stage"] = "validate"
-    return problems_to_frame(valid), frame
+    invalid = pd.DataFrame(rejects, columns=[*raw.columns, "reject_reason"])
+    return problems_to_frame(valid), _rejects(invalid, "validate", invalid["reject_reason"])
+
+
+def filter_verifiable(problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Math problems a rule-based verifier can grade: no proofs, multiple choice, multi-part
+    questions, several answers or unreadable answers (reason codes: ``curation.verifiability``)."""
+    reasons = pd.Series(verifiability_reasons(frame_to_problems(problems)), index=problems.index)
+    dropped = reasons.notna()
+    return problems[~dropped].reset_index(drop=True), _rejects(
+        problems[dropped], "verifiability", reasons[dropped].to_numpy()
+    )
 
 
 def normalise_text(text: str) -> str:
@@ -82,8 +147,72 @@ def deduplicate(problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         duplicate = keep & (key.duplicated(keep="first"))
         reasons[duplicate] = label + " of " + first_id[duplicate]
         keep &= ~duplicate
-    duplicates = problems[~keep].assign(reject_reason=reasons[~keep], stage="deduplicate")
-    return problems[keep].reset_index(drop=True), duplicates.reset_index(drop=True)
+    duplicates = _rejects(problems[~keep], "deduplicate", reasons[~keep].to_numpy())
+    return problems[keep].reset_index(drop=True), duplicates
+
+
+def repair_code_tests(
+    problems: pd.DataFrame, curation: CurationParams, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Run every accepted solution on every test: drop tests the solutions disagree on, fix stored
+    outputs they all contradict, add tests from input generators (``curation.code_tests``).
+
+    Returns the problems (code ones repaired; ``no_valid_tests`` ones removed), one row per test
+    change, and the removed problems as rejects. Problems left with too few tests, or without a
+    runnable solution, stay and are named in the log (flags ``too_few_tests`` / ``unverified``).
+    """
+    is_code = (problems["kind"] == "code").to_numpy()
+    code = frame_to_problems(problems[is_code])
+    repairs = repair_code_problems(code, curation.code_tests, seed)
+    changes = pd.DataFrame(
+        [change.__dict__ for r in repairs for change in r.changes],
+        columns=["problem_id", "test_index", "action", "old_output", "new_output", "detail"],
+    )
+    flags = pd.DataFrame(
+        [
+            {"problem_id": r.problem.id, "action": f"flag:{r.flag}", "detail": r.detail}
+            for r in repairs
+            if r.flag
+        ]
+    )
+    log = pd.concat([changes, flags], ignore_index=True, sort=False)
+    kept = [r.problem for r in repairs if r.flag != "no_valid_tests"]
+    removed = [r for r in repairs if r.flag == "no_valid_tests"]
+    counts = log["action"].value_counts().to_dict() if not log.empty else {}
+    logger.info("code tests of %d problems checked: %s", len(code), counts)
+    repaired = pd.concat([problems[~is_code], problems_to_frame(kept)], ignore_index=True).reindex(
+        columns=problems.columns
+    )
+    rejects = _rejects(
+        problems_to_frame([r.problem for r in removed]), "code_tests", [r.detail for r in removed]
+    )
+    return repaired, log, rejects
+
+
+def translate(
+    problems: pd.DataFrame, curation: CurationParams, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replace ``curation.translation.fraction`` of the English math problems by translations
+    (templates for embedded problems, else the configured model). Returns the problems and the
+    translation log (one row per planned translation, failures with the reason)."""
+    params = curation.translation
+    typed = frame_to_problems(problems)
+    plan = plan_translations(typed, params.fraction, params.languages, seed)
+    translators: list[Translator] = [TemplateTranslator()]
+    if params.model is not None:
+        model = load_checkpoint(params.model)
+        generator = TransformersGenerator(model.model, model.tokenizer)
+        translators.append(ModelTranslator(generator, model.tokenizer, params.sampling, seed))
+    translated, log = translate_problems(typed, plan, translators)
+    table = pd.DataFrame(log, columns=["problem_id", "language", "translator", "status", "detail"])
+    failed = int((table["status"] == "failed").sum())
+    if failed:
+        logger.warning(
+            "%d of %d planned translations failed (kept in English); see translation_log",
+            failed,
+            len(table),
+        )
+    return problems_to_frame(translated), table
 
 
 def split_train_eval(
@@ -101,48 +230,193 @@ def split_train_eval(
     )
 
 
-def collect_rejects(invalid: pd.DataFrame, duplicates: pd.DataFrame) -> pd.DataFrame:
+def _stage(curation: CurationParams, name: str) -> DifficultyStageParams:
+    return getattr(curation.difficulty, name.removeprefix("difficulty_"))  # type: ignore[no-any-return]
+
+
+def measure_pass_rates(
+    problems: pd.DataFrame,
+    model: Checkpoint,
+    curation: CurationParams,
+    prompt: PromptParams,
+    reward: RewardConfig,
+    seed: int,
+    name: str,
+) -> pd.DataFrame:
+    """Difficulty stage ``name`` (``difficulty_stage1``...): ``n_samples`` samples per problem of
+    its ``kinds`` (at most ``max_problems``, drawn with the seed) from its ``model`` or, when null,
+    the pipeline's model; one row per problem: correct count, pass rate, the histogram of answers
+    given, the majority answer."""
+    stage = _stage(curation, name)
+    if stage.model is not None:
+        model = load_checkpoint(stage.model)
+    pool = problems[problems["kind"].isin(stage.kinds)]
+    if stage.max_problems is not None and len(pool) > stage.max_problems:
+        pool = pool.sample(n=stage.max_problems, random_state=seed).sort_index()
+    generator = TransformersGenerator(model.model, model.tokenizer)
+    rates, seconds = sample_pass_rates(
+        generator,
+        frame_to_problems(pool),
+        build_prompts(pool, model.tokenizer, prompt),
+        stage.n_samples,
+        stage.sampling,
+        reward,
+        seed,
+    )
+    logger.info(
+        "pass rates of %d problems x %d samples: sampling %.1f s, verifying %.1f s",
+        len(rates),
+        stage.n_samples,
+        seconds["sampling"],
+        seconds["verifying"],
+    )
+    table = pd.DataFrame([{**r.__dict__, "pass_rate": r.pass_rate} for r in rates])
+    return table.reindex(
+        columns=[
+            "problem_id",
+            "n_samples",
+            "n_correct",
+            "pass_rate",
+            "majority_answer",
+            "majority_count",
+            "majority_correct",
+            "answers",
+        ]
+    )
+
+
+def filter_by_pass_rate(
+    problems: pd.DataFrame, pass_rates: pd.DataFrame, curation: CurationParams, name: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Keep the problems whose pass rate is within the ``bounds`` of difficulty stage ``name``
+    (re-run alone to re-threshold saved pass rates). Problems of other kinds pass through;
+    problems of the filtered kinds that were not sampled (``max_problems``) are left out as
+    ``not_sampled``.
+
+    Returns the kept problems, the dropped ones (rejects of stage ``name``), and the suspected
+    wrong references with the answer most samples gave instead."""
+    stage = _stage(curation, name)
+    records = {r["problem_id"]: PassRate.from_record(r) for r in pass_rates.to_dict("records")}
+    reasons: list[str | None] = []
+    for problem_id, kind in zip(problems["id"], problems["kind"], strict=True):
+        rate = records.get(problem_id)
+        if kind not in stage.kinds:
+            reasons.append(None)
+        elif rate is None:
+            reasons.append("not_sampled")
+        else:
+            reasons.append(difficulty_verdict(rate, stage.bounds))
+    verdicts = pd.Series(reasons, index=problems.index, dtype=object)
+    dropped = verdicts.notna()
+    kept = problems[~dropped].reset_index(drop=True)
+    counts = verdicts[dropped].value_counts().to_dict()
+    logger.info("%s: %d of %d problems kept; dropped %s", name, len(kept), len(problems), counts)
+    if kept.empty:
+        raise ValueError(
+            f"{name} kept no problem (dropped: {counts}); loosen the bounds in "
+            f"curation.difficulty or look at the pass rates it saved"
+        )
+    rejects = _rejects(problems[dropped], name, verdicts[dropped].to_numpy())
+    suspect_ids = rejects.loc[rejects["reject_reason"] == "suspect_reference", "id"]
+    suspects = problems[problems["id"].isin(suspect_ids)][["id", "source", "prompt", "answer"]]
+    suspects = suspects.merge(
+        pass_rates[["problem_id", "majority_answer", "majority_count", "n_samples", "answers"]],
+        left_on="id",
+        right_on="problem_id",
+    ).drop(columns="problem_id")
+    return kept, rejects, suspects.reset_index(drop=True)
+
+
+def collect_rejects(*rejects: pd.DataFrame) -> pd.DataFrame:
     """Every row the funnel dropped, with the stage and the reason."""
-    frames = [f for f in (invalid, duplicates) if not f.empty]
+    frames = [f for f in rejects if not f.empty]
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, "stage", "reject_reason"])
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
+def _reason_summary(reasons: pd.Series) -> str:
+    # "duplicate of <id>" reasons differ per row: the code is what comes before " of ".
+    codes = reasons.astype(str).str.split(" of ").str[0].str.split(":").str[0]
+    return "; ".join(f"{code}: {n}" for code, n in codes.value_counts().items())
+
+
 def curation_report(
     raw: pd.DataFrame,
     rejects: pd.DataFrame,
-    train: pd.DataFrame,
     evaluation: pd.DataFrame,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Counts in and out of every stage per source, kind and language, and headline metrics."""
-    by = ["source", "kind", "language"]
-
-    def counts(frame: pd.DataFrame, name: str) -> pd.Series:
-        present = [c for c in by if c in frame.columns]
-        if frame.empty or len(present) < len(by):
-            return pd.Series(dtype="int64", name=name)
-        return frame.groupby(by, dropna=False).size().rename(name)
-
-    table = pd.concat(
-        [
-            counts(raw, "raw"),
-            counts(rejects[rejects["stage"] == "validate"], "invalid"),
-            counts(rejects[rejects["stage"] == "deduplicate"], "duplicate"),
-            counts(train, "train"),
-            counts(evaluation, "eval"),
-        ],
-        axis=1,
-    )
-    table = table.fillna(0).astype("int64").reset_index()
-    metrics = {
-        "curation/raw": len(raw),
-        "curation/rejected": len(rejects),
-        "curation/train": len(train),
+    translation_log: pd.DataFrame,
+    rl_stage1: pd.DataFrame,
+    rl_stage2: pd.DataFrame,
+) -> tuple[pd.DataFrame, Figure, dict[str, Any]]:
+    """The funnel: rows into and out of every stage, per source and kind, with the reasons; a
+    funnel plot; and headline metrics (``curation/...``)."""
+    keys = ["source", "kind"]
+    read_rejects = rejects[rejects["stage"] == "read"]
+    entering = pd.concat([raw[keys], read_rejects[keys].fillna({"kind": "?"})])
+    held_out = _rejects(evaluation, "split", "held out for evaluation")
+    drops = pd.concat([rejects, held_out], ignore_index=True, sort=False).fillna({"kind": "?"})
+    rows = []
+    for (source, kind), group in entering.groupby(keys, dropna=False):
+        n = len(group)
+        for stage in STAGES:
+            out = drops[
+                (drops["stage"] == stage) & (drops["source"] == source) & (drops["kind"] == kind)
+            ]
+            rows.append(
+                {
+                    "stage": stage,
+                    "source": source,
+                    "kind": kind,
+                    "rows_in": n,
+                    "dropped": len(out),
+                    "rows_out": n - len(out),
+                    "reasons": _reason_summary(out["reject_reason"]),
+                }
+            )
+            n -= len(out)
+    table = pd.DataFrame(rows)
+    totals = table.groupby("stage", sort=False)[["rows_in", "rows_out"]].sum()
+    metrics = {f"curation/{stage}/rows_out": int(totals.loc[stage, "rows_out"]) for stage in STAGES}
+    metrics |= {
+        "curation/rows_read": len(entering),
         "curation/eval": len(evaluation),
+        "curation/rl_stage1": len(rl_stage1),
+        "curation/rl_stage2": len(rl_stage2),
+        "curation/translated": int((translation_log["status"] == "translated").sum()),
+        "curation/translation_failed": int((translation_log["status"] == "failed").sum()),
     }
-    logger.info("curation: %s", metrics)
-    return table, as_metrics_dataset(metrics)
+    logger.info("curation funnel: %s", dict(zip(totals.index, totals["rows_out"], strict=True)))
+    return table, funnel_plot(table), as_metrics_dataset(metrics)
+
+
+def funnel_plot(table: pd.DataFrame) -> Figure:
+    """Rows left after each stage, one bar segment per source and kind (log scale: the embedded
+    sources are much larger than a user's)."""
+    pivot = table.pivot_table(
+        index="stage", columns=["source", "kind"], values="rows_out", aggfunc="sum", sort=False
+    ).reindex(list(STAGES))
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
+    axes = figure.subplots()
+    left = np.zeros(len(pivot))
+    for column in pivot.columns:
+        values = pivot[column].fillna(0).to_numpy()
+        axes.barh(pivot.index, values, left=left, label=" / ".join(map(str, column)))
+        left += values
+    for y, total in enumerate(left):
+        axes.annotate(
+            f"{int(total):,}",
+            (total, y),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    axes.invert_yaxis()
+    axes.set_xlabel("problems left after the stage")
+    axes.set_title("Curation funnel")
+    axes.legend(fontsize=8, loc="lower right")
+    return figure
 
 
 def train_problem_tokenizer(
