@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/grpo.py
 	$(BIN)/python benchmarks/rl_gain.py
+	$(BIN)/python benchmarks/curation.py
 
 viz: install
 	$(BIN)/kedro viz build

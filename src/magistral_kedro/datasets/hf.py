@@ -43,6 +43,18 @@ class _HFDirectoryDataset(AbstractVersionedDataset):
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
 
+    def _load_dir(self) -> PurePosixPath:
+        """The version directory to load; a missing one says which run makes it."""
+        try:
+            return self._get_load_path()
+        except DatasetError as error:
+            raise DatasetError(
+                f"{error} -- nothing saved there yet: the pipeline that writes it has not run. "
+                "`kedro run` runs every pipeline in order (curation -> sft -> rl ...); "
+                "`kedro run --pipeline curation --to-outputs train_problems,eval_problems,"
+                "tokenizer` curates without any model."
+            ) from error
+
     def _fresh_save_dir(self) -> Path:
         path = Path(self._get_save_path())
         if path.exists():
@@ -66,7 +78,7 @@ class HFCheckpointDataset(_HFDirectoryDataset):
 
     def load(self) -> Checkpoint:
         """Load model and tokenizer from the (latest or pinned) version."""
-        return load_checkpoint(self._get_load_path(), dtype=self._dtype)
+        return load_checkpoint(self._load_dir(), dtype=self._dtype)
 
     def save(self, data: Checkpoint) -> None:
         """Write model and tokenizer into a new version directory."""
@@ -78,7 +90,7 @@ class HFTokenizerDataset(_HFDirectoryDataset):
 
     def load(self) -> PreTrainedTokenizerBase:
         """Load the tokenizer from the (latest or pinned) version."""
-        return AutoTokenizer.from_pretrained(str(self._get_load_path()))
+        return AutoTokenizer.from_pretrained(str(self._load_dir()))
 
     def save(self, data: PreTrainedTokenizerBase) -> None:
         """Write the tokenizer into a new version directory."""
