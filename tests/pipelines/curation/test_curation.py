@@ -38,27 +38,27 @@ def test_a_source_without_a_mapping_fails_naming_it(problem_sources):
         map_sources({**problem_sources, "mystery": []}, MICRO["params:curation"])
 
 
+REJECTS = (
+    "unreadable_rows",
+    "invalid_problems",
+    "unverifiable_problems",
+    "duplicate_problems",
+    "untestable_problems",
+)
+
+
+def data_rejects(out) -> pd.DataFrame:
+    """The rejects of every stage before the split."""
+    return pd.concat([out[name] for name in REJECTS])
+
+
 @pytest.fixture(scope="module")
 def out():
     return curated(load_sources())
 
 
 def test_every_row_read_is_curated_or_rejected_with_a_stage_and_reason(out):
-    raw, rejects = (
-        out["raw_problems"],
-        pd.concat(
-            [
-                out[name]
-                for name in (
-                    "unreadable_rows",
-                    "invalid_problems",
-                    "unverifiable_problems",
-                    "duplicate_problems",
-                    "untestable_problems",
-                )
-            ]
-        ),
-    )
+    raw, rejects = out["raw_problems"], data_rejects(out)
     train, evaluation = out["train_problems"], out["eval_problems"]
     read = len(raw) + len(out["unreadable_rows"])
     assert read == 300 + 4 + 9 + 4 + 3  # embedded math, embedded code, the three fixture files
@@ -133,18 +133,7 @@ def test_pass_rates_can_be_rethresholded_without_sampling(out):
 
 
 def test_the_report_counts_every_stage_per_source_and_plots_the_funnel(out):
-    rejects = pd.concat(
-        [
-            out[name]
-            for name in (
-                "unreadable_rows",
-                "invalid_problems",
-                "unverifiable_problems",
-                "duplicate_problems",
-                "untestable_problems",
-            )
-        ]
-    )
+    rejects = data_rejects(out)
     train = out["train_problems"]
     stage1 = train.head(40)
     dropped = train.iloc[40:].assign(stage="difficulty_stage1", reject_reason="too_easy")
