@@ -19,8 +19,7 @@ from tqdm.auto import tqdm
 
 from magistral_kedro.config import config
 from magistral_kedro.generation.base import Generator, SamplingConfig
-from magistral_kedro.rewards.format import split_thoughts
-from magistral_kedro.rewards.math import extract_boxed, normalize_answer
+from magistral_kedro.rewards.format import final_answer
 from magistral_kedro.rewards.score import RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
 
@@ -70,15 +69,9 @@ class PassRate:
         return cls(**{f.name: record[f.name] for f in fields(cls)})
 
 
-def _final_answer(completion: str) -> str:
-    _, summary = split_thoughts(completion)
-    boxed = extract_boxed(summary or completion)
-    return normalize_answer(boxed) if boxed else ""
-
-
 def pass_rate_of(problem_id: str, completions: Sequence[str], correct: Sequence[bool]) -> PassRate:
     """One problem's record from its samples and their verdicts."""
-    answers = [_final_answer(text) for text in completions]
+    answers = [final_answer(text) for text in completions]
     histogram = Counter(answers)
     given = Counter(a for a in answers if a)
     majority, count = given.most_common(1)[0] if given else ("", 0)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
+from magistral_kedro.evaluation import summarise
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
 from magistral_kedro.models import Checkpoint, build_prompt
 from magistral_kedro.params import PromptParams
 from magistral_kedro.pipelines.frames import frame_to_problems
-from magistral_kedro.rewards import RewardConfig, score_batch
+from magistral_kedro.rewards import RewardConfig, final_answer, score_batch
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tracking import as_metrics_dataset
 
@@ -27,6 +29,65 @@ def build_prompts(
     return [build_prompt(tokenizer, text, system_prompt) for text in problems["prompt"]]
 
 
+def grade_samples(
+    checkpoint: Checkpoint,
+    problems: pd.DataFrame,
+    prompt: PromptParams,
+    sampling: SamplingConfig,
+    reward: RewardConfig,
+    seed: int,
+    k: int,
+    temperature: float,
+    greedy: bool,
+) -> pd.DataFrame:
+    """Answer every problem greedily (if ``greedy``) and ``k`` times at ``temperature``, grade
+    each answer with the Magistral reward; one row per completion (see
+    :mod:`magistral_kedro.evaluation.metrics` for the columns)."""
+    generator = TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
+    prompts = build_prompts(problems, checkpoint.tokenizer, prompt)
+    typed = frame_to_problems(problems)
+    runs = []
+    if greedy:
+        runs.append(("greedy", 1, replace(sampling, temperature=0.0), seed))
+    if k > 0:
+        runs.append(("sampled", k, replace(sampling, temperature=temperature), seed + 1))
+    rows = []
+    for decoding, n, config, run_seed in runs:
+        groups = generator.generate(prompts, n=n, sampling=config, seed=run_seed)
+        flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
+        graded = score_batch(
+            [s.text for _, _, s in flat],
+            [typed[i] for i, _, _ in flat],
+            [len(s.token_ids) for _, _, s in flat],
+            reward,
+            seed=seed,
+        )
+        for (i, j, sample), verdict in zip(flat, graded, strict=True):
+            problem = typed[i]
+            rows.append(
+                {
+                    "problem_id": problem.id,
+                    "kind": problem.kind,
+                    "language": problem.language,
+                    "difficulty": problem.difficulty,
+                    "reference_answer": problem.answer,
+                    "decoding": decoding,
+                    "sample": j,
+                    "completion": sample.text,
+                    "answer": final_answer(sample.text) if problem.kind == "math" else "",
+                    "completion_tokens": len(sample.token_ids),
+                    "truncated": sample.finish_reason == "length",
+                    "format_ok": verdict.format > 0,
+                    "correct": verdict.correct > 0,
+                    "language_ok": verdict.language > 0,
+                    "length_penalty": verdict.length,
+                    "reward": verdict.total,
+                    "format_reason": verdict.reason,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def evaluate_generation(
     checkpoint: Checkpoint,
     evaluation: pd.DataFrame,
@@ -39,61 +100,40 @@ def evaluate_generation(
     k: int = 0,
     temperature: float = 1.0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Decode eval prompts (greedy by default) and grade them with the Magistral reward: format
-    rate, accuracy (SymPy-backed ``math_equal``), language consistency; per language and level.
-    With ``k > 0``, also ``k`` samples per problem at ``temperature``: sampled accuracy (pass@1
-    averaged over the k samples, what RL optimises) and mean reward. Metrics are named
-    ``<prefix>/<metric>``."""
+    """Greedy answers to the first ``n_problems`` math eval problems (and ``k`` sampled ones at
+    ``temperature`` when ``k > 0``), graded by the Magistral reward: format rate, accuracy
+    (SymPy-backed ``math_equal``), language consistency, per language and level; sampled
+    accuracy is pass@1 averaged over the k samples (what RL optimises). Metrics are named
+    ``<prefix>/<metric>``; the table has one row per problem (its greedy answer)."""
     problems = evaluation[evaluation["kind"] == "math"].head(n_problems)
     if problems.empty:
         logger.warning("no math problem in the eval set: generation metrics skipped")
         return pd.DataFrame(), {}
-    generator = TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
-    prompts = build_prompts(problems, checkpoint.tokenizer, prompt)
-    typed = frame_to_problems(problems)
-    samples = [group[0] for group in generator.generate(prompts, n=1, sampling=sampling, seed=seed)]
-    rewards = score_batch(
-        [s.text for s in samples], typed, [len(s.token_ids) for s in samples], reward, seed=seed
+    samples = grade_samples(
+        checkpoint, problems, prompt, sampling, reward, seed, k, temperature, greedy=True
     )
-    table = problems[["id", "language", "difficulty", "answer"]].reset_index(drop=True)
-    table["completion"] = [s.text for s in samples]
-    table["completion_tokens"] = [len(s.token_ids) for s in samples]
-    table["truncated"] = [s.finish_reason == "length" for s in samples]
-    table["format_ok"] = [r.format > 0 for r in rewards]
-    table["correct"] = [r.correct > 0 for r in rewards]
-    table["language_ok"] = [r.language > 0 for r in rewards]
-    table["reward"] = [r.total for r in rewards]
-    table["format_reason"] = [r.reason for r in rewards]
+    greedy = samples[samples["decoding"] == "greedy"].reset_index(drop=True)
+    table = greedy.rename(columns={"problem_id": "id", "reference_answer": "answer_reference"})
     metrics = {
-        f"{prefix}/format_rate": table["format_ok"].mean(),
-        f"{prefix}/accuracy": table["correct"].mean(),
-        f"{prefix}/language_rate": table["language_ok"].mean(),
-        f"{prefix}/mean_reward": table["reward"].mean(),
-        f"{prefix}/truncated_fraction": table["truncated"].mean(),
-        f"{prefix}/mean_completion_tokens": table["completion_tokens"].mean(),
+        f"{prefix}/format_rate": greedy["format_ok"].mean(),
+        f"{prefix}/accuracy": greedy["correct"].mean(),
+        f"{prefix}/language_rate": greedy["language_ok"].mean(),
+        f"{prefix}/mean_reward": greedy["reward"].mean(),
+        f"{prefix}/truncated_fraction": greedy["truncated"].mean(),
+        f"{prefix}/mean_completion_tokens": greedy["completion_tokens"].mean(),
     }
     if k > 0:
-        hot = SamplingConfig(
-            max_new_tokens=sampling.max_new_tokens,
-            temperature=temperature,
-            batch_size=sampling.batch_size,
+        sampled = samples[samples["decoding"] == "sampled"]
+        summary = summarise(sampled)
+        table["sampled_accuracy"] = list(
+            sampled.groupby("problem_id", sort=False)["correct"].mean()
         )
-        groups = generator.generate(prompts, n=k, sampling=hot, seed=seed + 1)
-        flat = [s for group in groups for s in group]
-        sampled = score_batch(
-            [s.text for s in flat],
-            [p for p in typed for _ in range(k)],
-            [len(s.token_ids) for s in flat],
-            reward,
-            seed=seed,
-        )
-        table["sampled_accuracy"] = [
-            sum(r.correct > 0 for r in sampled[i * k : (i + 1) * k]) / k for i in range(len(typed))
-        ]
-        metrics[f"{prefix}/sampled_accuracy"] = table["sampled_accuracy"].mean()
-        metrics[f"{prefix}/sampled_mean_reward"] = sum(r.total for r in sampled) / len(sampled)
+        metrics[f"{prefix}/sampled_accuracy"] = summary["pass_at_1"]
+        metrics[f"{prefix}/sampled_mean_reward"] = summary["mean_reward"]
+        metrics[f"{prefix}/pass_at_k"] = summary["pass_at_k"]
+        metrics[f"{prefix}/maj_at_k"] = summary["maj_at_k"]
     for column, label in (("language", "lang"), ("difficulty", "level")):
-        for key, group in table.groupby(column):
+        for key, group in greedy.groupby(column):
             metrics[f"{prefix}/accuracy/{label}_{key}"] = group["correct"].mean()
     logger.info(
         "%s on %d problems: format rate %.3f, accuracy %.3f, language rate %.3f",

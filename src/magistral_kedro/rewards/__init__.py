@@ -5,7 +5,7 @@ alone: ``math_equal``, ``run_code``, ``language_of``, ``check_format``, ``extrac
 """
 
 from magistral_kedro.rewards.code import CodeResult, TestOutcome, run_code
-from magistral_kedro.rewards.format import FormatResult, check_format, split_thoughts
+from magistral_kedro.rewards.format import FormatResult, check_format, final_answer, split_thoughts
 from magistral_kedro.rewards.language import language_of, strip_non_language
 from magistral_kedro.rewards.math import extract_boxed, math_equal, normalize_answer
 from magistral_kedro.rewards.score import (
@@ -24,6 +24,7 @@ __all__ = [
     "TestOutcome",
     "check_format",
     "extract_boxed",
+    "final_answer",
     "language_of",
     "length_penalty",
     "math_equal",

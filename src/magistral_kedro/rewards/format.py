@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from magistral_kedro.rewards.math import extract_boxed
+from magistral_kedro.rewards.math import extract_boxed, normalize_answer
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _FENCED_CODE = re.compile(r"```[A-Za-z0-9_+#-]+[^\n]*\n.*?```", re.DOTALL)
@@ -51,3 +51,11 @@ def check_format(completion: str, kind: Literal["math", "code"]) -> FormatResult
     if kind == "code" and not _FENCED_CODE.search(answer):
         return FormatResult(False, "no fenced code block with a language tag after </think>")
     return FormatResult(True)
+
+
+def final_answer(completion: str) -> str:
+    """The normalised last ``\\boxed{}`` after ``</think>`` (or anywhere if there is no
+    ``</think>``); ``""`` when there is none. What majority votes and answer histograms count."""
+    _, summary = split_thoughts(completion)
+    boxed = extract_boxed(summary or completion)
+    return normalize_answer(boxed) if boxed else ""
