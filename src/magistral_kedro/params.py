@@ -160,9 +160,52 @@ class SFTParams(_Params):
     eval_temperature: Annotated[float, Field(gt=0)]
 
 
+def checkpoint_reference(key: str, value: str | None) -> str | None:
+    """A local checkpoint directory, an MLflow ``runs:/<run_id>/<path>`` URI (resolved when the
+    run is known), or None."""
+    if value is not None and value.startswith("runs:/"):
+        if len(value.removeprefix("runs:/").split("/", 1)) < 2:
+            raise ValueError(f"{key}={value!r}: expected runs:/<run_id>/<artifact path>")
+        return value
+    return local_checkpoint(key, value)
+
+
+class EvalParams(_Params):
+    """``eval`` in parameters_eval.yml."""
+
+    checkpoint: str | None = Field(
+        description="null: this run's rl_model; a checkpoint directory; runs:/<run_id>/<path>"
+    )
+    heldout: bool
+    benchmarks: dict[str, SourceMapping]
+    max_problems: Annotated[int, Field(gt=0)]
+    k: Annotated[int, Field(ge=1)]
+    temperature: Annotated[float, Field(gt=0)]
+    greedy: bool
+    sampling: SamplingConfig
+    compare_runs: Annotated[int, Field(ge=1, description="newest MLflow runs in the comparison")]
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        return checkpoint_reference("eval.checkpoint", value)
+
+
+class AnalysisParams(_Params):
+    """``analysis`` in parameters_analysis.yml."""
+
+    run_id: str | None = Field(description="null: this run if it trained GRPO, else the newest")
+    projection_dim: Annotated[int, Field(gt=1)] | None = Field(
+        description="null: exact flattened weights; n: a fixed random projection to n dims"
+    )
+    projection_seed: int
+    max_checkpoints: Annotated[int, Field(ge=1)]
+
+
 class RLParams(_Params):
     """``rl`` in parameters_rl.yml."""
 
+    init: Literal["sft", "base"]
     kinds: list[Literal["math", "code"]]
     engine: EngineConfig
     grpo: GRPOConfig

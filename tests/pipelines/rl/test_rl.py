@@ -27,6 +27,7 @@ def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
         **MICRO,
         "params:rl": rl_params,
         "sft_model": trained["sft_model"],
+        "base_model": trained["base_model"],
         "rl_problems": rl_problems,
         "eval_problems": data["eval_problems"],
     }

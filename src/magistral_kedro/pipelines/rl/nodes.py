@@ -19,25 +19,28 @@ from magistral_kedro.tracking import MlflowTracker
 
 def train_rl_model(
     sft_model: Checkpoint,
+    base_model: Checkpoint,
     train: pd.DataFrame,
     prompt: PromptParams,
     rl: RLParams,
     reward: RewardConfig,
     seed: int,
 ) -> tuple[Checkpoint, pd.DataFrame]:
-    """GRPO on the training problems of ``rl.kinds``; metrics and checkpoints go to MLflow as they
-    happen. Returns the trained model and the completions sampled along the way."""
+    """GRPO from the SFT model (``rl.init: sft``) or the untrained base model (``base``) on the
+    training problems of ``rl.kinds``; metrics and checkpoints go to MLflow as they happen.
+    Returns the trained model and the completions sampled along the way."""
+    start = sft_model if rl.init == "sft" else base_model
     problems_frame = train[train["kind"].isin(rl.kinds)].reset_index(drop=True)
     if problems_frame.empty:
         raise ValueError(f"no training problem of kind {rl.kinds}: check rl.kinds and curation")
     problems = frame_to_problems(problems_frame)
-    prompts = build_prompts(problems_frame, sft_model.tokenizer, prompt)
+    prompts = build_prompts(problems_frame, start.tokenizer, prompt)
     blob = json.dumps(
         [rl.model_dump(mode="json"), reward.__dict__, seed, len(problems)], default=str
     )
     model, samples = train_grpo(
-        sft_model.model,
-        sft_model.tokenizer,
+        start.model,
+        start.tokenizer,
         problems,
         prompts,
         engine_config=rl.engine,
@@ -49,7 +52,7 @@ def train_rl_model(
         fingerprint=hashlib.sha256(blob.encode()).hexdigest()[:16],
         tracker=MlflowTracker("rl"),
     )
-    return Checkpoint(model=model, tokenizer=sft_model.tokenizer), pd.DataFrame(samples)
+    return Checkpoint(model=model, tokenizer=start.tokenizer), pd.DataFrame(samples)
 
 
 def evaluate_rl(

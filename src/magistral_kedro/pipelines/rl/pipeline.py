@@ -12,7 +12,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
         [
             Node(
                 nodes.train_rl_model,
-                inputs=["sft_model", "rl_problems", *common],
+                inputs=["sft_model", "base_model", "rl_problems", *common],
                 outputs=["rl_model", "rl_samples"],
                 name="train_rl",
             ),

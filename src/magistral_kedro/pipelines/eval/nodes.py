@@ -1,0 +1,212 @@
+"""Eval nodes: any checkpoint on any benchmark set; metrics per benchmark, language and
+difficulty; one comparison table across the MLflow runs of the experiment."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from magistral_kedro.curation.sources import map_source
+from magistral_kedro.evaluation import summary_table
+from magistral_kedro.models import Checkpoint, load_checkpoint
+from magistral_kedro.params import EvalParams, PromptParams
+from magistral_kedro.pipelines.evaluation import grade_samples
+from magistral_kedro.pipelines.frames import problems_to_frame
+from magistral_kedro.rewards import RewardConfig
+from magistral_kedro.tasks.schema import validate_rows
+from magistral_kedro.tracking import as_metrics_dataset
+
+logger = logging.getLogger(__name__)
+
+#: Headline metrics logged to MLflow for every benchmark and slice.
+LOGGED = (
+    "pass_at_1",
+    "pass_at_k",
+    "maj_at_k",
+    "greedy_accuracy",
+    "format_rate",
+    "language_rate",
+    "mean_completion_tokens",
+    "max_completion_tokens",
+    "truncated_fraction",
+    "mean_reward",
+)
+
+
+def collect_benchmarks(
+    heldout: pd.DataFrame, sources: dict[str, list[dict[str, Any]]], params: EvalParams
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The benchmark sets: the held-out split (``heldout``) and each ``eval_sources`` file mapped
+    by ``eval.benchmarks``. Rows that cannot be mapped or validated (e.g. no answer) are
+    returned as rejects with the reason; an empty benchmark is left out with a warning."""
+    unmapped = sorted(set(sources) - set(params.benchmarks))
+    if unmapped:
+        raise ValueError(
+            f"eval source(s) {unmapped} have no column mapping: add eval.benchmarks.<name>"
+        )
+    benchmarks: dict[str, pd.DataFrame] = {}
+    if params.heldout:
+        benchmarks["heldout"] = heldout
+    rejects: list[dict[str, Any]] = []
+    for name, rows in sources.items():
+        mapped, unmappable = map_source(name, rows, params.benchmarks[name])
+        valid, invalid = validate_rows(mapped)
+        rejects += unmappable + invalid
+        if unmappable or invalid:
+            logger.warning(
+                "benchmark %s: %d of %d rows rejected (see eval_rejects); first: %s",
+                name,
+                len(unmappable) + len(invalid),
+                len(rows),
+                (unmappable + invalid)[0]["reject_reason"],
+            )
+        benchmarks[name] = problems_to_frame(valid)
+    for name, frame in list(benchmarks.items()):
+        if frame.empty:
+            logger.warning("benchmark %s has no usable problem: left out", name)
+            del benchmarks[name]
+    if not benchmarks:
+        raise ValueError("no benchmark to evaluate on: eval.heldout is off and no source has rows")
+    table = pd.DataFrame(rejects, columns=["source", "source_row", "reject_reason"])
+    return benchmarks, table
+
+
+def resolve_checkpoint(rl_model: Checkpoint, params: EvalParams) -> Checkpoint:
+    """``eval.checkpoint``: null -> this run's RL model; a directory; or an MLflow
+    ``runs:/<run_id>/<path>`` URI, downloaded from the tracking store."""
+    reference = params.checkpoint
+    if reference is None:
+        return rl_model
+    if reference.startswith("runs:/"):
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=reference)
+        except Exception as error:
+            raise ValueError(
+                f"eval.checkpoint={reference!r} could not be fetched from MLflow "
+                f"({mlflow.get_tracking_uri()}): {error}"
+            ) from error
+        if not (Path(local) / "config.json").is_file():
+            raise ValueError(f"eval.checkpoint={reference!r} is not a checkpoint (no config.json)")
+        reference = local
+    logger.info("evaluating %s", reference)
+    return load_checkpoint(reference)
+
+
+def evaluate_benchmarks(
+    checkpoint: Checkpoint,
+    benchmarks: dict[str, pd.DataFrame],
+    params: EvalParams,
+    prompt: PromptParams,
+    reward: RewardConfig,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Every benchmark's first ``eval.max_problems`` problems, greedy and k samples each.
+
+    Returns the per-sample table, the summary (per benchmark, and per language and difficulty)
+    and MLflow metrics ``eval/<benchmark>/<metric>`` (``eval/<benchmark>/language_fr/...``)."""
+    parts = []
+    for name, frame in benchmarks.items():
+        graded = grade_samples(
+            checkpoint,
+            frame.head(params.max_problems),
+            prompt,
+            params.sampling,
+            reward,
+            seed,
+            params.k,
+            params.temperature,
+            params.greedy,
+        )
+        parts.append(graded.assign(benchmark=name))
+    samples = pd.concat(parts, ignore_index=True)
+    summary = summary_table(samples)
+    metrics = {}
+    for row in summary.to_dict("records"):
+        where = "" if row["slice"] == "all" else row["slice"].replace("=", "_") + "/"
+        for metric in LOGGED:
+            value = row.get(metric)
+            if value is not None and not math.isnan(value):  # NaN: not measured for this slice
+                metrics[f"eval/{row['benchmark']}/{where}{metric}"] = value
+    for row in summary[summary["slice"] == "all"].to_dict("records"):
+        logger.info(
+            "eval %s: pass@1 %.3f, pass@%d %.3f, maj@%d %.3f over %d problems",
+            row["benchmark"],
+            row["pass_at_1"],
+            params.k,
+            row["pass_at_k"],
+            params.k,
+            row.get("maj_at_k", float("nan")),
+            row["problems"],
+        )
+    return samples, summary, as_metrics_dataset(metrics)
+
+
+def _model_label(prefix: str, params: dict[str, str]) -> str:
+    """What a run's metric prefix evaluated: sft_eval -> SFT, rl_eval -> SFT+RL or RL..."""
+    rl_label = "RL" if params.get("rl.init") == "base" else "SFT+RL"
+    if prefix == "sft_eval":
+        return "SFT"
+    if prefix == "rl_eval":
+        return rl_label
+    checkpoint = params.get("eval.checkpoint", "None")
+    if checkpoint in ("None", ""):
+        return rl_label
+    for name, label in (("base_model", "base"), ("sft_model", "SFT"), ("rl_model", rl_label)):
+        if name in checkpoint:
+            return label
+    return checkpoint
+
+
+def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
+    """One row per (MLflow run, model it evaluated), newest runs first: greedy accuracy, pass@1,
+    format rate... of the SFT and RL evaluations and of every eval benchmark, with the model
+    labelled base / SFT / RL / SFT+RL from the run's parameters. ``summary`` orders the node
+    after this run's evaluation."""
+    active = mlflow.active_run()
+    if active is None:
+        logger.warning("no active MLflow run: the comparison lists no runs")
+        return pd.DataFrame()
+    client = mlflow.MlflowClient()
+    runs = client.search_runs(
+        [active.info.experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=params.compare_runs,
+    )
+    rows = []
+    for run in runs:
+        metrics = run.data.metrics
+        if run.info.run_id == active.info.run_id:  # this run's eval metrics are not logged yet
+            for record in summary[summary["slice"] == "all"].to_dict("records"):
+                for metric in LOGGED:
+                    if record.get(metric) is not None:
+                        metrics[f"eval/{record['benchmark']}/{metric}"] = record[metric]
+        groups: dict[tuple[str, str], dict[str, float]] = {}
+        for key, value in metrics.items():
+            parts = key.split("/")
+            if parts[0] in ("sft_eval", "rl_eval") and len(parts) == 2:
+                groups.setdefault((parts[0], "heldout"), {})[parts[1]] = value
+            elif parts[0] == "eval" and len(parts) == 3:
+                groups.setdefault(("eval", parts[1]), {})[parts[2]] = value
+        for (prefix, benchmark), values in groups.items():
+            rows.append(
+                {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "started": pd.Timestamp(run.info.start_time, unit="ms"),
+                    "model": _model_label(prefix, run.data.params),
+                    "evaluated_by": prefix,
+                    "benchmark": benchmark,
+                    "greedy_accuracy": values.get("accuracy", values.get("greedy_accuracy")),
+                    "pass_at_1": values.get("sampled_accuracy", values.get("pass_at_1")),
+                    "pass_at_k": values.get("pass_at_k", values.get("pass_at_k")),
+                    "maj_at_k": values.get("maj_at_k", values.get("maj_at_k")),
+                    "format_rate": values.get("format_rate"),
+                    "language_rate": values.get("language_rate"),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,129 @@
+"""The eval pipeline: benchmarks from sources, a checkpoint from anywhere, the run comparison."""
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from magistral_kedro.models import save_checkpoint
+from magistral_kedro.params import EvalParams
+from magistral_kedro.pipelines.eval import create_pipeline
+from magistral_kedro.pipelines.eval.nodes import (
+    collect_benchmarks,
+    compare_runs,
+    resolve_checkpoint,
+)
+from tests.params import merge
+from tests.pipelines.conftest import MICRO, RAW, SOURCE_MAPPINGS, load_sources, run
+
+
+def eval_params(**overrides) -> EvalParams:
+    return EvalParams.model_validate(merge(RAW["eval"], overrides))
+
+
+@pytest.fixture()
+def heldout(math_problems):
+    from magistral_kedro.pipelines.frames import problems_to_frame
+
+    return problems_to_frame(math_problems[:6])
+
+
+def test_benchmarks_from_sources_with_rejects_and_an_empty_file_left_out(heldout):
+    sources = load_sources()
+    sources["empty"] = []
+    mappings = {**SOURCE_MAPPINGS, "empty": SOURCE_MAPPINGS["gsm8k_style"]}
+    benchmarks, rejects = collect_benchmarks(heldout, sources, eval_params(benchmarks=mappings))
+    assert set(benchmarks) == {"heldout", "math_style", "gsm8k_style", "code_style"}
+    assert len(benchmarks["gsm8k_style"]) == 3  # the row without "####" is a reject
+    assert any(r.startswith("no_answer") for r in rejects["reject_reason"])
+    with pytest.raises(ValueError, match=r"\['math_style'\] have no column mapping"):
+        collect_benchmarks(heldout, {"math_style": []}, eval_params())
+
+
+def test_checkpoints_are_resolved_or_refused_with_the_reason(micro_checkpoint, tmp_path):
+    assert resolve_checkpoint(micro_checkpoint, eval_params()) is micro_checkpoint
+    save_checkpoint(micro_checkpoint, tmp_path / "ckpt")
+    loaded = resolve_checkpoint(None, eval_params(checkpoint=str(tmp_path / "ckpt")))
+    assert loaded.model.config.hidden_size == micro_checkpoint.model.config.hidden_size
+    with pytest.raises(ValidationError, match=r"eval.checkpoint=.*not a local checkpoint"):
+        eval_params(checkpoint=str(tmp_path / "nowhere"))
+    with pytest.raises(ValidationError, match="runs:/<run_id>/<artifact path>"):
+        eval_params(checkpoint="runs:/abc")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with pytest.raises(ValueError, match="could not be fetched from MLflow"):
+            resolve_checkpoint(None, eval_params(checkpoint="runs:/0123456789abcdef/ckpt"))
+    finally:
+        mlflow.set_tracking_uri("")
+
+
+def test_the_pipeline_grades_every_sample_and_names_metrics_per_benchmark(
+    heldout, micro_checkpoint
+):
+    params = eval_params(
+        max_problems=3,
+        k=2,
+        sampling={"max_new_tokens": 8, "batch_size": 8},
+        benchmarks={"gsm8k_style": SOURCE_MAPPINGS["gsm8k_style"]},
+    )
+    inputs = {
+        **MICRO,
+        "params:eval": params,
+        "eval_problems": heldout,
+        "eval_sources": {"gsm8k_style": load_sources()["gsm8k_style"]},
+        "rl_model": micro_checkpoint,
+    }
+    out = run(create_pipeline(), inputs)
+    samples = out["eval_samples"]
+    # 3 problems each of 2 benchmarks x (1 greedy + 2 sampled)
+    assert len(samples) == 2 * 3 * 3
+    assert set(samples["decoding"]) == {"greedy", "sampled"}
+    summary = out["eval_summary"]
+    assert set(summary["benchmark"]) == {"heldout", "gsm8k_style"}
+    metrics = out["eval_metrics"]
+    assert {"eval/heldout/pass_at_1", "eval/gsm8k_style/maj_at_k"} <= set(metrics)
+    assert any(key.startswith("eval/heldout/language_") for key in metrics)
+    assert any(key.startswith("eval/heldout/difficulty_") for key in metrics)
+    assert out["eval_comparison"].empty  # no MLflow run in a test
+
+
+def test_the_comparison_labels_models_across_runs(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment("compare")
+        with mlflow.start_run():  # an older run: RL from the base model
+            mlflow.log_params({"rl.init": "base"})
+            mlflow.log_metrics({"rl_eval/accuracy": 0.1, "rl_eval/sampled_accuracy": 0.05})
+        with mlflow.start_run():
+            mlflow.log_params({"rl.init": "sft", "eval.checkpoint": "None"})
+            mlflow.log_metrics(
+                {
+                    "sft_eval/accuracy": 0.7,
+                    "rl_eval/accuracy": 0.72,
+                    "sft_eval/sampled_accuracy": 0.55,
+                }
+            )
+            summary = pd.DataFrame(
+                [
+                    {
+                        "benchmark": "heldout",
+                        "slice": "all",
+                        "pass_at_1": 0.6,
+                        "greedy_accuracy": 0.73,
+                    }
+                ]
+            )
+            table = compare_runs(summary, eval_params())
+    finally:
+        mlflow.set_tracking_uri("")
+    labels = list(zip(table["model"], table["evaluated_by"], strict=True))
+    assert labels == [
+        ("SFT", "sft_eval"),
+        ("SFT+RL", "rl_eval"),
+        ("SFT+RL", "eval"),
+        ("RL", "rl_eval"),
+    ]
+    assert table.iloc[0]["greedy_accuracy"] == 0.7 and table.iloc[2]["pass_at_1"] == 0.6
+    assert json.dumps(table.astype(str).to_dict())  # plain values, CSV-able
