@@ -1,0 +1,20 @@
+"""Looking inside a run (MAGISTRAL.md section 6): the checkpoints' weight-space trajectory, and
+reward against output length. Plain numpy / torch, no Kedro."""
+
+from magistral_kedro.analysis.trajectory import (
+    Fit,
+    fit_log_length,
+    flatten_weights,
+    growth_direction,
+    pca_2d,
+    project_weights,
+)
+
+__all__ = [
+    "Fit",
+    "fit_log_length",
+    "flatten_weights",
+    "growth_direction",
+    "pca_2d",
+    "project_weights",
+]

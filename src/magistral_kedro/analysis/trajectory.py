@@ -1,0 +1,112 @@
+"""Checkpoint weights as points, their PCA trajectory, and the reward-length relation.
+
+Magistral (section 6) projects RL checkpoints to 2-D with PCA and finds a direction along which
+both reward and output length grow, and reward rising with log(output length). These functions
+compute the same quantities for any run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def flatten_weights(state: Mapping[str, torch.Tensor]) -> np.ndarray:
+    """Every floating-point tensor, in name order, as one float32 vector ``[D]``."""
+    parts = [
+        state[name].detach().float().flatten().cpu().numpy()
+        for name in sorted(state)
+        if state[name].is_floating_point()
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+#: Values projected at a time: the projection matrix block is CHUNK x dim.
+CHUNK = 1 << 18
+
+
+def project_weights(state: Mapping[str, torch.Tensor], dim: int, seed: int) -> np.ndarray:
+    """A fixed Gaussian random projection of the flattened weights to ``[dim]``, computed tensor
+    by tensor and :data:`CHUNK` values at a time, so memory stays O(CHUNK * dim) for any model
+    size. The matrix depends only on the seed and the tensor names and shapes: every checkpoint
+    of a run is projected the same way, and distances are kept in expectation
+    (Johnson-Lindenstrauss)."""
+    out = torch.zeros(dim, dtype=torch.float64)
+    for name in sorted(state):
+        tensor = state[name]
+        if not tensor.is_floating_point():
+            continue
+        values = tensor.detach().flatten().to(torch.float64)
+        digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+        for index, start in enumerate(range(0, values.numel(), CHUNK)):
+            block = values[start : start + CHUNK]
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:7]) + index)
+            matrix = torch.randn(block.numel(), dim, generator=generator, dtype=torch.float64)
+            out += block @ matrix
+    return (out / dim**0.5).numpy()
+
+
+def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal components of ``points [n, D]`` (n >= 2): coordinates ``[n, 2]``
+    and the share of variance each explains ``[2]`` (a single axis for n = 2: the second
+    coordinate and share are 0)."""
+    if points.shape[0] < 2:
+        raise ValueError(f"PCA needs at least 2 checkpoints, got {points.shape[0]}")
+    centred = points - points.mean(axis=0, keepdims=True)
+    # The Gram matrix is n x n: cheap for a handful of checkpoints whatever D is.
+    gram = centred @ centred.T
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)
+    order = np.argsort(eigenvalues)[::-1][:2]
+    values = np.clip(eigenvalues[order], 0.0, None)
+    coords = eigenvectors[:, order] * np.sqrt(values)
+    if coords.shape[1] < 2:
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+        values = np.pad(values, (0, 2 - values.shape[0]))
+    total = float(np.clip(eigenvalues, 0.0, None).sum()) or 1.0
+    # A component's sign is arbitrary: orient PC1 so that the run moves along +PC1.
+    if coords[-1, 0] < coords[0, 0]:
+        coords[:, 0] *= -1
+    return coords, values / total
+
+
+@dataclass(frozen=True)
+class Fit:
+    """``y = slope * x + intercept`` by least squares, with R^2 and the number of points."""
+
+    slope: float
+    intercept: float
+    r2: float
+    n: int
+
+
+def fit_log_length(reward: np.ndarray, length: np.ndarray) -> Fit:
+    """Reward regressed on log(mean output length) (the relation the paper reports)."""
+    x, y = np.log(np.asarray(length, dtype=float)), np.asarray(reward, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0:
+        raise ValueError(f"a fit needs 3+ points with different lengths, got {len(x)}")
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else 0.0
+    return Fit(float(slope), float(intercept), r2, len(x))
+
+
+def growth_direction(coords: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The unit vector in the 2-D PCA plane along which ``values`` grow fastest: the gradient of
+    their linear fit on the coordinates, ridge-regularised (1% of the total variance) so that a
+    component the checkpoints barely move along cannot take an arbitrary weight. Zeros if the
+    values or the checkpoints do not vary."""
+    x = coords - coords.mean(axis=0)
+    y = np.asarray(values, dtype=float)
+    y = y - y.mean()
+    gram = x.T @ x
+    if not (np.ptp(y) > 0 and np.trace(gram) > 0):
+        return np.zeros(2)
+    ridge = 1e-2 * float(np.trace(gram)) * np.eye(2)
+    gradient = np.linalg.solve(gram + ridge, x.T @ y)
+    norm = float(np.linalg.norm(gradient))
+    return gradient / norm if norm > 0 else np.zeros(2)

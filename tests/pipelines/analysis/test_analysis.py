@@ -1,0 +1,92 @@
+"""The analysis pipeline on a small MLflow run made here: checkpoints, metrics, the report."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from magistral_kedro.models import save_checkpoint
+from magistral_kedro.params import AnalysisParams
+from magistral_kedro.pipelines.analysis import create_pipeline
+from magistral_kedro.pipelines.analysis.nodes import load_rl_run
+from tests.pipelines.conftest import RAW, run
+
+
+def analysis_params(**overrides) -> AnalysisParams:
+    return AnalysisParams.model_validate({**RAW["analysis"], **overrides})
+
+
+@pytest.fixture()
+def rl_run(micro_checkpoint, tmp_path):
+    """An MLflow run with 4 RL checkpoints drifting along one direction, and GRPO metrics in
+    which reward grows with log(length)."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("analysis")
+    generator = torch.Generator().manual_seed(0)
+    drift = {
+        n: torch.randn(p.shape, generator=generator)
+        for n, p in micro_checkpoint.model.named_parameters()
+    }
+    with mlflow.start_run() as started:
+        for step in (5, 10, 15, 20):
+            with torch.no_grad():
+                for name, parameter in micro_checkpoint.model.named_parameters():
+                    parameter.add_(0.01 * drift[name])
+            save_checkpoint(micro_checkpoint, tmp_path / f"step_{step}")
+            mlflow.log_artifacts(str(tmp_path / f"step_{step}"), f"checkpoints/rl/step_{step:06d}")
+        for step in range(1, 21):
+            length = 20 + 3 * step
+            mlflow.log_metrics(
+                {
+                    "reward/total": 0.2 * np.log(length) - 0.3,
+                    "completion/mean_tokens": length,
+                    "policy/entropy": 1 / step,
+                    "clip/high_frac": 0.0,
+                },
+                step=step,
+            )
+        yield started.info.run_id
+    mlflow.set_tracking_uri("")
+
+
+def test_trajectory_fit_and_report(rl_run, micro_checkpoint):
+    inputs = {
+        "rl_model": micro_checkpoint,
+        "params:analysis": analysis_params(run_id=rl_run),
+        "eval_summary": pd.DataFrame([{"benchmark": "heldout", "slice": "all", "pass_at_1": 0.5}]),
+        "eval_comparison": pd.DataFrame(),
+        "curation_report": pd.DataFrame([{"stage": "read", "rows_out": 10}]),
+    }
+    out = run(create_pipeline(), inputs)
+    trajectory, stats = out["weight_trajectory"], out["weight_trajectory_stats"]
+    assert list(trajectory["step"]) == [5, 10, 15, 20]
+    assert stats["pca"]["explained_variance"][0] > 0.99  # the drift is along one direction
+    assert list(np.diff(trajectory["pc1"]) > 0) == [True] * 3
+    fit = stats["reward_vs_log_length"]
+    assert fit["slope"] == pytest.approx(0.2) and fit["r2"] == pytest.approx(1.0)
+    assert stats["pca"]["cosine_reward_length"] == pytest.approx(1.0, abs=1e-6)
+    report = out["analysis_report"]
+    assert report.count("data:image/png;base64,") == 2
+    assert "slope 0.200" in report and "Curation funnel" in report
+    assert out["rl_history"]["run_id"].iloc[0] == rl_run
+
+
+def test_the_projection_stands_in_for_large_models(rl_run, micro_checkpoint):
+    points, _ = load_rl_run(micro_checkpoint, analysis_params(run_id=rl_run, projection_dim=16))
+    assert points.shape == (4, 17)  # step + 16 coordinates
+
+
+def test_one_checkpoint_skips_the_pca_and_says_why(rl_run, micro_checkpoint):
+    inputs = {
+        "rl_model": micro_checkpoint,
+        "params:analysis": analysis_params(run_id=rl_run, max_checkpoints=1),
+    }
+    out = run(create_pipeline().only_nodes("load_rl_run", "weight_trajectory"), inputs)
+    assert "PCA needs at least 2" in out["weight_trajectory_stats"]["pca"]["skipped"]
+    assert out["weight_trajectory"]["pc1"].isna().all()
+
+
+def test_a_run_id_that_does_not_exist_is_named(rl_run, micro_checkpoint):
+    with pytest.raises(ValueError, match=r"analysis.run_id=.nope. is not a run"):
+        load_rl_run(micro_checkpoint, analysis_params(run_id="nope"))
