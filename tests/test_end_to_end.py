@@ -1,10 +1,14 @@
 """`kedro run --env micro` in a copy of the project: outputs on disk, everything in MLflow."""
 
+import json
 import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +62,12 @@ def test_outputs_land_in_their_layers(project):
         "07_model_output/difficulty_stage2_pass_rates.jsonl",
         "05_model_input/rl_problems.jsonl",
         "05_model_input/rl_problems_stage2.jsonl",
+        "07_model_output/eval_samples.jsonl",
+        "08_reporting/eval_summary.csv",
+        "08_reporting/eval_comparison.csv",
+        "08_reporting/weight_trajectory.png",
+        "08_reporting/training_curves.png",
+        "08_reporting/report.html",
         "07_model_output/sft_eval_samples.jsonl",
         "07_model_output/rl_samples.jsonl",
         "07_model_output/rl_eval_samples.jsonl",
@@ -97,18 +107,30 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     artifacts = project / "mlruns"
     checkpoints = sorted(p.parent.name for p in artifacts.glob("**/checkpoints/sft/*/config.json"))
     assert checkpoints == ["step_000004", "step_000008"]
-    rl_steps = [s for (s,) in db.execute(
-        "SELECT step FROM metrics WHERE key = 'reward/total' AND run_uuid = ? ORDER BY step",
-        (run_id,))]  # fmt: skip
+    rl_steps = [
+        s
+        for (s,) in db.execute(
+            "SELECT step FROM metrics WHERE key = 'reward/total' AND run_uuid = ? ORDER BY step",
+            (run_id,),
+        )
+    ]
     assert rl_steps == [1, 2, 3, 4]
-    assert {"rl_eval/accuracy", "rl_eval/sampled_accuracy", "groups/dropped_frac",
-            "curriculum/stage", "sft_eval/sampled_accuracy"} <= keys  # fmt: skip
+    assert {
+        "rl_eval/accuracy",
+        "rl_eval/sampled_accuracy",
+        "groups/dropped_frac",
+        "curriculum/stage",
+        "sft_eval/sampled_accuracy",
+    } <= keys
     rl_checkpoints = sorted(
         p.parent.name for p in artifacts.glob("**/checkpoints/rl/*/config.json")
     )
     assert rl_checkpoints == ["step_000002", "step_000004"]
     assert list(artifacts.glob("**/checkpoints/sft/step_000008/tokenizer.json"))
     assert list(artifacts.glob("**/curation/curation_funnel.png"))
+    assert {"eval/heldout/pass_at_1", "eval/heldout/maj_at_k", "curation/rl_stage2"} <= keys
+    for name in ("analysis/report.html", "analysis/weight_trajectory.png", "eval/eval_summary.csv"):
+        assert list(artifacts.glob(f"**/{name}")), name
 
 
 def test_a_wrong_parameter_fails_before_any_node_runs(project):
@@ -121,3 +143,117 @@ def test_a_wrong_parameter_fails_before_any_node_runs(project):
     assert (
         sorted(p.name for p in (project / "data" / "06_models" / "tokenizer").iterdir()) == before
     )
+
+
+@pytest.mark.parametrize("name", ["compare_runs", "explore_curated_data"])
+def test_the_notebooks_run_on_a_real_run(project, name):
+    """Both notebooks execute top to bottom on the micro run's MLflow store and data."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    shutil.copytree(PROJECT_ROOT / "notebooks", project / "notebooks", dirs_exist_ok=True)
+    notebook = nbformat.read(project / "notebooks" / f"{name}.ipynb", as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(project / "notebooks")}},
+    ).execute()
+    printed = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    expected = {"compare_runs": r"\d+ runs", "explore_curated_data": r"train \d+, eval \d+"}
+    assert re.search(expected[name], printed), printed[-2000:]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+]
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("REQUIRE_BROWSER"),
+    reason="needs Debian's chromium (.ci/run installs it and sets REQUIRE_BROWSER)",
+)
+def test_kedro_viz_renders_the_five_pipelines_in_a_browser(project, tmp_path):
+    """`kedro viz build`, served on localhost, rendered by headless Chromium: the flowchart
+    shows nodes and datasets of every pipeline; a screenshot is kept next to the build."""
+    assert CHROMIUM is not None, "REQUIRE_BROWSER is set but chromium is not installed"
+    build = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    site = project / "build"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(site),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(50):
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        browser = [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=20000",
+        ]
+        dom = subprocess.run(
+            [*browser, "--dump-dom", url], capture_output=True, text=True, timeout=180, check=False
+        ).stdout
+        shot = site / "kedro-viz.png"
+        subprocess.run(
+            [*browser, f"--screenshot={shot}", url], capture_output=True, timeout=180, check=False
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    # A node and a dataset of each of the five pipelines, as the flowchart labels them.
+    for label in (
+        "map_sources",
+        "train_problems",
+        "train_sft",
+        "sft_model",
+        "train_rl",
+        "rl_problems",
+        "evaluate_benchmarks",
+        "eval_summary",
+        "weight_trajectory",
+        "analysis_report",
+    ):
+        assert label in text, f"{label!r} is not on the rendered page"
+    pipelines = json.loads((site / "api" / "main").read_text())["pipelines"]
+    assert {p["id"] for p in pipelines} >= {"curation", "sft", "rl", "eval", "analysis"}
