@@ -45,6 +45,19 @@ def test_templates_leave_other_problems_alone():
     assert translate_math_problem(edited, "de") is None
 
 
+def user_problem(problem_id: str, prompt: str, answer: str, **extra: str) -> Problem:
+    return Problem(
+        id=problem_id,
+        kind="math",
+        language="en",
+        difficulty=0,
+        source="user",
+        prompt=prompt,
+        answer=answer,
+        **extra,
+    )
+
+
 class EchoGenerator:
     """Answers every translation request with a fixed text per target language."""
 
@@ -61,14 +74,10 @@ class EchoGenerator:
 
 
 def test_the_model_translator_keeps_only_checked_translations(tokenizer):
-    problem = Problem(
-        id="u1",
-        kind="math",
-        language="en",
-        difficulty=0,
-        source="user",
-        prompt="A farmer has 12 cows and buys 7 more. How many cows now?",
-        answer="19",
+    problem = user_problem(
+        "u1",
+        "A farmer has 12 cows and buys 7 more. How many cows now?",
+        "19",
         reference="<think>12 + 7</think> $\\boxed{19}$",
     )
     french = "Un fermier a 12 vaches et en achète 7 de plus. Combien de vaches a-t-il maintenant ?"
@@ -114,15 +123,7 @@ def test_the_plan_takes_the_fraction_of_english_math_and_deals_languages_evenly(
 
 
 def test_translators_are_tried_in_order_and_failures_keep_the_original(tokenizer):
-    user = Problem(
-        id="u",
-        kind="math",
-        language="en",
-        difficulty=0,
-        source="user",
-        prompt="What is 6 times 7?",
-        answer="42",
-    )
+    user = user_problem("u", "What is 6 times 7?", "42")
     problems = [ENGLISH[0], user]
     plan = [(0, "fr"), (1, "de")]
     # Templates only: the user problem stays in English, logged as a failure with the reason.

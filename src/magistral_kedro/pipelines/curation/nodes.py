@@ -158,8 +158,9 @@ def repair_code_tests(
     outputs they all contradict, add tests from input generators (``curation.code_tests``).
 
     Returns the problems (the others first, then the code ones repaired; ``no_valid_tests`` ones
-    removed), one row per test change, and the removed problems as rejects. Problems left with too few tests, or without a
-    runnable solution, stay and are named in the log (flags ``too_few_tests`` / ``unverified``).
+    removed), one row per test change, and the removed problems as rejects. Problems left with
+    too few tests, or without a runnable solution, stay and are named in the log (flags
+    ``too_few_tests`` / ``unverified``).
     """
     is_code = (problems["kind"] == "code").to_numpy()
     code = frame_to_problems(problems[is_code])

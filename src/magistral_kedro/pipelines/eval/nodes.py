@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 
 from magistral_kedro.curation.sources import map_source
-from magistral_kedro.evaluation import summary_table
+from magistral_kedro.evaluation import METRICS, summary_table
 from magistral_kedro.models import Checkpoint, load_checkpoint
 from magistral_kedro.params import EvalParams, PromptParams
 from magistral_kedro.pipelines.evaluation import grade_samples
@@ -23,19 +23,8 @@ from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
 
-#: Headline metrics logged to MLflow for every benchmark and slice.
-LOGGED = (
-    "pass_at_1",
-    "pass_at_k",
-    "maj_at_k",
-    "greedy_accuracy",
-    "format_rate",
-    "language_rate",
-    "mean_completion_tokens",
-    "max_completion_tokens",
-    "truncated_fraction",
-    "mean_reward",
-)
+#: Metrics logged to MLflow for every benchmark and slice (all but the counts).
+LOGGED = tuple(m for m in METRICS if m not in ("problems", "samples_per_problem"))
 
 
 def collect_benchmarks(
