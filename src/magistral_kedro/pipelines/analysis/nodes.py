@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from safetensors.torch import load_file
 
 from magistral_kedro.analysis import (
@@ -197,6 +198,8 @@ def weight_trajectory(
         s=12,
     )
     fit_axes.set_xscale("log")
+    fit_axes.xaxis.set_major_formatter(ScalarFormatter())
+    fit_axes.xaxis.set_minor_formatter(NullFormatter())  # a narrow range: no overlapping labels
     fit_axes.set_xlabel("mean output length (tokens, log scale)")
     fit_axes.set_ylabel("mean reward")
     fitted = stats["reward_vs_log_length"]
@@ -206,7 +209,7 @@ def weight_trajectory(
         )
         fit_axes.plot(xs, fitted["slope"] * np.log(xs) + fitted["intercept"], color="tab:red")
         fit_axes.set_title(
-            f"reward = {fitted['slope']:.3f} log(length) + {fitted['intercept']:.2f}"
+            f"reward = {fitted['slope']:.3f} log(length) {fitted['intercept']:+.2f}"
             f"  (R\u00b2 = {fitted['r2']:.2f}, {fitted['n']} steps)"
         )
     logger.info("weight trajectory: %s", stats)
