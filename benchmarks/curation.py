@@ -33,6 +33,10 @@ from magistral_kedro.rewards import RewardConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Seconds spent in the data stages so far (summed by :func:`timed`).
+TOTAL = [0.0]
+
+
 def timed(label: str, rows: int, fn: Callable[..., Any], *args: Any) -> Any:
     began = time.perf_counter()
     result = fn(*args)
@@ -40,9 +44,6 @@ def timed(label: str, rows: int, fn: Callable[..., Any], *args: Any) -> Any:
     print(f"{label:<26} {rows:>7} problems  {seconds:7.2f} s  {rows / seconds:9.0f} problems/s")
     TOTAL[0] += seconds
     return result
-
-
-TOTAL = [0.0]
 
 
 def reference_model(curation_tokenizer: Any, model: ModelParams, seed: int) -> Checkpoint:
