@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from magistral_kedro.config import config
+from magistral_kedro.evaluation.metrics import majority_vote
 from magistral_kedro.generation.base import Generator, SamplingConfig
 from magistral_kedro.rewards.format import final_answer
 from magistral_kedro.rewards.score import RewardConfig, score_batch
@@ -73,17 +74,15 @@ def pass_rate_of(problem_id: str, completions: Sequence[str], correct: Sequence[
     """One problem's record from its samples and their verdicts."""
     answers = [final_answer(text) for text in completions]
     histogram = Counter(answers)
-    given = Counter(a for a in answers if a)
-    majority, count = given.most_common(1)[0] if given else ("", 0)
-    majority_correct = any(ok for a, ok in zip(answers, correct, strict=True) if a == majority)
+    majority, majority_correct = majority_vote(answers, correct)
     return PassRate(
         problem_id=problem_id,
         n_samples=len(completions),
         n_correct=sum(bool(ok) for ok in correct),
         answers=dict(histogram.most_common()),
         majority_answer=majority,
-        majority_count=count,
-        majority_correct=bool(majority) and majority_correct,
+        majority_count=histogram[majority] if majority else 0,
+        majority_correct=majority_correct,
     )
 
 
