@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -151,6 +151,17 @@ def map_row(source: str, index: int, row: Mapping[str, Any], mapping: SourceMapp
         if column and not _missing(row[column]):
             out[field] = str(row[column])
     return out
+
+
+def require_mappings(names: Iterable[str], mappings: Mapping[str, SourceMapping], key: str) -> None:
+    """Raise ValueError naming every source in ``names`` that ``mappings`` (the parameters at
+    ``key``) has no column mapping for."""
+    unmapped = sorted(set(names) - set(mappings))
+    if unmapped:
+        raise ValueError(
+            f"source(s) {unmapped} have no column mapping: add {key}.<name> "
+            f"(mapped: {sorted(mappings)})"
+        )
 
 
 def map_source(

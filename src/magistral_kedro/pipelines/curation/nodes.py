@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerFast
 
 from magistral_kedro.curation.code_tests import repair_code_problems
 from magistral_kedro.curation.difficulty import PassRate, difficulty_verdict, sample_pass_rates
-from magistral_kedro.curation.sources import map_source
+from magistral_kedro.curation.sources import map_source, require_mappings
 from magistral_kedro.curation.translation import (
     ModelTranslator,
     TemplateTranslator,
@@ -75,12 +75,7 @@ def map_sources(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every source file's rows in the problem schema, by its ``curation.sources`` mapping; rows
     that cannot be mapped (unreadable line, missing column, no answer) are rejects of ``read``."""
-    unmapped = sorted(set(sources) - set(curation.sources))
-    if unmapped:
-        raise ValueError(
-            f"problem source(s) {unmapped} have no column mapping: add curation.sources.<name> "
-            f"(mapped: {sorted(curation.sources)})"
-        )
+    require_mappings(sources, curation.sources, "curation.sources")
     mapped, rejects = [], []
     for name, rows in sources.items():
         good, bad = map_source(name, rows, curation.sources[name])

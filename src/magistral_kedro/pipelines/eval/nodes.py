@@ -11,7 +11,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from magistral_kedro.curation.sources import map_source
+from magistral_kedro.curation.sources import map_source, require_mappings
 from magistral_kedro.evaluation import METRICS, summary_table
 from magistral_kedro.models import Checkpoint, load_checkpoint
 from magistral_kedro.params import EvalParams, PromptParams
@@ -33,11 +33,7 @@ def collect_benchmarks(
     """The benchmark sets: the held-out split (``heldout``) and each ``eval_sources`` file mapped
     by ``eval.benchmarks``. Rows that cannot be mapped or validated (e.g. no answer) are
     returned as rejects with the reason; an empty benchmark is left out with a warning."""
-    unmapped = sorted(set(sources) - set(params.benchmarks))
-    if unmapped:
-        raise ValueError(
-            f"eval source(s) {unmapped} have no column mapping: add eval.benchmarks.<name>"
-        )
+    require_mappings(sources, params.benchmarks, "eval.benchmarks")
     benchmarks: dict[str, pd.DataFrame] = {}
     if params.heldout:
         benchmarks["heldout"] = heldout
