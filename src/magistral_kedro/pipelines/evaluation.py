@@ -114,13 +114,17 @@ def evaluate_generation(
     )
     greedy = samples[samples["decoding"] == "greedy"].reset_index(drop=True)
     table = greedy.rename(columns={"problem_id": "id", "reference_answer": "answer_reference"})
+    on_greedy = summarise(greedy)
     metrics = {
-        f"{prefix}/format_rate": greedy["format_ok"].mean(),
-        f"{prefix}/accuracy": greedy["correct"].mean(),
-        f"{prefix}/language_rate": greedy["language_ok"].mean(),
-        f"{prefix}/mean_reward": greedy["reward"].mean(),
-        f"{prefix}/truncated_fraction": greedy["truncated"].mean(),
-        f"{prefix}/mean_completion_tokens": greedy["completion_tokens"].mean(),
+        f"{prefix}/{name}": on_greedy[key]
+        for name, key in (
+            ("format_rate", "format_rate"),
+            ("accuracy", "greedy_accuracy"),
+            ("language_rate", "language_rate"),
+            ("mean_reward", "mean_reward"),
+            ("truncated_fraction", "truncated_fraction"),
+            ("mean_completion_tokens", "mean_completion_tokens"),
+        )
     }
     if k > 0:
         sampled = samples[samples["decoding"] == "sampled"]
