@@ -4,6 +4,7 @@ Rewards come from a stand-in verifier (a function of the completion's tokens) so
 micro model gets diverse groups and the training path runs; the real reward has its own tests.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -35,13 +36,14 @@ def parity_reward(completions, problems, n_tokens, cfg, **_):
     ]  # fmt: skip
 
 
-def _run(tokenizer, problems, directory, tracker=None, steps=4):
+def _run(tokenizer, problems, directory, tracker=None, steps=4, backend="torch", **grpo):
     model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
     engine = EngineConfig(
-        backend="torch", optim=OptimConfig(lr=1e-3, warmup_steps=1, max_steps=steps)
+        backend=backend, optim=OptimConfig(lr=1e-3, warmup_steps=1, max_steps=steps)
     )
-    return train_grpo(model, tokenizer, problems, prompts, engine_config=engine, grpo=GRPO,
+    config = dataclasses.replace(GRPO, **grpo)
+    return train_grpo(model, tokenizer, problems, prompts, engine_config=engine, grpo=config,
                       stages=STAGES, reward=RewardConfig(), checkpoint_dir=directory, seed=3,
                       fingerprint="f", tracker=tracker)  # fmt: skip
 

@@ -1,6 +1,7 @@
 """Two gloo ranks averaging gradients give the gradient of the global token-normalised loss."""
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from magistral_kedro.grpo import loss_denominator, magistral_loss
+from magistral_kedro.models import build_tiny_model
+from tests.conftest import MICRO_MODEL, ListTracker
 
 TOKENS = torch.tensor(
     [[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]
@@ -54,3 +57,44 @@ def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
     loss, _ = magistral_loss(logits, old, advantages, mask, 0.2, 0.28)
     loss.backward()
     torch.testing.assert_close(result["grad"], logits.grad)
+
+
+def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems) -> None:
+    """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it."""
+    import os
+
+    from magistral_kedro.grpo import loop
+    from magistral_kedro.training import distributed
+    from tests.grpo.test_loop import _run, parity_reward
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    distributed.init_from_env()
+    loop.score_batch = parity_reward
+    tracker = ListTracker()
+    model, samples = _run(tokenizer, problems, Path(out) / "state", tracker, backend="deepspeed")
+    assert (tracker.metrics != []) == (rank == 0), "only rank 0 logs"
+    torch.save({"weights": model.state_dict(), "metrics": tracker.metrics,
+                "samples": len(samples)}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_deepspeed_ranks_train_one_model(tokenizer, math_problems, tmp_path):
+    """Two gloo ranks (ZeRO-2 on CPU) share each step's prompts and end with identical weights,
+    which moved from the initial ones; rank 0 alone logs metrics and samples."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20]), nprocs=2)
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    initial = build_tiny_model(tokenizer, MICRO_MODEL, seed=0).state_dict()
+    moved = False
+    for key, value in first["weights"].items():
+        torch.testing.assert_close(second["weights"][key], value, rtol=0, atol=0, msg=key)
+        moved |= not torch.equal(value, initial[key])
+    assert moved, "no optimiser step changed the weights"
+    steps = [step for step, _ in first["metrics"]]
+    assert steps == [1, 2, 3, 4] and second["metrics"] == []
+    assert first["samples"] > 0 and second["samples"] == 0
+    assert any("train/grad_norm" in m for _, m in first["metrics"])

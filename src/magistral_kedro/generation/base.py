@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol
 
+import torch
 from pydantic import Field
 
 from magistral_kedro.config import config
@@ -28,13 +29,18 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class Sample:
-    """One completion: its tokens (EOS included when emitted), their log-probs, and its text."""
+    """One completion: its tokens (EOS included when emitted), their log-probs, and its text.
+
+    ``policy_versions`` is (version of its first token, version of its last) when the weights may
+    change mid-generation (asynchronous RL); None when one policy produced it all.
+    """
 
     prompt_index: int
     token_ids: list[int]
     logprobs: list[float]
     text: str
     finish_reason: Literal["stop", "length"]
+    policy_versions: tuple[int, int] | None = None
 
 
 class Generator(Protocol):
@@ -44,4 +50,13 @@ class Generator(Protocol):
         self, prompts: Sequence[str], n: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Sample]]:
         """``n`` samples for each prompt, in prompt order: result[i][j] is sample j of prompt i."""
+        ...
+
+
+class WeightSyncedGenerator(Generator, Protocol):
+    """A generator holding its own copy of the weights (vLLM): the trainer pushes each update."""
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the weights in place (no restart); ``weights`` are the trainer's named
+        parameters, whole (ZeRO-3 shards gathered)."""
         ...

@@ -1,9 +1,16 @@
 """The GRPO loop: generate groups -> verify -> advantages -> collate -> clipped loss -> step.
 
-Synchronous (generation, then training, each step); the generator's own log-probs are the old
-policy. Resumable: a checkpoint holds model, optimiser, scheduler, RNG, step, curriculum stage and
-the tracking run, and every step's data is a function of (seed, step), so a killed run started
-again continues where it stopped, into the same tracking run, without counting a step twice.
+Synchronous by default (generation, then training, each step) or asynchronous
+(``grpo.mode: async``, :mod:`magistral_kedro.grpo.rollouts`); either way the generator's own
+log-probs are the old policy. Resumable: a checkpoint holds model, optimiser, scheduler, RNG,
+step, curriculum stage and the tracking run, and every step's data is a function of (seed, step),
+so a killed run started again continues where it stopped, into the same tracking run, without
+counting a step twice.
+
+Data-parallel over the ranks of a launcher (:mod:`magistral_kedro.launch`): each rank samples
+its share of the step's prompts (whole groups), advantages are computed over every rank's
+rewards, the loss is divided by the global token count and DeepSpeed averages the gradients.
+Only rank 0 logs and writes the shared files.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -23,11 +30,13 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
+from magistral_kedro.generation import Generator, Sample, SamplingConfig, TransformersGenerator
 from magistral_kedro.grpo.core import loss_denominator, magistral_advantages, magistral_loss
+from magistral_kedro.grpo.rollouts import AsyncRollouts, Rollout, Work, rollout
 from magistral_kedro.models.factory import Checkpoint, save_checkpoint
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
 from magistral_kedro.training.checkpointing import CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
@@ -67,6 +76,11 @@ class GRPOConfig:
     keep_checkpoints: Positive = 2
     samples_per_step: Annotated[int, Field(ge=0)] = 4
     reward_workers: Positive = 2
+    #: sync: generate, then train, each step. async: generation runs ahead in a thread.
+    mode: Literal["sync", "async"] = "sync"
+    #: async only: at most this many steps' batches generated and not yet trained on
+    #: (in-flight sequences <= max_batches_in_flight * n_batch; the paper's bound is 2).
+    max_batches_in_flight: Positive = 2
 
 
 def _stage_index(stages: Sequence[Stage], step: int, current: int, last_reward: float) -> int:
@@ -88,6 +102,14 @@ def _draw(problems: Sequence[Problem], stage: Stage, seed: int, step: int) -> li
     return [eligible[int(i)] for i in rng.choice(len(eligible), size=size, replace=False)]
 
 
+def _dummy_backward(engine: TrainEngine, pad_id: int) -> None:
+    """A zero-gradient backward: a rank with fewer microbatches than another still takes part in
+    every gradient reduction (DeepSpeed reduces in each backward)."""
+    token = torch.tensor([[pad_id]])
+    output = engine.forward(input_ids=token, attention_mask=torch.ones_like(token))
+    engine.backward(output.logits.sum() * 0.0)
+
+
 def _policy_loss(
     engine: TrainEngine,
     sequences: list[list[int]],
@@ -97,11 +119,15 @@ def _policy_loss(
     pad_id: int,
     grpo: GRPOConfig,
 ) -> dict[str, float]:
-    """Backward over one minibatch, cut into microbatches; the denominator is its token count."""
+    """Backward over one minibatch, cut into microbatches; the denominator is its token count
+    over every rank. Returns token-weighted statistics of the whole minibatch (all ranks)."""
     local_tokens = sum(len(s) - p for s, p in zip(sequences, prompt_lengths, strict=True))
     total_tokens = loss_denominator(local_tokens)
     sums: dict[str, float] = {}
-    for group in greedy_collate([len(s) for s in sequences], grpo.max_tokens_per_microbatch):
+    microbatches = greedy_collate([len(s) for s in sequences], grpo.max_tokens_per_microbatch)
+    # Every rank runs as many backwards as the busiest (each one reduces gradients across ranks).
+    padding = distributed.all_reduce_max(len(microbatches)) - len(microbatches)
+    for group in microbatches:
         batch = collate_causal_lm(
             [sequences[i] for i in group], [prompt_lengths[i] for i in group], pad_id
         )
@@ -113,9 +139,10 @@ def _policy_loss(
         )
         logits = output.logits.float() / grpo.temperature  # as the generator scaled them
         logprobs = token_logprobs(logits, batch["input_ids"])
+        mask = batch["loss_mask"].to(logits.device)
         loss, stats = magistral_loss(
-            logprobs, old, advantages[group], batch["loss_mask"], grpo.eps_low, grpo.eps_high,
-            total_tokens=total_tokens,
+            logprobs, old.to(logits.device), advantages[group].to(logits.device), mask,
+            grpo.eps_low, grpo.eps_high, total_tokens=total_tokens,
         )  # fmt: skip
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"GRPO loss is {float(loss.detach())}")
@@ -123,13 +150,51 @@ def _policy_loss(
         with torch.no_grad():
             probs = torch.softmax(logits[:, :-1], dim=-1)
             entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
-            mask = batch["loss_mask"][:, 1:]
-            weight = float(batch["loss_mask"].sum())
-            stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
+            shifted = mask[:, 1:]
+            weight = float(mask.sum())
+            stats["policy/entropy"] = float((entropy * shifted).sum() / shifted.sum().clamp(min=1))
         for key, value in stats.items():
             sums[key] = sums.get(key, 0.0) + value * weight
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens
-    return {key: value / local_tokens for key, value in sums.items()}
+    for _ in range(padding):
+        _dummy_backward(engine, pad_id)
+    everyone = distributed.all_gather_objects((sums, local_tokens))
+    tokens = sum(n for _, n in everyone)
+    return {key: sum(s.get(key, 0.0) for s, _ in everyone) / tokens for key in everyone[0][0]}
+
+
+def _check_replicas(model: torch.nn.Module, step: int) -> None:
+    """Every rank must hold the same weights; a difference means a broken reduction."""
+    with torch.no_grad():
+        checksum = [float(p.double().sum()) for p in model.parameters()]
+    everyone = distributed.all_gather_objects(checksum)
+    for other, theirs in enumerate(everyone[1:], start=1):
+        if theirs != everyone[0]:
+            raise RuntimeError(f"rank {other}'s weights differ from rank 0's after step {step}")
+
+
+def _metrics(records: list[tuple[Any, ...]], kept: int, step: int) -> dict[str, float]:
+    """The step's reward and completion statistics over every rank's completions."""
+    totals, formats, corrects, lengths_r, languages, n_tokens, truncated, first_version = (
+        np.array(column, dtype=float) for column in zip(*records, strict=True)
+    )
+    metrics = {
+        "reward/total": float(totals.mean()),
+        "reward/format": float(formats.mean()),
+        "reward/correct": float(corrects.mean()),
+        "reward/length": float(lengths_r.mean()),
+        "reward/language": float(languages.mean()),
+        "accuracy": float((corrects > 0).mean()),
+        "groups/dropped_frac": 1.0 - kept / len(records),
+        "completion/mean_tokens": float(n_tokens.mean()),
+        "completion/max_tokens": float(n_tokens.max()),
+        "completion/truncated_frac": float(truncated.mean()),
+    }
+    if not np.isnan(first_version).all():  # asynchronous: how old the generating weights were
+        staleness = step - first_version
+        metrics["async/staleness_mean"] = float(np.nanmean(staleness))
+        metrics["async/staleness_max"] = float(np.nanmax(staleness))
+    return metrics
 
 
 def train_grpo(
@@ -146,18 +211,26 @@ def train_grpo(
     seed: int,
     fingerprint: str = "",
     tracker: Tracker | None = None,
+    generator: Generator | None = None,
 ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
     """Run ``engine_config.optim.max_steps`` GRPO steps on ``problems`` (``prompts[i]`` is the
     model input of ``problems[i]``). Returns the trained model and the sampled completions logged
-    along the way (a few per step)."""
+    along the way (a few per step, rank 0's).
+
+    ``generator`` defaults to transformers on the trained model itself; a generator with its own
+    weights (vLLM) gets them pushed after every optimiser step."""
     if len(problems) != len(prompts) or not problems:
         raise ValueError(f"need one prompt per problem, got {len(problems)} and {len(prompts)}")
     if not stages:
         raise ValueError("at least one curriculum stage is needed")
+    if grpo.mode == "async" and generator is not None:
+        raise ValueError("grpo.mode 'async' runs its own transformers generator thread")
     max_steps = engine_config.optim.max_steps
     pad_id = tokenizer.pad_token_id
     assert pad_id is not None, "the tokenizer needs a pad token"
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0
 
     torch.manual_seed(seed)
     model.train()
@@ -173,13 +246,15 @@ def train_grpo(
     resume_from = manager.resumable()
     if resume_from is not None:
         state.update(manager.load(resume_from, engine))
-        tqdm.write(f"rl: resuming from {resume_from} (step {state['step']})")
+        if main:
+            tqdm.write(f"rl: resuming from {resume_from} (step {state['step']})")
     else:
         manager.start_fresh()
     if tracker is not None:
         state["run_id"] = tracker.attach(state["run_id"])
+    state["run_id"] = distributed.broadcast_object(state["run_id"])  # rank 0's run, everywhere
     samples_path = Path(checkpoint_dir) / SAMPLES_FILE
-    if samples_path.exists():  # rows of steps after the checkpoint will be written again
+    if main and samples_path.exists():  # rows of steps after the checkpoint will be written again
         rows = [json.loads(line) for line in samples_path.read_text().splitlines()]
         kept_rows = [json.dumps(r, ensure_ascii=False) for r in rows if r["step"] <= state["step"]]
         samples_path.write_text("".join(line + "\n" for line in kept_rows))
@@ -190,6 +265,8 @@ def train_grpo(
 
     def flush(path: Path, rows: list[tuple[dict[str, float], int]]) -> None:
         """Log a checkpoint's metrics and model once; the marker file says it was done."""
+        if not main:
+            return
         if tracker is not None:
             for metrics, at in rows:
                 tracker.log_metrics(metrics, at)
@@ -200,6 +277,9 @@ def train_grpo(
         def export(path: Path) -> None:
             save_checkpoint(Checkpoint(engine.model, tokenizer), path)  # type: ignore[arg-type]
 
+        if world > 1:
+            with engine.full_weights() as whole:
+                _check_replicas(whole, step)
         keys = ("stage", "last_reward", "run_id", "skipped")
         # The metrics travel inside the checkpoint: killed before they are logged, the resumed
         # run logs them; killed after, it finds the marker and does not log them twice.
@@ -212,107 +292,161 @@ def train_grpo(
         flush(resume_from, [(m, at) for m, at in state.pop("metrics", [])])
     state.pop("metrics", None)
 
-    progress = tqdm(total=max_steps, initial=state["step"], desc="rl", unit="step", leave=False)
-    for step in range(state["step"], max_steps):
-        state["stage"] = _stage_index(stages, step, state["stage"], state["last_reward"])
-        stage = stages[state["stage"]]
-        cfg = dataclasses.replace(reward, l_max=stage.l_max, l_cache=stage.l_cache)
-        chosen = _draw(problems, stage, seed, step)
-
-        began = time.perf_counter()
+    def plan(step: int) -> Work:
+        index = _stage_index(stages, step, state["stage"], state["last_reward"])
+        stage = stages[index]
         sampling = SamplingConfig(
             max_new_tokens=stage.l_max,
             temperature=grpo.temperature,
             top_p=grpo.top_p,
             batch_size=grpo.generation_batch_size,
         )
-        groups = TransformersGenerator(engine.model, tokenizer).generate(  # type: ignore[arg-type]
-            [prompts[i] for i in chosen], n=grpo.group_size, sampling=sampling,
-            seed=seed * 1_000_003 + step,
-        )  # fmt: skip
-        generated = time.perf_counter()
-        flat = [(i, s) for i, group in zip(chosen, groups, strict=True) for s in group]
-        rewards: list[RewardBreakdown] = score_batch(
+        chosen = _draw(problems, stage, seed, step)[rank::world]  # whole groups per rank
+        return Work(step, index, chosen, sampling, seed * 1_000_003 + step + 7_919 * rank)
+
+    def verify(work: Work, groups: list[list[Sample]]) -> list[RewardBreakdown]:
+        stage = stages[work.stage]
+        cfg = dataclasses.replace(reward, l_max=stage.l_max, l_cache=stage.l_cache)
+        flat = [(i, s) for i, group in zip(work.chosen, groups, strict=True) for s in group]
+        return score_batch(
             [s.text for _, s in flat], [problems[i] for i, _ in flat],
             [len(s.token_ids) for _, s in flat], cfg, n_workers=grpo.reward_workers,
-            seed=seed + step,
+            seed=seed + work.step,
         )  # fmt: skip
-        verified = time.perf_counter()
 
-        totals = torch.tensor([float(r.total) for r in rewards])
-        group_index = torch.tensor([g for g, group in enumerate(groups) for _ in group])
-        advantages, keep = magistral_advantages(totals, group_index)
-        n_kept = int(keep.sum())
-        lengths = [len(s.token_ids) for _, s in flat]
-        metrics: dict[str, float] = {
-            "reward/total": float(totals.mean()),
-            "reward/format": float(np.mean([r.format for r in rewards])),
-            "reward/correct": float(np.mean([r.correct for r in rewards])),
-            "reward/length": float(np.mean([r.length for r in rewards])),
-            "reward/language": float(np.mean([r.language for r in rewards])),
-            "accuracy": float(np.mean([r.correct > 0 for r in rewards])),
-            "groups/dropped_frac": 1.0 - n_kept / len(flat),
-            "completion/mean_tokens": float(np.mean(lengths)),
-            "completion/max_tokens": float(max(lengths)),
-            "completion/truncated_frac": float(
-                np.mean([s.finish_reason == "length" for _, s in flat])
-            ),
-            "curriculum/stage": float(state["stage"]),
-            "curriculum/l_max": float(stage.l_max),
-            "time/generate_s": generated - began,
-            "time/verify_s": verified - generated,
-            "throughput/generate_tokens_per_s": sum(lengths) / max(generated - began, 1e-9),
-        }
-        if n_kept == 0:  # every group all-right or all-wrong: nothing to learn from this batch
-            state["skipped"] += 1
-            metrics["train/skipped_steps"] = float(state["skipped"])
-        else:
-            kept = [k for k in range(len(flat)) if keep[k]]
-            order = np.random.default_rng([seed, step, 1]).permutation(kept)
-            train_tokens = 0
-            for chunk in np.array_split(order, grpo.n_minibatches):
-                if len(chunk) == 0:
-                    continue
-                rows = [int(k) for k in chunk]
-                sequences = [prompt_ids[flat[k][0]] + flat[k][1].token_ids for k in rows]
-                try:
-                    stats = _policy_loss(
-                        engine, sequences, [len(prompt_ids[flat[k][0]]) for k in rows],
-                        [flat[k][1].logprobs for k in rows], advantages[rows], pad_id, grpo,
-                    )  # fmt: skip
-                except FloatingPointError as error:
-                    last = manager.checkpoints()
-                    raise FloatingPointError(
-                        f"{error} at step {step}; stopped before the update. Last good "
-                        f"checkpoint: {last[-1] if last else 'none'}. Try a lower learning rate."
-                    ) from error
-                metrics.update(stats)
-                metrics.update({f"train/{k}": v for k, v in engine.step().items()})
-                train_tokens += sum(len(s) for s in sequences)
-            trained = time.perf_counter()
-            metrics["time/train_s"] = trained - verified
-            metrics["throughput/train_tokens_per_s"] = train_tokens / max(trained - verified, 1e-9)
-        state["last_reward"] = metrics["reward/total"]
-        done = step + 1
-        pending.append((metrics, done))
-        with samples_path.open("a") as out:
-            for k in range(min(grpo.samples_per_step, len(flat))):
-                index, sample = flat[k]
-                row = {"step": done, "problem_id": problems[index].id, "completion": sample.text,
-                       **rewards[k].__dict__}  # fmt: skip
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        progress.update(1)
-        progress.set_postfix(
-            reward=f"{metrics['reward/total']:.3f}", acc=f"{metrics['accuracy']:.2f}"
-        )
-        state["step"] = done
-        if done % grpo.checkpoint_every == 0 or done == max_steps:
-            checkpoint(done)
+    background: AsyncRollouts | None = None
+    if grpo.mode == "async":
+        with engine.full_weights() as whole:
+            background = AsyncRollouts(
+                whole, tokenizer, prompts, grpo.group_size, plan, verify,
+                first_step=state["step"], ahead=grpo.max_batches_in_flight,
+            )  # fmt: skip
+    own_generator = generator or TransformersGenerator(engine.model, tokenizer)  # type: ignore[arg-type]
+    push_weights = getattr(generator, "load_weights", None)
+
+    def next_rollout(step: int) -> Rollout:
+        if background is not None:
+            return background.next()
+        with engine.full_weights():
+            return rollout(own_generator, prompts, grpo.group_size, plan, verify, step)
+
+    progress = tqdm(
+        total=max_steps, initial=state["step"], desc="rl", unit="step", leave=False,
+        disable=not main,
+    )  # fmt: skip
+    try:
+        for step in range(state["step"], max_steps):
+            began = time.perf_counter()
+            batch = next_rollout(step)
+            verified = time.perf_counter()
+            state["stage"] = max(state["stage"], batch.work.stage)
+            stage = stages[state["stage"]]
+            flat = [(i, s) for i, group in zip(batch.work.chosen, batch.groups, strict=True)
+                    for s in group]  # fmt: skip
+            # Every rank's rewards: advantages are relative to the whole batch (minibatch
+            # normalisation) and the metrics describe it all. Groups never straddle ranks.
+            records = [
+                (b.total, b.format, b.correct, b.length, b.language, len(s.token_ids),
+                 s.finish_reason == "length",
+                 s.policy_versions[0] if s.policy_versions is not None else math.nan)
+                for (_, s), b in zip(flat, batch.rewards, strict=True)
+            ]  # fmt: skip
+            group_ids = [g for g, group in enumerate(batch.groups) for _ in group]
+            everyone = distributed.all_gather_objects((len(batch.groups), group_ids, records))
+            all_records: list[tuple[Any, ...]] = []
+            all_groups: list[int] = []
+            rows_of_rank: list[range] = []
+            n_groups = 0
+            for count, ids, recs in everyone:
+                rows_of_rank.append(range(len(all_records), len(all_records) + len(recs)))
+                all_records += recs
+                all_groups += [n_groups + g for g in ids]
+                n_groups += count
+            totals = torch.tensor([float(r[0]) for r in all_records])
+            advantages, keep = magistral_advantages(totals, torch.tensor(all_groups))
+            n_kept = int(keep.sum())
+            metrics = _metrics(all_records, n_kept, step)
+            metrics.update({
+                "curriculum/stage": float(state["stage"]),
+                "curriculum/l_max": float(stage.l_max),
+                "time/generate_s": batch.generate_s,
+                "time/verify_s": batch.verify_s,
+                "time/wait_s": verified - began,  # async: what the trainer waited for its batch
+                "throughput/generate_tokens_per_s": sum(len(s.token_ids) for _, s in flat)
+                / max(batch.generate_s, 1e-9),
+            })  # fmt: skip
+            if n_kept == 0:  # every group all-right or all-wrong: nothing to learn from this batch
+                state["skipped"] += 1
+                metrics["train/skipped_steps"] = float(state["skipped"])
+            else:
+                # One permutation of the whole batch; each rank trains its own rows in its order.
+                order = np.random.default_rng([seed, step, 1]).permutation(np.flatnonzero(keep))
+                chunks_of_rank = [
+                    np.array_split(
+                        [int(k) - rows.start for k in order if int(k) in rows], grpo.n_minibatches
+                    )
+                    for rows in rows_of_rank
+                ]
+                mine = rows_of_rank[rank]
+                train_tokens = 0
+                for c in range(grpo.n_minibatches):
+                    if all(len(chunks[c]) == 0 for chunks in chunks_of_rank):
+                        continue
+                    rows = [int(k) for k in chunks_of_rank[rank][c]]
+                    sequences = [prompt_ids[flat[k][0]] + flat[k][1].token_ids for k in rows]
+                    try:
+                        stats = _policy_loss(
+                            engine, sequences, [len(prompt_ids[flat[k][0]]) for k in rows],
+                            [flat[k][1].logprobs for k in rows],
+                            advantages[[mine.start + k for k in rows]], pad_id, grpo,
+                        )  # fmt: skip
+                    except FloatingPointError as error:
+                        last = manager.checkpoints()
+                        raise FloatingPointError(
+                            f"{error} at step {step}; stopped before the update. Last good "
+                            f"checkpoint: {last[-1] if last else 'none'}. Try a lower learning "
+                            "rate."
+                        ) from error
+                    metrics.update(stats)
+                    metrics.update({f"train/{k}": v for k, v in engine.step().items()})
+                    train_tokens += sum(len(s) for s in sequences)
+                trained = time.perf_counter()
+                metrics["time/train_s"] = trained - verified
+                metrics["throughput/train_tokens_per_s"] = train_tokens / max(
+                    trained - verified, 1e-9
+                )
+                if background is not None or push_weights is not None:
+                    with engine.full_weights() as whole:
+                        if background is not None:
+                            background.publish(whole, step + 1)
+                        elif push_weights is not None:
+                            push_weights(whole.named_parameters())
+            metrics["time/step_s"] = time.perf_counter() - began
+            state["last_reward"] = metrics["reward/total"]
+            done = step + 1
+            pending.append((metrics, done))
+            if main:
+                with samples_path.open("a") as out:
+                    for k in range(min(grpo.samples_per_step, len(flat))):
+                        index, sample = flat[k]
+                        row = {"step": done, "problem_id": problems[index].id,
+                               "completion": sample.text, **batch.rewards[k].__dict__}  # fmt: skip
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            progress.update(1)
+            progress.set_postfix(
+                reward=f"{metrics['reward/total']:.3f}", acc=f"{metrics['accuracy']:.2f}"
+            )
+            state["step"] = done
+            if done % grpo.checkpoint_every == 0 or done == max_steps:
+                checkpoint(done)
+    finally:
+        if background is not None:
+            background.close()
     progress.close()
     manager.mark_complete()
     samples = (
         [json.loads(line) for line in samples_path.read_text().splitlines()]
-        if samples_path.exists()
+        if main and samples_path.exists()
         else []
     )
     result = engine.model

@@ -72,5 +72,6 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
         [B, T] where entry t is log p(input_ids[t] | input_ids[:t]); entry 0 (no context) is 0.
     """
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    picked = logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    targets = input_ids[:, 1:].to(logits.device)
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return torch.nn.functional.pad(picked, (1, 0))

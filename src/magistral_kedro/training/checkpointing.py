@@ -5,12 +5,16 @@ Layout under ``root``::
     step_000200/
         engine.pt | deepspeed/     model, optimiser, scheduler (backend's own format)
         trainer_state.json         step, caller state (data position, metrics...), fingerprint
-        rng.pt                     python, numpy and torch RNG states
+        rng.pt | rng_rank<r>.pt    python, numpy and torch RNG states (one file per rank)
         hf/                        model + tokenizer as a Hugging Face directory (what MLflow gets)
     COMPLETE                       written when the run finished; a finished run is not resumed
 
 A checkpoint is written into ``.tmp-step_...`` and renamed when whole, so a run killed mid-write
 (kill -9 included) never leaves a half checkpoint that resume would trust.
+
+Under several ranks every rank calls the same methods: each writes its own engine shards and RNG
+state, rank 0 alone the shared files and the rename, with barriers between. The directory must be
+on a filesystem every rank sees (one node, or a shared mount across nodes).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from magistral_kedro.training import distributed
 from magistral_kedro.training.engine import TrainEngine
 
 PREFIX = "step_"
@@ -37,6 +42,11 @@ def rng_state() -> dict[str, Any]:
         "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global one)
         "torch": torch.get_rng_state(),
     }
+
+
+def _rng_file(directory: Path) -> Path:
+    rank = distributed.rank()
+    return directory / ("rng.pt" if rank == 0 else f"rng_rank{rank}.pt")
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -75,9 +85,12 @@ class CheckpointManager:
 
     def start_fresh(self) -> None:
         """Remove what an earlier (finished or different) run left, so steps never mix."""
-        if self.root.exists():
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True)
+        distributed.barrier()  # every rank has looked for a checkpoint before any is removed
+        if distributed.is_main():
+            if self.root.exists():
+                shutil.rmtree(self.root)
+            self.root.mkdir(parents=True)
+        distributed.barrier()
 
     def save(
         self,
@@ -89,29 +102,38 @@ class CheckpointManager:
         """Write checkpoint ``step``; ``export_hf(path)`` may add a Hugging Face copy under hf/."""
         final = self.root / f"{PREFIX}{step:06d}"
         tmp = self.root / f".tmp-{final.name}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        engine.save_state(tmp)
-        torch.save(rng_state(), tmp / "rng.pt")
-        if export_hf is not None:
-            export_hf(tmp / "hf")
-        payload = {"step": step, "fingerprint": self.fingerprint, **state}
-        (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        for old in self.checkpoints()[: -self.keep_last]:
-            shutil.rmtree(old)
+        main = distributed.is_main()
+        if main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        distributed.barrier()
+        engine.save_state(tmp)  # collective under DeepSpeed: every rank writes its shards
+        torch.save(rng_state(), _rng_file(tmp))
+        with engine.full_weights():  # ZeRO-3 gathers on every rank; rank 0 writes
+            if export_hf is not None and main:
+                export_hf(tmp / "hf")
+        distributed.barrier()
+        if main:
+            payload = {"step": step, "fingerprint": self.fingerprint, **state}
+            (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            for old in self.checkpoints()[: -self.keep_last]:
+                shutil.rmtree(old)
+        distributed.barrier()
         return final
 
     def load(self, path: Path, engine: TrainEngine) -> dict[str, Any]:
         """Restore engine and RNG from ``path``; returns the saved trainer state (with ``step``)."""
         engine.load_state(path)
-        set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+        set_rng_state(torch.load(_rng_file(path), weights_only=False))
         state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text())
         return state
 
     def mark_complete(self) -> None:
         """Record that the run finished, so the next run starts fresh instead of resuming."""
-        (self.root / COMPLETE).write_text("")
+        if distributed.is_main():
+            (self.root / COMPLETE).write_text("")
+        distributed.barrier()

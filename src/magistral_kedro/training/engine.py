@@ -10,9 +10,11 @@ JIT-compiles a communication op (~70 s, cached in ``$TORCH_EXTENSIONS_DIR``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +23,7 @@ import torch
 from pydantic import Field
 
 from magistral_kedro.config import config
+from magistral_kedro.training import distributed
 
 STATE_FILE = "engine.pt"
 DEEPSPEED_TAG = "deepspeed"
@@ -51,6 +54,8 @@ class EngineConfig:
     zero_stage: Literal[0, 1, 2, 3] = 2
     precision: Literal["fp32", "bf16"] = "fp32"
     optim: OptimConfig = field(default_factory=OptimConfig)
+    #: Recompute activations in backward: less memory for long sequences, ~30% more compute.
+    gradient_checkpointing: bool = False
     #: Extra DeepSpeed config keys merged over the generated ones (e.g. ZeRO offload settings).
     deepspeed_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -88,14 +93,37 @@ class TrainEngine:
     """Plain torch backend; :class:`DeepSpeedEngine` overrides the parts DeepSpeed owns."""
 
     def __init__(self, model: torch.nn.Module, config: EngineConfig) -> None:
+        if distributed.world_size() > 1:
+            raise ValueError(
+                "the torch backend trains one process; with several ranks use "
+                "engine.backend: deepspeed (it averages the ranks' gradients)"
+            )
+        _prepare(model, config)
         self.config = config
+        if torch.cuda.is_available():
+            model.to("cuda")
         self.optimizer, self.scheduler = _optimizer_and_scheduler(model, config.optim)
         self.module = model
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters (and so every batch) live."""
+        return next(self.model.parameters()).device
+
     def forward(self, **batch: torch.Tensor) -> Any:
-        """Run the (possibly wrapped) model; returns the HF model output."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
-            return self.module(**batch)
+        """Run the (possibly wrapped) model on ``batch`` (moved to the model's device)."""
+        device = self.device
+        on_device = {key: value.to(device) for key, value in batch.items()}
+        # DeepSpeed casts the weights itself; the torch backend mixes precision by autocast.
+        autocast = self.config.precision == "bf16" and self.config.backend == "torch"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            return self.module(**on_device)
+
+    @contextlib.contextmanager
+    def full_weights(self) -> Iterator[torch.nn.Module]:
+        """The bare model with every parameter whole on this rank (ZeRO-3 gathers its shards):
+        for generation, exporting, and pushing weights to an inference engine."""
+        yield self.model
 
     def backward(self, loss: torch.Tensor) -> None:
         """Accumulate gradients of ``loss`` (already divided by the step's token count)."""
@@ -186,6 +214,7 @@ class DeepSpeedEngine(TrainEngine):
         if not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             deepspeed.init_distributed(dist_backend=backend)
+        _prepare(model, config)
         self.config = config
         optimizer, scheduler = _optimizer_and_scheduler(model, config.optim)
         self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
@@ -212,6 +241,17 @@ class DeepSpeedEngine(TrainEngine):
         """The bare model inside the DeepSpeed wrapper."""
         return self.ds.module
 
+    @contextlib.contextmanager
+    def full_weights(self) -> Iterator[torch.nn.Module]:
+        """The bare model, ZeRO-3 shards gathered on every rank for the duration (read-only)."""
+        if self.config.zero_stage != 3:
+            yield self.model
+            return
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
+            yield self.model
+
     def save_state(self, directory: Path) -> None:
         """DeepSpeed's own checkpoint (model, optimiser partitions, scheduler)."""
         self.ds.save_checkpoint(str(directory), tag=DEEPSPEED_TAG, save_latest=False)
@@ -221,6 +261,12 @@ class DeepSpeedEngine(TrainEngine):
         path, _ = self.ds.load_checkpoint(str(directory), tag=DEEPSPEED_TAG)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
+
+
+def _prepare(model: torch.nn.Module, config: EngineConfig) -> None:
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()  # type: ignore[operator]
+        model.config.use_cache = False  # type: ignore[union-attr]  # generation passes its own
 
 
 def create_engine(model: torch.nn.Module, config: EngineConfig) -> TrainEngine:

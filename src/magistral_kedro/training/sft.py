@@ -113,7 +113,7 @@ def summed_token_nll(
     """Sum over completion tokens of -log p(token); ``forward`` is the model (or engine) call."""
     output = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     logprobs = token_logprobs(output.logits, batch["input_ids"])  # type: ignore[attr-defined]
-    return -(logprobs * batch["loss_mask"]).sum()
+    return -(logprobs * batch["loss_mask"].to(logprobs.device)).sum()
 
 
 @torch.no_grad()
@@ -127,7 +127,10 @@ def evaluate_loss(
     was_training = model.training
     model.eval()
     batches, n_tokens, _ = _microbatches(examples, max_tokens, pad_token_id)
-    total = sum(float(summed_token_nll(model, b)) for b in batches)
+    device = next(model.parameters()).device
+    total = sum(
+        float(summed_token_nll(model, {k: v.to(device) for k, v in b.items()})) for b in batches
+    )
     model.train(was_training)
     return total / max(1, n_tokens)
 

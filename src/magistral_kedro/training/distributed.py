@@ -1,0 +1,82 @@
+"""Data-parallel helpers that are no-ops in a single process.
+
+Ranks come from a launcher (``deepspeed``, ``torchrun``; see :mod:`magistral_kedro.launch`). Every
+helper answers for one process when no process group is initialised, so the training loops call
+them unconditionally and a plain ``kedro run`` never needs a launcher.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if _active() else 0
+
+
+def world_size() -> int:
+    """Number of data-parallel processes (1 without a process group)."""
+    return dist.get_world_size() if _active() else 1
+
+
+def is_main() -> bool:
+    """True on the rank that writes datasets, checkpoints' shared files and MLflow records."""
+    return rank() == 0
+
+
+def launched() -> bool:
+    """True when a launcher started several processes (``WORLD_SIZE`` > 1 in the environment)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(timeout_minutes: int = 60) -> None:
+    """Join the process group a launcher described (RANK, WORLD_SIZE, MASTER_ADDR...).
+
+    NCCL with one GPU per local rank where CUDA is available, else gloo (CPU).
+    """
+    if dist.is_initialized():
+        return
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "nccl"
+    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
+
+
+def barrier() -> None:
+    """Wait for every rank."""
+    if _active():
+        dist.barrier()
+
+
+def all_gather_objects(value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` in one process). Keep it small."""
+    if not _active():
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def broadcast_object(value: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``value`` on every rank."""
+    if not _active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_max(value: int) -> int:
+    """The largest ``value`` over the ranks."""
+    return max(all_gather_objects(value))
