@@ -257,3 +257,33 @@ def test_kedro_viz_renders_the_five_pipelines_in_a_browser(project, tmp_path):
         assert label in text, f"{label!r} is not on the rendered page"
     pipelines = json.loads((site / "api" / "main").read_text())["pipelines"]
     assert {p["id"] for p in pipelines} >= {"curation", "sft", "rl", "eval", "analysis"}
+
+
+def test_two_launched_ranks_run_the_rl_pipeline_once(project):
+    """torchrun starts two ranks (gloo, DeepSpeed ZeRO-2 on CPU); each opens a KedroSession and
+    runs the rl pipeline. One MLflow run and one new version of each output come of it."""
+    runs_before = _mlflow_runs(project)
+    versions_before = set((project / "data" / "06_models" / "rl_model").iterdir())
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "-m", "magistral_kedro.launch", "--env", "micro", "--pipeline", "rl",
+         "--params", "rl.checkpoint_dir=data/06_models/rl_state_ranks"],
+        cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    new_runs = _mlflow_runs(project) - runs_before
+    assert len(new_runs) == 1, "rank 1 must not open an MLflow run"
+    db = sqlite3.connect(project / "mlflow.db")
+    steps = [s for (s,) in db.execute(
+        "SELECT step FROM metrics WHERE key = 'reward/total' AND run_uuid = ? ORDER BY step",
+        (new_runs.pop(),),
+    )]  # fmt: skip
+    assert steps == [1, 2, 3, 4]
+    new_versions = set((project / "data" / "06_models" / "rl_model").iterdir()) - versions_before
+    assert len(new_versions) == 1, "rank 1 must not write datasets"
+
+
+def _mlflow_runs(project: Path) -> set[str]:
+    db = sqlite3.connect(project / "mlflow.db")
+    return {run for (run,) in db.execute("SELECT run_uuid FROM runs")}

@@ -1,4 +1,5 @@
-"""Project hooks: a quiet, offline start, and every parameter in MLflow (flattened)."""
+"""Project hooks: a quiet, offline start, every parameter in MLflow (flattened), and rank 0
+alone writing datasets under a multi-process launch."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
+from kedro.io import MemoryDataset
 
 from magistral_kedro.tracking import flatten, plain
+from magistral_kedro.training import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +65,16 @@ class ParameterLoggingHook:
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per call
             mlflow.log_params(dict(items[start : start + 100]))
         self._logged.update(new)
+
+
+class RankZeroWritesHook:
+    """Under a launcher (:mod:`magistral_kedro.launch`) ranks > 0 run the same pipeline, but its
+    outputs stay in memory there: the files, versions and MLflow artifacts are rank 0's."""
+
+    @hook_impl
+    def before_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        """Swap every dataset the pipeline writes for a MemoryDataset on ranks > 0."""
+        if distributed.is_main():
+            return
+        for name in pipeline.all_outputs():
+            catalog[name] = MemoryDataset()

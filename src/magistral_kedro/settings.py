@@ -2,9 +2,13 @@
 
 from kedro.config import OmegaConfigLoader
 
-from magistral_kedro.hooks import ParameterLoggingHook, QuietStartHook
+from magistral_kedro.hooks import ParameterLoggingHook, QuietStartHook, RankZeroWritesHook
+from magistral_kedro.training import distributed
 
-HOOKS = (QuietStartHook(), ParameterLoggingHook())
+HOOKS = (QuietStartHook(), ParameterLoggingHook(), RankZeroWritesHook())
+# Under a multi-process launch only rank 0 opens an MLflow run and writes kedro-viz's run stats
+# (magistral_kedro.launch). Names as the plugins' distributions spell them.
+DISABLE_HOOKS_FOR_PLUGINS = () if distributed.is_main() else ("kedro_mlflow", "kedro-viz")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
