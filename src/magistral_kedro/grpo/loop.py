@@ -37,7 +37,12 @@ from magistral_kedro.models.factory import Checkpoint, save_checkpoint
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training import distributed
-from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
+from magistral_kedro.training.batching import (
+    collate_causal_lm,
+    greedy_collate,
+    token_entropy,
+    token_logprobs,
+)
 from magistral_kedro.training.checkpointing import CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
 from magistral_kedro.training.tracker import Tracker
@@ -137,8 +142,8 @@ def _policy_loss(
         output = engine.forward(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         )
-        logits = output.logits.float() / grpo.temperature  # as the generator scaled them
-        logprobs = token_logprobs(logits, batch["input_ids"])
+        logits = output.logits  # [B, T, V]; scaled by the sampler's temperature, as generated
+        logprobs = token_logprobs(logits, batch["input_ids"], grpo.temperature)
         mask = batch["loss_mask"].to(logits.device)
         loss, stats = magistral_loss(
             logprobs, old.to(logits.device), advantages[group].to(logits.device), mask,
@@ -147,12 +152,9 @@ def _policy_loss(
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"GRPO loss is {float(loss.detach())}")
         engine.backward(loss)
-        with torch.no_grad():
-            probs = torch.softmax(logits[:, :-1], dim=-1)
-            entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
-            shifted = mask[:, 1:]
-            weight = float(mask.sum())
-            stats["policy/entropy"] = float((entropy * shifted).sum() / shifted.sum().clamp(min=1))
+        entropy = token_entropy(logits.detach(), grpo.temperature)
+        weight = float(mask.sum())
+        stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
         for key, value in stats.items():
             sums[key] = sums.get(key, 0.0) + value * weight
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens

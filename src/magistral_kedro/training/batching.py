@@ -61,17 +61,75 @@ def collate_causal_lm(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each token under the logits of the position before it.
+#: Positions per chunk of the vocabulary-wide softmax: its float32 [chunk, V] temporaries, not
+#: [B, T, V] ones, bound the memory (a 151k vocabulary at 16k tokens would need 9 GiB each).
+SOFTMAX_CHUNK = 4096
+
+
+def _picked_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """[N, V], [N] -> [N]: log softmax(logits / temperature)[target], in float32."""
+    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def _shifted(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of [B * T, V] logits (a view) and the token each row predicts (the next one)."""
+    batch, length, vocab = logits.shape
+    targets = torch.nn.functional.pad(input_ids[:, 1:].to(logits.device), (0, 1))  # [B, T]
+    return logits.reshape(batch * length, vocab), targets.reshape(-1)
+
+
+def _unshift(values: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """[B * T] values of next-token predictions -> [B, T] indexed by the predicted token."""
+    return torch.nn.functional.pad(values.view(batch, length)[:, :-1], (1, 0))
+
+
+def token_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Log-probability of each token under the (temperature-scaled) logits of the position
+    before it, computed in chunks of positions: in training each chunk's softmax is recomputed
+    in backward instead of kept.
 
     Args:
         logits: [B, T, V] model outputs.
         input_ids: [B, T] tokens.
+        temperature: the logits are divided by it (the sampler's temperature).
 
     Returns:
         [B, T] where entry t is log p(input_ids[t] | input_ids[:t]); entry 0 (no context) is 0.
     """
-    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = input_ids[:, 1:].to(logits.device)
-    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return torch.nn.functional.pad(picked, (1, 0))
+    rows, targets = _shifted(logits, input_ids)
+    chunks = []
+    for start in range(0, rows.shape[0], SOFTMAX_CHUNK):
+        part = (rows[start : start + SOFTMAX_CHUNK], targets[start : start + SOFTMAX_CHUNK])
+        if rows.requires_grad:
+            chunks.append(
+                torch.utils.checkpoint.checkpoint(
+                    _picked_logprobs, *part, temperature, use_reentrant=False
+                )
+            )
+        else:
+            chunks.append(_picked_logprobs(*part, temperature))
+    return _unshift(torch.cat(chunks), *logits.shape[:2])
+
+
+@torch.no_grad()
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of each next-token distribution, aligned like :func:`token_logprobs`.
+
+    Args:
+        logits: [B, T, V] model outputs.
+        temperature: the logits are divided by it.
+
+    Returns:
+        [B, T] where entry t is the entropy of the distribution that token t was drawn from.
+    """
+    rows = logits.reshape(-1, logits.shape[-1])
+    chunks = []
+    for start in range(0, rows.shape[0], SOFTMAX_CHUNK):
+        logprobs = torch.log_softmax(rows[start : start + SOFTMAX_CHUNK].float() / temperature, -1)
+        chunks.append(-(logprobs.exp() * logprobs).sum(-1))
+    return _unshift(torch.cat(chunks), *logits.shape[:2])
