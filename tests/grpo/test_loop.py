@@ -205,3 +205,31 @@ def test_metrics_of_a_checkpoint_written_just_before_a_kill_are_logged_on_resume
     _run(tokenizer, math_problems[:20], tmp_path / "run", resumed)
     assert [step for step, _ in resumed.metrics] == [1, 2, 3, 4]
     assert resumed.checkpoints == [2, 4]
+
+
+def test_async_mode_trains_on_completions_at_most_two_versions_old(
+    tokenizer, math_problems, tmp_path, fake_reward
+):
+    tracker = ListTracker()
+    model, _ = _run(tokenizer, math_problems[:20], tmp_path / "async", tracker, steps=6,
+                    mode="async")  # fmt: skip
+    assert tracker.steps == [1, 2, 3, 4, 5, 6]
+    first = tracker.metrics[0][1]
+    assert first["async/staleness_max"] == 0  # the first batch comes from the initial weights
+    assert first["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-4)
+    staleness = [m["async/staleness_max"] for _, m in tracker.metrics]
+    assert max(staleness) <= GRPO.max_batches_in_flight
+    assert all("train/grad_norm" in m for _, m in tracker.metrics)
+    initial = build_tiny_model(tokenizer, MICRO_MODEL, seed=0).state_dict()
+    assert any(not torch.equal(v, initial[k]) for k, v in model.state_dict().items())
+
+
+def test_async_generation_errors_reach_the_trainer(tokenizer, math_problems, tmp_path,
+                                                   monkeypatch):  # fmt: skip
+    def broken(*args, **kwargs):
+        raise ValueError("verifier crashed")
+
+    monkeypatch.setattr(loop, "score_batch", broken)
+    with pytest.raises(RuntimeError, match="asynchronous generation failed") as caught:
+        _run(tokenizer, math_problems[:20], tmp_path / "broken", mode="async")
+    assert "verifier crashed" in str(caught.value.__cause__)
