@@ -41,10 +41,10 @@ test: lint typecheck pytest
 
 # Benchmarks print figures (never asserted in tests); see benchmarks/.
 bench: install
-	$(BIN)/python benchmarks/rewards.py
-	$(BIN)/python benchmarks/grpo.py
-	$(BIN)/python benchmarks/rl_gain.py
-	$(BIN)/python benchmarks/curation.py
+	$(BIN)/python -m benchmarks.rewards
+	$(BIN)/python -m benchmarks.grpo
+	$(BIN)/python -m benchmarks.rl_gain
+	$(BIN)/python -m benchmarks.curation
 
 viz: install
 	$(BIN)/kedro viz build

@@ -1,6 +1,6 @@
 """Curation throughput on the embedded default: problems per second through every stage.
 
-    .venv/bin/python benchmarks/curation.py [--stage1-problems 256] [--baseline-problems 32]
+    .venv/bin/python -m benchmarks.curation [--stage1-problems 256] [--baseline-problems 32]
 
 Runs the curation nodes (the functions the pipeline wires, same parameters as ``kedro run``) in
 order, timing each, then difficulty stage 1 on ``--stage1-problems`` training problems with the

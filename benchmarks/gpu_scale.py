@@ -1,7 +1,7 @@
 """GRPO at a real architecture size on one GPU: generation and training throughput, and MFU.
 
-    python benchmarks/gpu_scale.py --arch qwen2.5-0.5b --zero-stage 2      # on a GPU machine
-    python benchmarks/gpu_scale.py --arch tiny --steps 1                   # the same code on CPU
+    python -m benchmarks.gpu_scale --arch qwen2.5-0.5b --zero-stage 2      # on a GPU machine
+    python -m benchmarks.gpu_scale --arch tiny --steps 1                   # the same code on CPU
 
 No weights can be downloaded, so the model is the architecture (Qwen2.5's config: layers,
 widths, grouped-query attention, the 151,936-token vocabulary) randomly initialised in bf16,
@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
+from benchmarks._common import StepRows
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
 from magistral_kedro.grpo.loop import GRPOConfig, Stage, _policy_loss, train_grpo
 from magistral_kedro.models import build_prompt, train_tokenizer
@@ -54,22 +55,6 @@ ARCHS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 #: Dense bf16 peak by the vendors' datasheets (SXM parts), TFLOP/s.
 DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-
-
-class _Rows:
-    """A Tracker keeping each step's metrics."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def attach(self, run_id: str | None) -> str | None:
-        return run_id
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self.rows.append(dict(metrics))
-
-    def log_checkpoint(self, path: Path, step: int) -> None:
-        pass
 
 
 def _model(arch: str, tokenizer: Any, device: str) -> PreTrainedModel:
@@ -156,7 +141,7 @@ def main() -> int:
     # 1. The loop itself.
     model = _model(args.arch, tokenizer, device)
     n_params = sum(p.numel() for p in model.parameters())
-    rows = _Rows()
+    rows = StepRows()
     with tempfile.TemporaryDirectory() as directory:
         began = time.perf_counter()
         train_grpo(model, tokenizer, problems, prompts, engine_config=engine_config, grpo=grpo,

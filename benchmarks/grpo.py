@@ -1,6 +1,6 @@
 """One GRPO step of the embedded default, phase by phase, and greedy collation's padding.
 
-    .venv/bin/python benchmarks/grpo.py [--steps 3]
+    .venv/bin/python -m benchmarks.grpo [--steps 3]
 
 Uses the SFT model of the last ``kedro run`` (run ``make run`` first) and the default ``rl``
 parameters. Prints, all measured in this run: seconds per RL step by phase (generate / verify /
@@ -15,34 +15,16 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
-import yaml
 
+from benchmarks._common import StepRows, embedded_rl
 from magistral_kedro.grpo import greedy_collate
-from magistral_kedro.grpo.loop import GRPOConfig, Stage, train_grpo
-from magistral_kedro.models import build_prompt, load_checkpoint
-from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.rewards import RewardConfig
-from magistral_kedro.training.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Times:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def attach(self, run_id: str | None) -> str | None:
-        return run_id
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self.rows.append(metrics)
-
-    def log_checkpoint(self, path: Path, step: int) -> None:
-        pass
 
 
 def _padding(lengths: list[int], budget: int) -> tuple[int, int]:
@@ -60,29 +42,19 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    versions = sorted((ROOT / "data" / "06_models" / "sft_model").glob("*/sft_model"))
-    if not versions:
-        raise SystemExit("no SFT model yet: run `make run` (or `kedro run --pipeline sft`) first")
-    checkpoint = load_checkpoint(versions[-1])
-    raw: dict[str, Any] = yaml.safe_load((ROOT / "conf/base/parameters_rl.yml").read_text())["rl"]
-    train = pd.read_json(ROOT / "data/05_model_input/train_problems.jsonl", lines=True, dtype=False)
-    frame = train[train["kind"] == "math"].reset_index(drop=True)
-    problems = frame_to_problems(frame)
-    prompts = [build_prompt(checkpoint.tokenizer, p.prompt, None) for p in problems]
-    optim = {**raw["engine"]["optim"], "max_steps": args.steps + 1}
-    engine = EngineConfig(**{**raw["engine"], "backend": "torch", "optim": optim})
-    grpo = GRPOConfig(**{**raw["grpo"], "checkpoint_every": 1000, "samples_per_step": 10**6})
-    stages = [Stage(**stage) for stage in raw["curriculum"]]
-    times = _Times()
+    setup = embedded_rl(args.steps + 1)
+    checkpoint, problems, prompts = setup.checkpoint, setup.problems, setup.prompts
+    grpo, stages = setup.grpo, setup.stages
+    times = StepRows()
     with tempfile.TemporaryDirectory() as directory:
-        train_grpo(checkpoint.model, checkpoint.tokenizer, problems, prompts, engine_config=engine,
-                   grpo=grpo, stages=stages, reward=RewardConfig(), checkpoint_dir=directory,
-                   seed=0, tracker=times)  # fmt: skip
+        train_grpo(checkpoint.model, checkpoint.tokenizer, problems, prompts,
+                   engine_config=setup.engine, grpo=grpo, stages=stages, reward=RewardConfig(),
+                   checkpoint_dir=directory, seed=0, tracker=times)  # fmt: skip
         samples = pd.read_json(Path(directory) / "samples.jsonl", lines=True)
     rows = times.rows[1:]  # the first step pays warm-ups (worker start, allocator)
     print(
         f"== GRPO step ({stages[0].n_prompts} prompts x {grpo.group_size}, SFT model "
-        f"{versions[-1].parent.name}, torch backend, 2 threads; median of {len(rows)} steps)"
+        f"{setup.label}, torch backend, 2 threads; median of {len(rows)} steps)"
     )
     total = 0.0
     for phase in ("generate", "verify", "train"):

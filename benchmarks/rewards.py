@@ -1,6 +1,6 @@
 """Verifier throughput, and its share of an RL step.
 
-    .venv/bin/python benchmarks/rewards.py [--n-math 300] [--rl-prompts 32 --rl-group 8]
+    .venv/bin/python -m benchmarks.rewards [--n-math 300] [--rl-prompts 32 --rl-group 8]
 
 Prints (all measured in this run, on this machine):
 1. math verifications per second: in-process; through ``math_equal`` (a worker process per call's

@@ -1,6 +1,6 @@
 """What GRPO bought: the SFT and RL models of the last ``kedro run`` on the same held-out problems.
 
-    .venv/bin/python benchmarks/rl_gain.py [--k 4] [--temperature 1.0] [--problems 300]
+    .venv/bin/python -m benchmarks.rl_gain [--k 4] [--temperature 1.0] [--problems 300]
 
 Runs the pipelines' own evaluation (``pipelines/evaluation.py``) on both models and prints greedy
 accuracy, sampled accuracy (pass@1 averaged over k samples per problem, the quantity RL

@@ -98,6 +98,11 @@ class AsyncRollouts:
         if ahead < 1:
             raise ValueError(f"max_in_flight must allow at least one batch ahead, got {ahead}")
         self.policy = copy.deepcopy(model).eval().requires_grad_(False)
+        # On CPU the generator and the trainer run at once: each gets half of torch's threads
+        # (two full-width thread pools on the same cores slow both down several times).
+        self._threads = torch.get_num_threads()
+        if next(model.parameters()).device.type == "cpu":
+            torch.set_num_threads(max(1, self._threads // 2))
         self.version = first_step  # optimiser steps behind the policy's weights
         self._published: tuple[int, dict[str, torch.Tensor]] | None = None
         self._lock = threading.Lock()
@@ -162,3 +167,4 @@ class AsyncRollouts:
         """Stop the generator thread (a batch in progress is dropped at its next token)."""
         self._stop.set()
         self._thread.join(timeout=600)
+        torch.set_num_threads(self._threads)

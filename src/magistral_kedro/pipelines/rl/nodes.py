@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from magistral_kedro.generation import Generator
 from magistral_kedro.grpo.loop import train_grpo
-from magistral_kedro.models import Checkpoint
+from magistral_kedro.models import Checkpoint, save_checkpoint
 from magistral_kedro.params import PromptParams, RLParams
 from magistral_kedro.pipelines.evaluation import build_prompts, evaluate_generation
 from magistral_kedro.pipelines.frames import frame_to_problems
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tracking import MlflowTracker
+from magistral_kedro.training import distributed
 
 
 def train_rl_model(
@@ -51,8 +54,23 @@ def train_rl_model(
         seed=seed,
         fingerprint=hashlib.sha256(blob.encode()).hexdigest()[:16],
         tracker=MlflowTracker("rl"),
+        generator=_generator(start, rl, seed),
     )
     return Checkpoint(model=model, tokenizer=start.tokenizer), pd.DataFrame(samples)
+
+
+def _generator(start: Checkpoint, rl: RLParams, seed: int) -> Generator | None:
+    """None for transformers (it samples from the trained model itself); else a vLLM engine
+    loaded from the start checkpoint, written once under the checkpoint directory."""
+    if rl.generation.backend != "vllm":
+        return None
+    from magistral_kedro.generation.vllm import VLLMGenerator
+
+    path = Path(rl.checkpoint_dir) / "vllm_init"
+    if distributed.is_main():
+        save_checkpoint(start, path)
+    distributed.barrier()
+    return VLLMGenerator(path, rl.generation.vllm, seed=seed + distributed.rank())
 
 
 def evaluate_rl(

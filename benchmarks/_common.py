@@ -1,0 +1,69 @@
+"""What the benchmarks share: a tracker that keeps each step's metrics, and the embedded
+default's RL setup (the SFT model of the last ``kedro run`` and the default ``rl`` parameters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from magistral_kedro.grpo.loop import GRPOConfig, Stage
+from magistral_kedro.models import Checkpoint, build_prompt, load_checkpoint
+from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.training.engine import EngineConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class StepRows:
+    """A Tracker that keeps each step's metrics (nothing else)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def attach(self, run_id: str | None) -> str | None:
+        return run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.rows.append(dict(metrics))
+
+    def log_checkpoint(self, path: Path, step: int) -> None:
+        pass
+
+
+@dataclass
+class EmbeddedRL:
+    """The default rl run's inputs: model, problems, prompts and typed parameters."""
+
+    checkpoint: Checkpoint
+    label: str  # the SFT model's version
+    problems: list[Problem]
+    prompts: list[str]
+    engine: EngineConfig
+    grpo: GRPOConfig
+    stages: list[Stage]
+
+
+def embedded_rl(steps: int, **grpo: Any) -> EmbeddedRL:
+    """The latest SFT model and the default ``rl`` parameters for ``steps`` steps on the torch
+    backend (no checkpoints on the way); ``grpo`` overrides GRPOConfig fields."""
+    versions = sorted((ROOT / "data" / "06_models" / "sft_model").glob("*/sft_model"))
+    if not versions:
+        raise SystemExit("no SFT model yet: run `make run` (or `kedro run --pipeline sft`) first")
+    checkpoint = load_checkpoint(versions[-1])
+    raw: dict[str, Any] = yaml.safe_load((ROOT / "conf/base/parameters_rl.yml").read_text())["rl"]
+    train = pd.read_json(ROOT / "data/05_model_input/train_problems.jsonl", lines=True, dtype=False)
+    problems = frame_to_problems(train[train["kind"] == "math"].reset_index(drop=True))
+    prompts = [build_prompt(checkpoint.tokenizer, p.prompt, None) for p in problems]
+    optim = {**raw["engine"]["optim"], "max_steps": steps}
+    engine = EngineConfig(**{**raw["engine"], "backend": "torch", "optim": optim})
+    config = GRPOConfig(
+        **{**raw["grpo"], "checkpoint_every": 10**6, "samples_per_step": 10**6, **grpo}
+    )
+    stages = [Stage(**stage) for stage in raw["curriculum"]]
+    return EmbeddedRL(checkpoint, versions[-1].parent.name, problems, prompts, engine, config,
+                      stages)  # fmt: skip

@@ -1,0 +1,196 @@
+"""Dry-run check of a configuration environment, without a GPU and without loading weights.
+
+    python -m magistral_kedro.check --env gpu
+    python -m magistral_kedro.check --env gpu --params model.name_or_path=/models/Qwen2.5-7B
+
+Validates every parameter section with the same typed classes the pipelines use, then the
+checkpoint directory (``model.name_or_path``): config.json, tokenizer files, every weight shard
+an index names. Reads the architecture from config.json and reports the parameter count, the
+training memory per GPU that the ZeRO stage implies, and whether the context window holds the
+longest curriculum stage. Exit status 0 when nothing is wrong, 1 otherwise (each problem named).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+from pydantic import ValidationError
+
+from magistral_kedro import params as typed
+from magistral_kedro.rewards import RewardConfig
+from magistral_kedro.settings import CONFIG_LOADER_ARGS
+
+SECTIONS: dict[str, Any] = {
+    "model": typed.ModelParams,
+    "prompt": typed.PromptParams,
+    "reward": RewardConfig,
+    "curation": typed.CurationParams,
+    "sft": typed.SFTParams,
+    "rl": typed.RLParams,
+    "eval": typed.EvalParams,
+    "analysis": typed.AnalysisParams,
+}
+#: Bytes per parameter while training with mixed-precision Adam (ZeRO paper's accounting): bf16
+#: weights 2 + bf16 gradients 2 + fp32 master weights and two moments 12.
+TRAIN_BYTES_PER_PARAM = 16
+#: Of those, the bytes each ZeRO stage splits across the GPUs: none, optimiser, + gradients, all.
+SHARDED_BYTES_PER_PARAM = {0: 0, 1: 12, 2: 14, 3: 16}
+
+
+@dataclass
+class Report:
+    """What the check found: facts, and problems that would stop a run."""
+
+    facts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def load_parameters(conf: Path, env: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The merged parameters of ``env`` over base, as ``kedro run --env`` sees them."""
+    args = {k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    loader = OmegaConfigLoader(str(conf), env=env, runtime_params=overrides, **args)
+    return dict(loader["parameters"])
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def parse_overrides(text: str | None) -> dict[str, Any]:
+    """``a.b=1,c=x`` -> ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    tree: dict[str, Any] = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise ValueError(f"--params item {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        _set(tree, key.strip(), yaml.safe_load(value))
+    return tree
+
+
+def _shard_parameters(directory: Path) -> tuple[int, list[str]]:
+    """Parameter count read from the safetensors headers (no weights loaded); missing shards."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        names = [p.name for p in directory.glob("*.safetensors")]
+    count, missing = 0, []
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            missing.append(name)
+            continue
+        with path.open("rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        for key, tensor in header.items():
+            if key != "__metadata__":
+                size = 1
+                for dim in tensor["shape"]:
+                    size *= dim
+                count += size
+    return count, missing
+
+
+def check_checkpoint(directory: Path, report: Report) -> dict[str, Any] | None:
+    """Files of a Hugging Face checkpoint directory; its config.json if readable."""
+    if not (directory / "config.json").is_file():
+        report.problems.append(f"{directory}: no config.json (not a checkpoint directory)")
+        return None
+    model_config: dict[str, Any] = json.loads((directory / "config.json").read_text())
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json")
+    if not any((directory / name).is_file() for name in tokenizer_files):
+        report.problems.append(f"{directory}: no tokenizer ({' / '.join(tokenizer_files)})")
+    count, missing = _shard_parameters(directory)
+    if missing:
+        report.problems.append(f"{directory}: weight shards missing: {', '.join(missing)}")
+    if count == 0 and not missing:
+        report.problems.append(f"{directory}: no *.safetensors weights")
+    model_config["_parameters"] = count
+    arch = ", ".join(model_config.get("architectures", ["?"]))
+    report.facts.append(
+        f"checkpoint {directory}: {arch}, {count / 1e9:.2f}B parameters, "
+        f"{model_config.get('num_hidden_layers', '?')} layers, hidden "
+        f"{model_config.get('hidden_size', '?')}, vocabulary {model_config.get('vocab_size', '?')}"
+    )
+    return model_config
+
+
+def check(parameters: dict[str, Any], gpus: int) -> Report:
+    """Everything :func:`main` reports, for merged ``parameters``, on ``gpus`` GPUs in all."""
+    report = Report()
+    validated: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        if name not in parameters:
+            report.problems.append(f"parameters: section {name!r} is missing")
+            continue
+        try:
+            validated[name] = cls(**parameters[name])
+        except (ValidationError, TypeError, ValueError) as error:
+            report.problems.append(f"parameters: {name}: {error}")
+    if report.problems:
+        return report
+    report.facts.append(f"parameters: {len(SECTIONS)} sections valid")
+    model_path = validated["model"].name_or_path
+    rl = validated["rl"]
+    if model_path is None:
+        report.facts.append("model: the embedded tiny model (no checkpoint directory)")
+        return report
+    model_config = check_checkpoint(Path(model_path), report)
+    if model_config is None:
+        return report
+    longest = max(stage.l_max for stage in rl.curriculum)
+    window = model_config.get("max_position_embeddings")
+    if window is not None and window < longest:
+        report.problems.append(
+            f"rl.curriculum: l_max {longest} exceeds the model's context window ({window})"
+        )
+    max_model_len = rl.generation.vllm.max_model_len
+    if rl.generation.backend == "vllm" and max_model_len is not None and max_model_len < longest:
+        report.problems.append(
+            f"rl.generation.vllm.max_model_len {max_model_len} < the longest l_max {longest}"
+        )
+    n = model_config["_parameters"]
+    engine = rl.engine
+    sharded = SHARDED_BYTES_PER_PARAM[engine.zero_stage]
+    per_gpu = n * (TRAIN_BYTES_PER_PARAM - sharded + sharded / gpus)
+    report.facts.append(
+        f"training state per GPU (ZeRO-{engine.zero_stage}, {gpus} GPUs, before activations "
+        f"and the vLLM engine): {per_gpu / 2**30:.1f} GiB"
+    )
+    report.facts.append(
+        f"rl: {len(rl.curriculum)} stages, l_max up to {longest}, generation by "
+        f"{rl.generation.backend}, {rl.grpo.mode} mode"
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the facts and the problems; 1 if any problem."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default="gpu")
+    parser.add_argument("--params", default=None, help="overrides, as kedro run's --params")
+    parser.add_argument("--conf", type=Path, default=Path("conf"))
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs in all (for memory per GPU)")
+    args = parser.parse_args(argv)
+    report = check(load_parameters(args.conf, args.env, parse_overrides(args.params)), args.gpus)
+    for fact in report.facts:
+        print(f"ok       {fact}")
+    for problem in report.problems:
+        print(f"PROBLEM  {problem}")
+    print("dry-run check: " + ("passed" if not report.problems else "FAILED"))
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
