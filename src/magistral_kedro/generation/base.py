@@ -57,6 +57,6 @@ class WeightSyncedGenerator(Generator, Protocol):
     """A generator holding its own copy of the weights (vLLM): the trainer pushes each update."""
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Replace the weights in place (no restart); ``weights`` are the trainer's named
-        parameters, whole (ZeRO-3 shards gathered)."""
+        """Replace the weights in place (no restart); ``weights`` are the trainer's state-dict
+        items, whole (ZeRO-3 shards gathered), tied weights under each of their names."""
         ...

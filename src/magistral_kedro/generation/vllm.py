@@ -6,7 +6,7 @@ mode on, the engine releases its memory between generations (weights too at leve
 trainer pushes new ones after every optimiser step anyway) and wakes before the next.
 
 Weights are pushed in place after each optimiser step (:meth:`VLLMGenerator.load_weights`, the
-trainer's named parameters, ZeRO-3 shards gathered): no restart. The engine runs in this process
+trainer's state dict, ZeRO-3 shards gathered): no restart. The engine runs in this process
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so the tensors are handed over, not pickled.
 
 Log-probs: vLLM's ``processed_logprobs`` mode returns the sampled token's log-prob after
@@ -133,7 +133,9 @@ class VLLMGenerator:
         return samples
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Replace the engine's weights in place (Hugging Face parameter names)."""
+        """Replace the engine's weights in place: state-dict items with Hugging Face names.
+        Tied weights must come under both names (``lm_head.weight`` too): given the embedding
+        alone, vLLM leaves its output layer as it was."""
         self._wake(["weights"])
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
         # Cached prompt blocks hold keys and values of the old weights: drop them.

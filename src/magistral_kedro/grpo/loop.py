@@ -422,7 +422,7 @@ def train_grpo(
                         if background is not None:
                             background.publish(whole, step + 1)
                         elif push_weights is not None:
-                            push_weights(whole.named_parameters())
+                            push_weights(whole.state_dict().items())
             metrics["time/step_s"] = time.perf_counter() - began
             state["last_reward"] = metrics["reward/total"]
             done = step + 1
