@@ -57,13 +57,11 @@ test-vllm: $(VLLM_STAMP)
 
 test: lint typecheck pytest test-vllm
 
-# Benchmarks print figures (never asserted in tests); see benchmarks/.
+# Benchmarks print figures (never asserted in tests); see benchmarks/. TRL for vs_trl comes
+# with the bench extra, kept out of the main install.
 bench: install
-	$(BIN)/python -m benchmarks.rewards
-	$(BIN)/python -m benchmarks.grpo
-	$(BIN)/python -m benchmarks.rl_gain
-	$(BIN)/python -m benchmarks.curation
-	$(BIN)/python -m benchmarks.async_rl
+	$(BIN)/pip install --quiet -e ".[cpu,dev,bench]"
+	$(BIN)/python -m benchmarks
 
 viz: install
 	$(BIN)/kedro viz build
