@@ -58,7 +58,7 @@ def test_token_logprobs_matches_a_manual_log_softmax():
 def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(monkeypatch):
     """Chunks of 3 positions (recomputed in backward) give the values and gradients of one
     log-softmax over all positions, temperature included."""
-    monkeypatch.setattr(batching, "SOFTMAX_CHUNK", 3)
+    monkeypatch.setattr(batching, "SOFTMAX_ELEMENTS", 3 * 7)  # 3 positions of a 7-token vocabulary
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7, requires_grad=True)
     ids = torch.randint(0, 7, (2, 5))

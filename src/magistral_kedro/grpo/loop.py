@@ -325,6 +325,9 @@ def train_grpo(
             )  # fmt: skip
     own_generator = generator or TransformersGenerator(engine.model, tokenizer)  # type: ignore[arg-type]
     push_weights = getattr(generator, "load_weights", None)
+    if push_weights is not None:  # a resumed run's weights are not the ones it was loaded with
+        with engine.full_weights() as whole:
+            push_weights(whole.state_dict().items())
 
     def next_rollout(step: int) -> Rollout:
         if background is not None:

@@ -61,9 +61,10 @@ def collate_causal_lm(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
 
 
-#: Positions per chunk of the vocabulary-wide softmax: its float32 [chunk, V] temporaries, not
-#: [B, T, V] ones, bound the memory (a 151k vocabulary at 16k tokens would need 9 GiB each).
-SOFTMAX_CHUNK = 4096
+#: Elements of one float32 softmax temporary ([positions, vocabulary]): 2^28 is 1 GiB. A batch
+#: of fewer positions is done at once; more are cut into chunks, each recomputed in backward
+#: instead of kept (16k positions of a 151k vocabulary would need 9 GiB per temporary).
+SOFTMAX_ELEMENTS = 2**28
 
 
 def _picked_logprobs(
@@ -90,8 +91,7 @@ def token_logprobs(
     logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """Log-probability of each token under the (temperature-scaled) logits of the position
-    before it, computed in chunks of positions: in training each chunk's softmax is recomputed
-    in backward instead of kept.
+    before it; a large batch is computed in chunks of positions (:data:`SOFTMAX_ELEMENTS`).
 
     Args:
         logits: [B, T, V] model outputs.
@@ -102,17 +102,23 @@ def token_logprobs(
         [B, T] where entry t is log p(input_ids[t] | input_ids[:t]); entry 0 (no context) is 0.
     """
     rows, targets = _shifted(logits, input_ids)
-    chunks = []
-    for start in range(0, rows.shape[0], SOFTMAX_CHUNK):
-        part = (rows[start : start + SOFTMAX_CHUNK], targets[start : start + SOFTMAX_CHUNK])
-        if rows.requires_grad:
-            chunks.append(
-                torch.utils.checkpoint.checkpoint(
-                    _picked_logprobs, *part, temperature, use_reentrant=False
-                )
+    size = max(1, SOFTMAX_ELEMENTS // rows.shape[1])
+    if rows.shape[0] <= size or not rows.requires_grad:
+        chunks = [
+            _picked_logprobs(rows[i : i + size], targets[i : i + size], temperature)
+            for i in range(0, rows.shape[0], size)
+        ]
+    else:
+        chunks = [
+            torch.utils.checkpoint.checkpoint(
+                _picked_logprobs,
+                rows[i : i + size],
+                targets[i : i + size],
+                temperature,
+                use_reentrant=False,
             )
-        else:
-            chunks.append(_picked_logprobs(*part, temperature))
+            for i in range(0, rows.shape[0], size)
+        ]
     return _unshift(torch.cat(chunks), *logits.shape[:2])
 
 
@@ -128,8 +134,9 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
         [B, T] where entry t is the entropy of the distribution that token t was drawn from.
     """
     rows = logits.reshape(-1, logits.shape[-1])
+    size = max(1, SOFTMAX_ELEMENTS // rows.shape[1])
     chunks = []
-    for start in range(0, rows.shape[0], SOFTMAX_CHUNK):
-        logprobs = torch.log_softmax(rows[start : start + SOFTMAX_CHUNK].float() / temperature, -1)
+    for start in range(0, rows.shape[0], size):
+        logprobs = torch.log_softmax(rows[start : start + size].float() / temperature, -1)
         chunks.append(-(logprobs.exp() * logprobs).sum(-1))
     return _unshift(torch.cat(chunks), *logits.shape[:2])

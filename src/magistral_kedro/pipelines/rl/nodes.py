@@ -61,12 +61,14 @@ def train_rl_model(
 
 def _generator(start: Checkpoint, rl: RLParams, seed: int) -> Generator | None:
     """None for transformers (it samples from the trained model itself); else a vLLM engine
-    loaded from the start checkpoint, written once under the checkpoint directory."""
+    loaded from the start checkpoint, written beside the checkpoint directory (which a fresh
+    run empties)."""
     if rl.generation.backend != "vllm":
         return None
     from magistral_kedro.generation.vllm import VLLMGenerator
 
-    path = Path(rl.checkpoint_dir) / "vllm_init"
+    root = Path(rl.checkpoint_dir)
+    path = root.with_name(f"{root.name}_vllm_start")
     if distributed.is_main():
         save_checkpoint(start, path)
     distributed.barrier()
