@@ -3,8 +3,10 @@
     .venv/bin/pip install -e ".[bench]"          # trl 1.16.0, kept out of the main install
     .venv/bin/python -m benchmarks.vs_trl [--steps 20] [--repeats 1] [--eval-problems 200]
 
-Both start from the SFT model of the last ``kedro run`` (``make run`` first), each in a fresh
-process with the same torch threads, and train on the very same prompts in the same order (our
+Our loop runs twice, synchronous (the default) and asynchronous (``rl.grpo.mode: async``:
+generation overlapping training, MAGISTRAL.md section 3), then TRL. All start from the SFT model
+of the last ``kedro run`` (``make run`` first), each in a fresh process with the same torch
+threads, and train on the very same prompts in the same order (our
 loop's draws, fed to TRL unshuffled): 32 prompts x 8 completions per optimiser step, at most 128
 new tokens, temperature 1 with no top-k / top-p, AdamW lr 1e-4 (betas 0.9 / 0.95, 5 warm-up
 steps, constant after), gradient clipping 1.0, our reward function (plugged into TRL as its
@@ -46,6 +48,8 @@ from magistral_kedro.pipelines.frames import frame_to_problems
 from magistral_kedro.rewards import RewardConfig, score_batch
 
 OUT = ROOT / "data" / "08_reporting" / "benchmarks"
+#: Our loop synchronous (the default) and asynchronous (generation overlapping training), TRL.
+KINDS = ["ours-sync", "ours-async", "trl"]
 #: What TRL does not do of Magistral's recipe; the comparison says so rather than hiding it.
 TRL_GAPS = [
     "groups whose rewards are all equal are not dropped: they get advantage 0 but their tokens "
@@ -53,6 +57,7 @@ TRL_GAPS = [
     "no minibatch normalisation of the kept advantages: closest is scale_rewards='batch' "
     "(r - group mean, divided by the batch std, not re-centred over kept groups)",
     "warm-up starts at lr 0 (transformers' constant_with_warmup), ours at lr/5",
+    "no asynchronous generation (on CPU, without vLLM): ours-async is the paper's scheme",
 ]
 
 
@@ -74,8 +79,8 @@ def _greedy_accuracy(model: torch.nn.Module, tokenizer: Any, n: int, cfg: Reward
     return float(np.mean([r.correct > 0 for r in rewards]))
 
 
-def _ours(steps: int, eval_problems: int) -> dict[str, Any]:
-    setup = embedded_rl(steps)
+def _ours(steps: int, eval_problems: int, mode: str) -> dict[str, Any]:
+    setup = embedded_rl(steps, mode=mode)
     per_step = setup.stages[0].n_prompts * setup.grpo.group_size
     rows = StepRows()
     began = time.perf_counter()
@@ -100,7 +105,7 @@ def _ours(steps: int, eval_problems: int) -> dict[str, Any]:
 
 def _trl(steps: int, eval_problems: int) -> dict[str, Any]:
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     setup = embedded_rl(steps)
@@ -149,6 +154,7 @@ def _trl(steps: int, eval_problems: int) -> dict[str, Any]:
             epsilon_high=grpo.eps_high, loss_type="dapo", scale_rewards="batch",
             num_iterations=1, shuffle_dataset=False, logging_steps=1, save_strategy="no",
             report_to="none", use_cpu=True, seed=0, disable_tqdm=True, bf16=False,
+            gradient_checkpointing=False,  # TRL's default is on; ours is off: same compute
         )  # fmt: skip
         clock = Clock()
         trainer = GRPOTrainer(
@@ -156,6 +162,7 @@ def _trl(steps: int, eval_problems: int) -> dict[str, Any]:
             train_dataset=dataset, processing_class=setup.checkpoint.tokenizer,
             callbacks=[clock],
         )  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # every step's log dict on stdout
         began = time.perf_counter()
         trainer.train()
         total = time.perf_counter() - began
@@ -173,7 +180,10 @@ def _trl(steps: int, eval_problems: int) -> dict[str, Any]:
 
 def _worker(kind: str, steps: int, eval_problems: int, threads: int, out: Path) -> None:
     torch.set_num_threads(threads)
-    result = (_ours if kind == "ours" else _trl)(steps, eval_problems)
+    if kind == "trl":
+        result = _trl(steps, eval_problems)
+    else:
+        result = _ours(steps, eval_problems, mode=kind.removeprefix("ours-"))
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.write_text(json.dumps(result))
 
@@ -206,7 +216,7 @@ def _plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         ax.plot(np.cumsum(run["step_s"]), run["reward"], marker=".", label=name)
     ax.set_xlabel("wall time in training steps (s)")
     ax.set_ylabel("mean reward of the step")
-    ax.set_title("GRPO on the embedded default: ours vs TRL")
+    ax.set_title("GRPO on the embedded default: ours (sync, async) vs TRL")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -219,7 +229,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each (min/median/max)")
     parser.add_argument("--eval-problems", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -230,7 +240,7 @@ def main() -> int:
     except ImportError:
         raise SystemExit('TRL is not installed: .venv/bin/pip install -e ".[bench]"') from None
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "trl": []}
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory() as directory:
         for repeat in range(args.repeats):
             for kind, kind_runs in runs.items():
@@ -246,23 +256,30 @@ def main() -> int:
     }
     median = {kind: {key: statistics.median(s[key] for s in rows) for key in rows[0]}
               for kind, rows in summary.items()}  # fmt: skip
-    ratios = {key: median["ours"][key] / median["trl"][key] for key in median["ours"]
-              if median["trl"][key]}  # fmt: skip
+    ours_kinds = [kind for kind in KINDS if kind != "trl"]
+    ratios = {
+        kind: {key: median[kind][key] / median["trl"][key] for key in median[kind]
+               if median["trl"][key]}
+        for kind in ours_kinds
+    }  # fmt: skip
     print(
-        f"== ours vs TRL {trl.__version__} GRPOTrainer, {args.steps} steps, {args.repeats} "
-        f"repeat(s), {args.threads} threads; same wall time = {budget:.1f} s of steps"
+        f"== ours (sync, async) vs TRL {trl.__version__} GRPOTrainer, {args.steps} steps, "
+        f"{args.repeats} repeat(s), {args.threads} threads; same wall time = {budget:.1f} s"
     )
-    print(f"{'':<28}{'ours':>12}{'TRL':>12}{'ours/TRL':>10}")
-    for key in median["ours"]:
-        ours, theirs = median["ours"][key], median["trl"][key]
-        ratio = f"{ratios[key]:10.2f}" if key in ratios else ""
-        print(f"{key:<28}{ours:12.3f}{theirs:12.3f}{ratio}")
+    print(f"{'':<26}" + "".join(f"{kind:>12}" for kind in KINDS)
+          + "".join(f"{kind + '/TRL':>16}" for kind in ours_kinds))  # fmt: skip
+    for key in median["trl"]:
+        values = "".join(f"{median[kind][key]:12.3f}" for kind in KINDS)
+        shares = "".join(
+            f"{ratios[kind][key]:16.2f}" if key in ratios[kind] else " " * 16 for kind in ours_kinds
+        )
+        print(f"{key:<26}{values}{shares}")
     print("what TRL cannot do of Magistral's GRPO (compared as configured, not approximated):")
     for gap in TRL_GAPS:
         print(f"  - {gap}")
     OUT.mkdir(parents=True, exist_ok=True)
     report = {"trl_version": trl.__version__, "steps": args.steps, "threads": args.threads,
-              "repeats": summary, "median": median, "ratios_ours_over_trl": ratios,
+              "repeats": summary, "median": median, "ratios_over_trl": ratios,
               "trl_gaps": TRL_GAPS, "curves": {k: v[0] for k, v in runs.items()}}  # fmt: skip
     (OUT / "vs_trl.json").write_text(json.dumps(report, indent=2))
     _plot({k: v[0] for k, v in runs.items()}, OUT / "vs_trl.png")
