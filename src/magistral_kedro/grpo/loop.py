@@ -15,6 +15,7 @@ Only rank 0 logs and writes the shared files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -332,7 +333,8 @@ def train_grpo(
     def next_rollout(step: int) -> Rollout:
         if background is not None:
             return background.next()
-        with engine.full_weights():
+        # Generating from the trained model itself needs its ZeRO-3 shards; vLLM has its copy.
+        with contextlib.nullcontext() if generator is not None else engine.full_weights():
             return rollout(own_generator, prompts, grpo.group_size, plan, verify, step)
 
     progress = tqdm(
