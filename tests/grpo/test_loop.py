@@ -233,3 +233,14 @@ def test_async_generation_errors_reach_the_trainer(tokenizer, math_problems, tmp
     with pytest.raises(RuntimeError, match="asynchronous generation failed") as caught:
         _run(tokenizer, math_problems[:20], tmp_path / "broken", mode="async")
     assert "verifier crashed" in str(caught.value.__cause__)
+
+
+def test_async_staleness_counts_weight_updates_not_steps(tokenizer, math_problems, tmp_path,
+                                                         monkeypatch):  # fmt: skip
+    """Steps that drop every group change no weight: their batches are not stale."""
+    zero = RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0)
+    monkeypatch.setattr(loop, "score_batch", lambda texts, *a, **k: [zero] * len(texts))
+    tracker = ListTracker()
+    _run(tokenizer, math_problems[:20], tmp_path / "z", tracker, steps=4, mode="async")
+    assert [m["train/skipped_steps"] for _, m in tracker.metrics] == [1, 2, 3, 4]
+    assert [m["async/staleness_max"] for _, m in tracker.metrics] == [0, 0, 0, 0]

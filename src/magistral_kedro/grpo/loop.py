@@ -176,8 +176,9 @@ def _check_replicas(model: torch.nn.Module, step: int) -> None:
             raise RuntimeError(f"rank {other}'s weights differ from rank 0's after step {step}")
 
 
-def _metrics(records: list[tuple[Any, ...]], kept: int, step: int) -> dict[str, float]:
-    """The step's reward and completion statistics over every rank's completions."""
+def _metrics(records: list[tuple[Any, ...]], kept: int, version: int) -> dict[str, float]:
+    """The step's reward and completion statistics over every rank's completions; ``version``
+    is the trainer's policy version (the step whose update produced its weights)."""
     totals, formats, corrects, lengths_r, languages, n_tokens, truncated, first_version = (
         np.array(column, dtype=float) for column in zip(*records, strict=True)
     )
@@ -194,7 +195,7 @@ def _metrics(records: list[tuple[Any, ...]], kept: int, step: int) -> dict[str, 
         "completion/truncated_frac": float(truncated.mean()),
     }
     if not np.isnan(first_version).all():  # asynchronous: how old the generating weights were
-        staleness = step - first_version
+        staleness = version - first_version
         metrics["async/staleness_mean"] = float(np.nanmean(staleness))
         metrics["async/staleness_max"] = float(np.nanmax(staleness))
     return metrics
@@ -317,12 +318,14 @@ def train_grpo(
             seed=seed + work.step,
         )  # fmt: skip
 
+    # The weights' version: the step whose update produced them (skipped steps change nothing).
+    version = state["step"]
     background: AsyncRollouts | None = None
     if grpo.mode == "async":
         with engine.full_weights() as whole:
             background = AsyncRollouts(
                 whole, tokenizer, prompts, grpo.group_size, plan, verify,
-                first_step=state["step"], ahead=grpo.max_batches_in_flight,
+                first_step=version, ahead=grpo.max_batches_in_flight,
             )  # fmt: skip
     own_generator = generator or TransformersGenerator(engine.model, tokenizer)  # type: ignore[arg-type]
     push_weights = getattr(generator, "load_weights", None)
@@ -372,7 +375,7 @@ def train_grpo(
             totals = torch.tensor([float(r[0]) for r in all_records])
             advantages, keep = magistral_advantages(totals, torch.tensor(all_groups))
             n_kept = int(keep.sum())
-            metrics = _metrics(all_records, n_kept, step)
+            metrics = _metrics(all_records, n_kept, version)
             metrics.update({
                 "curriculum/stage": float(state["stage"]),
                 "curriculum/l_max": float(stage.l_max),
@@ -422,10 +425,11 @@ def train_grpo(
                 metrics["throughput/train_tokens_per_s"] = train_tokens / max(
                     trained - verified, 1e-9
                 )
+                version = step + 1
                 if background is not None or push_weights is not None:
                     with engine.full_weights() as whole:
                         if background is not None:
-                            background.publish(whole, step + 1)
+                            background.publish(whole, version)
                         elif push_weights is not None:
                             push_weights(whole.state_dict().items())
             metrics["time/step_s"] = time.perf_counter() - began
