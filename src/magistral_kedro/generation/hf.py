@@ -28,7 +28,8 @@ class _BetweenSteps(LogitsProcessor):
 
 
 class TransformersGenerator:
-    """Samples with ``model.generate`` and returns each sampled token's log-prob.
+    """Samples with ``model.generate`` and returns each sampled token's log-prob. Where CUDA is
+    available, a model still on the CPU (as the catalog loads it) is moved to the GPU.
 
     ``between_steps``, if given, runs after every decoding step's forward pass, before the next:
     it may load new weights into ``model`` in place (the KV cache of the sequences in flight is
@@ -42,6 +43,8 @@ class TransformersGenerator:
         tokenizer: PreTrainedTokenizerBase,
         between_steps: Callable[[], int] | None = None,
     ) -> None:
+        if torch.cuda.is_available() and model.device.type == "cpu":
+            model.to(torch.device("cuda", torch.cuda.current_device()))  # type: ignore[arg-type]
         self.model = model
         self.tokenizer = tokenizer
         self.between_steps = between_steps
