@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from magistral_kedro.training import distributed
+
 EPS = 1e-8
 
 
@@ -108,11 +110,4 @@ def loss_denominator(local_tokens: int) -> float:
     averaged (DeepSpeed, DDP), every rank divides by ``global_tokens / world_size``: the average
     of the ranks' gradients is then the gradient of the global token-normalised loss.
     """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return float(local_tokens)
-    total = torch.tensor([float(local_tokens)], dtype=torch.float64)
-    if torch.cuda.is_available() and dist.get_backend() == "nccl":
-        total = total.cuda()
-    dist.all_reduce(total)
-    return float(total.item()) / dist.get_world_size()
+    return sum(distributed.all_gather_objects(local_tokens)) / distributed.world_size()

@@ -108,7 +108,7 @@ def _draw(problems: Sequence[Problem], stage: Stage, seed: int, step: int) -> li
     return [eligible[int(i)] for i in rng.choice(len(eligible), size=size, replace=False)]
 
 
-def _dummy_backward(engine: TrainEngine, pad_id: int) -> None:
+def _zero_gradient_backward(engine: TrainEngine, pad_id: int) -> None:
     """A zero-gradient backward: a rank with fewer microbatches than another still takes part in
     every gradient reduction (DeepSpeed reduces in each backward)."""
     token = torch.tensor([[pad_id]])
@@ -160,7 +160,7 @@ def _policy_loss(
             sums[key] = sums.get(key, 0.0) + value * weight
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens
     for _ in range(padding):
-        _dummy_backward(engine, pad_id)
+        _zero_gradient_backward(engine, pad_id)
     everyone = distributed.all_gather_objects((sums, local_tokens))
     tokens = sum(n for _, n in everyone)
     return {key: sum(s.get(key, 0.0) for s, _ in everyone) / tokens for key in everyone[0][0]}
