@@ -41,10 +41,11 @@ import pandas as pd
 import torch
 
 from benchmarks._common import ROOT, StepRows, embedded_rl
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
+from magistral_kedro.generation import SamplingConfig
 from magistral_kedro.grpo import loop
-from magistral_kedro.models import build_prompt
-from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.models import Checkpoint
+from magistral_kedro.params import PromptParams
+from magistral_kedro.pipelines.evaluation import evaluate_generation
 from magistral_kedro.rewards import RewardConfig, score_batch
 
 OUT = ROOT / "data" / "08_reporting" / "benchmarks"
@@ -67,16 +68,14 @@ def _reward_config(setup: Any) -> RewardConfig:
 
 
 def _greedy_accuracy(model: torch.nn.Module, tokenizer: Any, n: int, cfg: RewardConfig) -> float:
-    """Greedy accuracy on the first ``n`` held-out math problems (the eval split)."""
+    """Greedy accuracy on the first ``n`` held-out math problems, graded as the pipelines do."""
     frame = pd.read_json(ROOT / "data/05_model_input/eval_problems.jsonl", lines=True, dtype=False)
-    problems = frame_to_problems(frame[frame["kind"] == "math"].reset_index(drop=True))[:n]
-    prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
-    sampling = SamplingConfig(max_new_tokens=cfg.l_max, temperature=0.0, batch_size=64)
-    groups = TransformersGenerator(model, tokenizer).generate(prompts, 1, sampling, seed=0)
-    samples = [g[0] for g in groups]
-    rewards = score_batch([s.text for s in samples], problems,
-                          [len(s.token_ids) for s in samples], cfg, n_workers=2)  # fmt: skip
-    return float(np.mean([r.correct > 0 for r in rewards]))
+    greedy = SamplingConfig(max_new_tokens=cfg.l_max, temperature=0.0, batch_size=64)
+    _, metrics = evaluate_generation(
+        Checkpoint(model, tokenizer), frame, PromptParams(system_prompt="none"), n, greedy, cfg,
+        seed=0, prefix="eval",
+    )  # fmt: skip
+    return float(metrics["eval/accuracy"]["value"])
 
 
 def _ours(steps: int, eval_problems: int, mode: str) -> dict[str, Any]:
