@@ -6,7 +6,12 @@ latest version unless ``--load-versions`` names one, as for any Kedro dataset::
     sft_model:
       type: magistral_kedro.datasets.HFCheckpointDataset
       filepath: data/06_models/sft_model
+      dtype: ${globals:model_dtype}
       versioned: true
+
+A checkpoint loads lazily, as a :class:`~magistral_kedro.models.CheckpointRef` (the version
+directory and the dtype): a node reads the weights only if it uses them, so a node that only
+runs after another, or hands the directory to vLLM, never holds a copy of a large model.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from magistral_kedro.models.factory import Checkpoint, load_checkpoint, save_checkpoint
+from magistral_kedro.models.factory import CheckpointRef, ModelSource, save_model
 
 
 class _HFDirectoryDataset(AbstractVersionedDataset):
@@ -64,7 +69,7 @@ class _HFDirectoryDataset(AbstractVersionedDataset):
 
 
 class HFCheckpointDataset(_HFDirectoryDataset):
-    """A causal LM and its tokenizer (:class:`Checkpoint`) as a Hugging Face directory."""
+    """A causal LM and its tokenizer as a Hugging Face directory, loaded in ``dtype``."""
 
     def __init__(
         self,
@@ -76,13 +81,13 @@ class HFCheckpointDataset(_HFDirectoryDataset):
         super().__init__(filepath, version, metadata)
         self._dtype = dtype
 
-    def load(self) -> Checkpoint:
-        """Load model and tokenizer from the (latest or pinned) version."""
-        return load_checkpoint(self._load_dir(), dtype=self._dtype)
+    def load(self) -> CheckpointRef:
+        """The (latest or pinned) version, to be loaded in ``dtype`` by whoever uses it."""
+        return CheckpointRef(Path(self._load_dir()), self._dtype)
 
-    def save(self, data: Checkpoint) -> None:
-        """Write model and tokenizer into a new version directory."""
-        save_checkpoint(data, self._fresh_save_dir())
+    def save(self, data: ModelSource) -> None:
+        """Write a model (in memory or a directory on disk) into a new version directory."""
+        save_model(data, self._fresh_save_dir())
 
 
 class HFTokenizerDataset(_HFDirectoryDataset):

@@ -2,10 +2,16 @@
 
 from magistral_kedro.models.factory import (
     Checkpoint,
+    CheckpointRef,
+    ModelSource,
     TinyModelConfig,
     build_tiny_model,
+    dtype_name,
     load_checkpoint,
+    load_model,
     save_checkpoint,
+    save_model,
+    tokenizer_of,
 )
 from magistral_kedro.models.tokenizer import (
     CHAT_TEMPLATE,
@@ -18,10 +24,16 @@ __all__ = [
     "CHAT_TEMPLATE",
     "THINK_TOKENS",
     "Checkpoint",
+    "CheckpointRef",
+    "ModelSource",
     "TinyModelConfig",
     "build_prompt",
     "build_tiny_model",
+    "dtype_name",
     "load_checkpoint",
+    "load_model",
     "save_checkpoint",
+    "save_model",
+    "tokenizer_of",
     "train_tokenizer",
 ]

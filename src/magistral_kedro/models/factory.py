@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +42,66 @@ class Checkpoint:
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A Hugging Face checkpoint directory on disk, not loaded.
+
+    What the model datasets hand to nodes and what the training loops return: a node loads
+    the weights only if it uses them (a node that only runs after another loads nothing, and
+    vLLM reads the directory itself), in ``dtype``, the configured one.
+    """
+
+    path: Path
+    dtype: str = "float32"
+
+    def load(self) -> Checkpoint:
+        """Model and tokenizer, the model in ``dtype``."""
+        return load_checkpoint(self.path, self.dtype)
+
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer alone (cheap: no weights are read)."""
+        return load_tokenizer(self.path)
+
+
+#: A model as nodes receive it: loaded (in memory) or on disk.
+ModelSource = Checkpoint | CheckpointRef
+
+
+def load_model(source: ModelSource) -> Checkpoint:
+    """``source`` loaded (a :class:`Checkpoint` is returned as it is)."""
+    return source.load() if isinstance(source, CheckpointRef) else source
+
+
+def tokenizer_of(source: ModelSource) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``source``, without loading weights from disk."""
+    return source.load_tokenizer() if isinstance(source, CheckpointRef) else source.tokenizer
+
+
+def dtype_name(source: ModelSource) -> str:
+    """The dtype ``source`` is (or will be) loaded in, e.g. ``"bfloat16"``."""
+    if isinstance(source, CheckpointRef):
+        return source.dtype
+    return str(source.model.dtype).removeprefix("torch.")
+
+
+def save_model(source: ModelSource, path: str | Path) -> None:
+    """Write ``source`` as a Hugging Face directory at ``path``; a directory on disk is linked
+    file by file (no copy: checkpoint files are never modified in place), copied where links
+    cannot be made (another filesystem)."""
+    if isinstance(source, Checkpoint):
+        save_checkpoint(source, path)
+        return
+
+    def link_or_copy(src: str, dst: str) -> object:
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:
+            return shutil.copy2(src, dst)
+
+    shutil.copytree(source.path, path, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 def build_tiny_model(
@@ -90,8 +152,14 @@ def load_checkpoint(path: str | Path, dtype: str = "float32") -> Checkpoint:
             f"no Hugging Face checkpoint at {str(path)!r}: expected a directory with config.json"
         )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    return Checkpoint(model=model, tokenizer=load_tokenizer(path))
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer of a checkpoint directory, with a pad token and left padding (generation
+    pads prompts on the left)."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
     if tokenizer.pad_token is None:  # many base models ship without one; padding needs it
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return Checkpoint(model=model, tokenizer=tokenizer)
+    return tokenizer
