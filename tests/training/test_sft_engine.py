@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from magistral_kedro.models import build_prompt
+from magistral_kedro.models import Checkpoint, build_prompt
 from magistral_kedro.training import CheckpointManager, EngineConfig
 from magistral_kedro.training.engine import OptimConfig, lr_lambda
 from magistral_kedro.training.sft import (
@@ -38,11 +38,13 @@ LOOP = SFTConfig(
 
 def _train(model, tokenizer, examples, directory, steps=7, evaluation=(), backend="torch",
            zero_stage=2, seed=5, fingerprint="run", tracker=None):  # fmt: skip
-    """train_sft with this module's loop settings."""
-    return train_sft(model, tokenizer, examples, list(evaluation),
+    """train_sft with this module's loop settings; the trained model, loaded from what it
+    returned (its last checkpoint's Hugging Face directory)."""
+    trained = train_sft(Checkpoint(model, tokenizer), examples, list(evaluation),
                      engine_config=_engine(backend, steps=steps, zero_stage=zero_stage),
                      loop=LOOP, checkpoint_dir=directory, seed=seed, fingerprint=fingerprint,
                      tracker=tracker)  # fmt: skip
+    return trained.load().model
 
 
 def _weights(model):
@@ -82,7 +84,7 @@ def test_training_lowers_the_eval_loss(micro_checkpoint, examples, tmp_path):
     tok = micro_checkpoint.tokenizer
     before = evaluate_loss(micro_checkpoint.model, examples[:32], 600, tok.pad_token_id)
     tracker = ListTracker()
-    model, _ = _train(micro_checkpoint.model, tok, examples, tmp_path / "state", steps=30,
+    model = _train(micro_checkpoint.model, tok, examples, tmp_path / "state", steps=30,
                       evaluation=examples[:32], seed=0, tracker=tracker)  # fmt: skip
     after = evaluate_loss(model, examples[:32], 600, tok.pad_token_id)
     assert after < before - 1.0
@@ -105,7 +107,7 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
     def fresh():
         return build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
 
-    reference, _ = _train(fresh(), tokenizer, examples, tmp_path / "a")
+    reference = _train(fresh(), tokenizer, examples, tmp_path / "a")
 
     def crash_after_step_4(metrics, step):
         if step == 4:
@@ -117,7 +119,7 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
     manager = CheckpointManager(tmp_path / "b", fingerprint="run")
     assert manager.resumable().name == "step_000003"
     resumed_tracker = ListTracker()
-    resumed, _ = _train(fresh(), tokenizer, examples, tmp_path / "b", tracker=resumed_tracker)
+    resumed = _train(fresh(), tokenizer, examples, tmp_path / "b", tracker=resumed_tracker)
     assert resumed_tracker.steps == [4, 5, 6, 7]  # no step counted twice, none lost
     for key, value in _weights(reference).items():
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
@@ -140,19 +142,45 @@ def test_nan_loss_stops_with_a_clear_message(micro_checkpoint, examples, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [0, 2])
+@pytest.mark.parametrize("stage", [0, 2, 3])
 def test_deepspeed_matches_plain_torch(tokenizer, examples, tmp_path, stage):
-    """Same seed, same data: DeepSpeed ZeRO (gloo, CPU) and torch end on the same weights."""
+    """Same seed, same data: DeepSpeed ZeRO (gloo, CPU) and torch end on the same weights, and
+    what the loop returns is the whole model (ZeRO-3: every shard gathered), equal to DeepSpeed's
+    own consolidation of the last checkpoint's partitions."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
     from magistral_kedro.models import build_tiny_model
     from tests.conftest import MICRO_MODEL
 
     results = {}
     for backend in ("torch", "deepspeed"):
         model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-        results[backend], _ = _train(model, tokenizer, examples, tmp_path / backend, steps=4,
-                                     backend=backend, zero_stage=stage, seed=0)  # fmt: skip
+        results[backend] = _train(model, tokenizer, examples, tmp_path / backend, steps=4,
+                                  backend=backend, zero_stage=stage, seed=0)  # fmt: skip
+    trained = results["deepspeed"].state_dict()
     for key, value in results["torch"].state_dict().items():
-        torch.testing.assert_close(
-            results["deepspeed"].state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key
-        )
+        assert trained[key].shape == value.shape, key
+        torch.testing.assert_close(trained[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert (tmp_path / "deepspeed" / "step_000003" / "deepspeed").is_dir()
+    if stage >= 2:
+        consolidated = get_fp32_state_dict_from_zero_checkpoint(
+            str(tmp_path / "deepspeed" / "step_000004"), tag="deepspeed"
+        )
+        for key, value in consolidated.items():
+            torch.testing.assert_close(trained[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_a_finished_run_is_reused_and_a_changed_one_trains_again(tokenizer, examples, tmp_path):
+    from magistral_kedro.models import build_tiny_model
+    from tests.conftest import MICRO_MODEL
+
+    def train(fingerprint, tracker):
+        model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+        return train_sft(Checkpoint(model, tokenizer), examples, [], engine_config=_engine(steps=3),
+                         loop=LOOP, checkpoint_dir=tmp_path / "s", seed=0,
+                         fingerprint=fingerprint, tracker=tracker)  # fmt: skip
+
+    first, again, other = ListTracker(), ListTracker(), ListTracker()
+    path = train("one", first)
+    assert train("one", again) == path and again.steps == []  # nothing trained: reused
+    assert train("two", other) == path and other.steps == [1, 2, 3]  # inputs changed: trained

@@ -7,7 +7,8 @@ Layout under ``root``::
         trainer_state.json         step, caller state (data position, metrics...), fingerprint
         rng.pt | rng_rank<r>.pt    python, numpy and torch RNG states (one file per rank)
         hf/                        model + tokenizer as a Hugging Face directory (what MLflow gets)
-    COMPLETE                       written when the run finished; a finished run is not resumed
+    COMPLETE                       written when the run finished: a run with the same
+                                   fingerprint reuses its last model instead of training again
 
 A checkpoint is written into ``.tmp-step_...`` and renamed when whole, so a run killed mid-write
 (kill -9 included) never leaves a half checkpoint that resume would trust.
@@ -33,6 +34,7 @@ from magistral_kedro.training.engine import TrainEngine
 
 PREFIX = "step_"
 COMPLETE = "COMPLETE"
+HF_DIR = "hf"  # the whole model (ZeRO-3 shards gathered) + tokenizer, in each checkpoint
 
 
 def rng_state() -> dict[str, Any]:
@@ -73,15 +75,28 @@ class CheckpointManager:
         found = [p for p in self.root.glob(f"{PREFIX}*") if (p / "trainer_state.json").is_file()]
         return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
-    def resumable(self) -> Path | None:
-        """The latest checkpoint of an unfinished run with the same fingerprint, if any."""
+    def _latest_of_this_run(self) -> Path | None:
+        """The latest checkpoint, if it was written by a run with the same fingerprint."""
         checkpoints = self.checkpoints()
-        if not checkpoints or (self.root / COMPLETE).exists():
+        if not checkpoints:
             return None
         state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
-        if state.get("fingerprint") != self.fingerprint:
+        return checkpoints[-1] if state.get("fingerprint") == self.fingerprint else None
+
+    def resumable(self) -> Path | None:
+        """The latest checkpoint of an unfinished run with the same fingerprint, if any."""
+        if (self.root / COMPLETE).exists():
             return None
-        return checkpoints[-1]
+        return self._latest_of_this_run()
+
+    def finished(self) -> Path | None:
+        """The last checkpoint of a finished run with the same fingerprint, if any: its model
+        is what training again would produce, so it is reused instead (a whole chain re-run
+        after a crash in a later stage does not train this stage again)."""
+        if not (self.root / COMPLETE).exists():
+            return None
+        latest = self._latest_of_this_run()
+        return latest if latest is not None and (latest / HF_DIR).is_dir() else None
 
     def start_fresh(self) -> None:
         """Remove what an earlier (finished or different) run left, so steps never mix."""
@@ -112,7 +127,7 @@ class CheckpointManager:
         torch.save(rng_state(), _rng_file(tmp))
         with engine.full_weights():  # ZeRO-3 gathers on every rank; rank 0 writes
             if export_hf is not None and main:
-                export_hf(tmp / "hf")
+                export_hf(tmp / HF_DIR)
         distributed.barrier()
         if main:
             payload = {"step": step, "fingerprint": self.fingerprint, **state}

@@ -22,9 +22,16 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
-from magistral_kedro.models.factory import Checkpoint, save_checkpoint
+from magistral_kedro.models.factory import (
+    Checkpoint,
+    CheckpointRef,
+    ModelSource,
+    dtype_name,
+    load_model,
+    save_checkpoint,
+)
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
-from magistral_kedro.training.checkpointing import CheckpointManager
+from magistral_kedro.training.checkpointing import HF_DIR, CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
 from magistral_kedro.training.tracker import Tracker
 
@@ -136,8 +143,7 @@ def evaluate_loss(
 
 
 def train_sft(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
+    start: ModelSource,
     train: Sequence[SFTExample],
     evaluation: Sequence[SFTExample],
     *,
@@ -147,24 +153,33 @@ def train_sft(
     seed: int,
     fingerprint: str = "",
     tracker: Tracker | None = None,
-) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train ``model`` on ``train`` for ``engine_config.optim.max_steps`` optimiser steps.
+) -> CheckpointRef:
+    """Train ``start`` on ``train`` for ``engine_config.optim.max_steps`` optimiser steps.
 
     ``seed`` fixes the data order (and, with the model's initialisation, the whole run). Resumes
     from the latest checkpoint in ``checkpoint_dir`` when an unfinished run with the same
-    ``fingerprint`` left one. Returns the trained model and the final metrics.
+    ``fingerprint`` left one; returns at once, loading nothing, when a finished one did. A model
+    in memory is consumed (under ZeRO-3 it is partitioned in place). Returns the trained model:
+    the Hugging Face directory of the last checkpoint (whole weights, ZeRO-3 shards gathered),
+    to be loaded in ``start``'s dtype.
     """
     if not train:
         raise ValueError("SFT needs at least one training example; the training set is empty")
     max_steps = engine_config.optim.max_steps
+    eval_set = list(evaluation[: loop.eval_size])
+    manager = CheckpointManager(checkpoint_dir, loop.keep_checkpoints, fingerprint)
+    finished = manager.finished()
+    if finished is not None:
+        tqdm.write(f"sft: reusing {finished}: a finished run with the same inputs")
+        return CheckpointRef(finished / HF_DIR, dtype_name(start))
+    loaded = load_model(start)
+    model, tokenizer = loaded.model, loaded.tokenizer
     pad_id = tokenizer.pad_token_id
     assert pad_id is not None, "the tokenizer needs a pad token"
-    eval_set = list(evaluation[: loop.eval_size])
 
     torch.manual_seed(seed)
     model.train()
     engine: TrainEngine = create_engine(model, engine_config)
-    manager = CheckpointManager(checkpoint_dir, loop.keep_checkpoints, fingerprint)
     start_step = 0
     resume_from = manager.resumable()
     if resume_from is not None:
@@ -183,7 +198,6 @@ def train_sft(
         if tracker is not None:
             tracker.log_checkpoint(path / "hf", step)
 
-    metrics: dict[str, float] = {}
     progress = tqdm(total=max_steps, initial=start_step, desc="sft", unit="step", leave=False)
     for step in range(start_step, max_steps):
         began = time.perf_counter()
@@ -223,6 +237,5 @@ def train_sft(
             checkpoint(done)
     progress.close()
     manager.mark_complete()
-    model = engine.model
-    model.eval()
-    return model, metrics
+    engine.close()
+    return CheckpointRef(manager.checkpoints()[-1] / HF_DIR, dtype_name(start))
