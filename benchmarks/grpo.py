@@ -47,7 +47,7 @@ def main() -> int:
     grpo, stages = setup.grpo, setup.stages
     times = StepRows()
     with tempfile.TemporaryDirectory() as directory:
-        train_grpo(checkpoint.model, checkpoint.tokenizer, problems, prompts,
+        train_grpo(checkpoint, problems, prompts,
                    engine_config=setup.engine, grpo=grpo, stages=stages, reward=RewardConfig(),
                    checkpoint_dir=directory, seed=0, tracker=times)  # fmt: skip
         samples = pd.read_json(Path(directory) / "samples.jsonl", lines=True)

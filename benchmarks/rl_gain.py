@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.rl_gain [--k 4] [--temperature 1.0] [--problems 300]
 
-Runs the pipelines' own evaluation (``pipelines/evaluation.py``) on both models and prints greedy
+Runs the pipelines' own evaluation (``evaluation/grading.py``) on both models and prints greedy
 accuracy, sampled accuracy (pass@1 averaged over k samples per problem, the quantity RL
 optimises, with its binomial standard error) and mean reward, and the differences.
 """
@@ -17,10 +17,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from magistral_kedro.generation import SamplingConfig
-from magistral_kedro.models import load_checkpoint
-from magistral_kedro.params import PromptParams
-from magistral_kedro.pipelines.evaluation import evaluate_generation
+from magistral_kedro.evaluation import evaluate_generation
+from magistral_kedro.generation import GenerationConfig, SamplingConfig
+from magistral_kedro.models import CheckpointRef
 from magistral_kedro.rewards import RewardConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +41,19 @@ def main() -> int:
         if not versions:
             raise SystemExit(f"no {name} yet: run `make run` first")
         table, metrics = evaluate_generation(
-            load_checkpoint(versions[-1]), frame, PromptParams(system_prompt="none"),
-            args.problems, greedy, RewardConfig(), seed=SAMPLING_SEED - 1, prefix=name,
-            k=args.k, temperature=args.temperature,
-        )  # fmt: skip
-        values = {key.removeprefix(f"{name}/"): m["value"] for key, m in metrics.items()}
+            CheckpointRef(versions[-1]),
+            frame,
+            "none",
+            args.problems,
+            greedy,
+            RewardConfig(),
+            GenerationConfig(),
+            seed=SAMPLING_SEED - 1,
+            prefix=name,
+            k=args.k,
+            temperature=args.temperature,
+        )
+        values = {key.removeprefix(f"{name}/"): value for key, value in metrics.items()}
         results[name] = values
         n = len(table) * args.k
         acc = values["sampled_accuracy"]

@@ -41,11 +41,10 @@ import pandas as pd
 import torch
 
 from benchmarks._common import ROOT, StepRows, embedded_rl
-from magistral_kedro.generation import SamplingConfig
+from magistral_kedro.evaluation import evaluate_generation
+from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.grpo import loop
 from magistral_kedro.models import Checkpoint
-from magistral_kedro.params import PromptParams
-from magistral_kedro.pipelines.evaluation import evaluate_generation
 from magistral_kedro.rewards import RewardConfig, score_batch
 
 OUT = ROOT / "data" / "08_reporting" / "benchmarks"
@@ -72,10 +71,17 @@ def _greedy_accuracy(model: torch.nn.Module, tokenizer: Any, n: int, cfg: Reward
     frame = pd.read_json(ROOT / "data/05_model_input/eval_problems.jsonl", lines=True, dtype=False)
     greedy = SamplingConfig(max_new_tokens=cfg.l_max, temperature=0.0, batch_size=64)
     _, metrics = evaluate_generation(
-        Checkpoint(model, tokenizer), frame, PromptParams(system_prompt="none"), n, greedy, cfg,
-        seed=0, prefix="eval",
-    )  # fmt: skip
-    return float(metrics["eval/accuracy"]["value"])
+        Checkpoint(model, tokenizer),
+        frame,
+        "none",
+        n,
+        greedy,
+        cfg,
+        GenerationConfig(),
+        seed=0,
+        prefix="eval",
+    )
+    return float(metrics["eval/accuracy"])
 
 
 def _ours(steps: int, eval_problems: int, mode: str) -> dict[str, Any]:
@@ -84,12 +90,13 @@ def _ours(steps: int, eval_problems: int, mode: str) -> dict[str, Any]:
     rows = StepRows()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
-        model, _ = loop.train_grpo(
-            setup.checkpoint.model, setup.checkpoint.tokenizer, setup.problems, setup.prompts,
+        trained, _ = loop.train_grpo(
+            setup.checkpoint, setup.problems, setup.prompts,
             engine_config=setup.engine, grpo=setup.grpo, stages=setup.stages,
             reward=RewardConfig(), checkpoint_dir=directory, seed=0, tracker=rows,
         )  # fmt: skip
-    total = time.perf_counter() - began
+        total = time.perf_counter() - began
+        model = trained.load().model
     step_s = [r["time/step_s"] for r in rows.rows]
     return {
         "wall_s": total,

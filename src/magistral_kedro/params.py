@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from magistral_kedro.curation.code_tests import CodeTestConfig
 from magistral_kedro.curation.difficulty import PassRateBounds
 from magistral_kedro.curation.sources import SourceMapping
 from magistral_kedro.generation.base import SamplingConfig
-from magistral_kedro.generation.vllm import VLLMConfig
 from magistral_kedro.grpo.loop import GRPOConfig, Stage
 from magistral_kedro.models.factory import TinyModelConfig
 from magistral_kedro.tasks.math import LEVELS, check_known
@@ -203,13 +202,6 @@ class AnalysisParams(_Params):
     max_checkpoints: Annotated[int, Field(ge=1)]
 
 
-class GenerationParams(_Params):
-    """Which engine samples the completions GRPO trains on (``rl.generation``)."""
-
-    backend: Literal["transformers", "vllm"]
-    vllm: VLLMConfig
-
-
 class RLParams(_Params):
     """``rl`` in parameters_rl.yml."""
 
@@ -217,22 +209,12 @@ class RLParams(_Params):
     kinds: list[Literal["math", "code"]]
     engine: EngineConfig
     grpo: GRPOConfig
-    generation: GenerationParams
     curriculum: list[Stage] = Field(min_length=1)
     checkpoint_dir: str
     eval_problems: Annotated[int, Field(ge=0)]
     eval_sampling: SamplingConfig
     eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
     eval_temperature: Annotated[float, Field(gt=0)]
-
-    @model_validator(mode="after")
-    def _async_generates_with_transformers(self) -> RLParams:
-        if self.grpo.mode == "async" and self.generation.backend != "transformers":
-            raise ValueError(
-                "rl.grpo.mode 'async' runs its own transformers generator thread: set "
-                "rl.generation.backend to 'transformers' or rl.grpo.mode to 'sync'"
-            )
-        return self
 
     @field_validator("curriculum")
     @classmethod

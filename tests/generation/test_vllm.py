@@ -9,17 +9,20 @@ import os
 import pytest
 import torch
 
-from magistral_kedro.generation import SamplingConfig
+from magistral_kedro.evaluation import evaluate_generation
+from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.grpo import loop
 from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import (
     Checkpoint,
+    CheckpointRef,
     TinyModelConfig,
     build_prompt,
     build_tiny_model,
     save_checkpoint,
 )
 from magistral_kedro.rewards import RewardConfig
+from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.training.batching import token_logprobs
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
 from tests.conftest import ListTracker
@@ -38,6 +41,7 @@ from magistral_kedro.generation.vllm import VLLMConfig, VLLMGenerator
 MODEL = TinyModelConfig(
     hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_position_embeddings=256
 )
+VLLM = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=256)
 
 
 def _check_logprobs(model, tokenizer, prompts, groups, temperature):
@@ -58,8 +62,7 @@ def test_vllm_logprobs_match_the_trainer_and_pushed_weights_take_over(
 ):
     model = build_tiny_model(tokenizer, MODEL, seed=0).eval()
     save_checkpoint(Checkpoint(model, tokenizer), tmp_path / "start")
-    config = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=256)
-    generator = VLLMGenerator(tmp_path / "start", config, seed=0)
+    generator = VLLMGenerator(tmp_path / "start", VLLM, seed=0)
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in math_problems[:3]]
     for temperature in (1.0, 0.7):
         sampling = SamplingConfig(max_new_tokens=12, temperature=temperature)
@@ -77,30 +80,56 @@ def test_vllm_logprobs_match_the_trainer_and_pushed_weights_take_over(
         _check_logprobs(model, tokenizer, prompts, groups, 1.0)
 
 
-def test_grpo_with_vllm_starts_on_policy_and_keeps_the_engine_in_step(
-    tokenizer, math_problems, tmp_path, monkeypatch
-):
-    """The loop with vLLM generating: the first step's ratio is 1, and after the steps the
-    engine samples from the trained weights (pushed after every optimiser step)."""
+def test_grpo_with_vllm_is_on_policy_at_every_step(tokenizer, math_problems, tmp_path, monkeypatch):
+    """The loop with vLLM generating (generation.backend: vllm): at every step the trainer's
+    log-probs equal the engine's (ratio 1), so the trainer's weights reached the engine after
+    each optimiser step; and the model trained."""
     monkeypatch.setattr(loop, "score_batch", parity_reward)
     model = build_tiny_model(tokenizer, MODEL, seed=0)
-    save_checkpoint(Checkpoint(model, tokenizer), tmp_path / "start")
-    config = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=256)
-    generator = VLLMGenerator(tmp_path / "start", config, seed=0)
     problems = math_problems[:20]
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
     engine = EngineConfig(backend="torch", optim=OptimConfig(lr=1e-2, warmup_steps=1, max_steps=3))
     tracker = ListTracker()
     trained, _ = train_grpo(
-        model, tokenizer, problems, prompts, engine_config=engine, grpo=GRPO, stages=STAGES,
-        reward=RewardConfig(), checkpoint_dir=tmp_path / "rl", seed=3, tracker=tracker,
-        generator=generator,
-    )  # fmt: skip
-    first = tracker.metrics[0][1]
-    assert first["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-4)
-    assert any("train/grad_norm" in m for _, m in tracker.metrics), "no step trained"
+        Checkpoint(model, tokenizer),
+        problems,
+        prompts,
+        engine_config=engine,
+        grpo=GRPO,
+        stages=STAGES,
+        reward=RewardConfig(),
+        checkpoint_dir=tmp_path / "rl",
+        seed=3,
+        tracker=tracker,
+        generation=GenerationConfig(backend="vllm", vllm=VLLM),
+    )
+    steps = [m for _, m in tracker.metrics if "train/grad_norm" in m]
+    assert len(steps) >= 2, "at least two steps must train"
+    for metrics in steps:
+        assert metrics["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-4)
     initial = build_tiny_model(tokenizer, MODEL, seed=0).state_dict()
-    assert any(not torch.equal(v, initial[k]) for k, v in trained.state_dict().items())
-    sampling = SamplingConfig(max_new_tokens=12, temperature=1.0)
-    groups = generator.generate(prompts[:3], n=2, sampling=sampling, seed=5)
-    _check_logprobs(trained, tokenizer, prompts[:3], groups, 1.0)
+    weights = trained.load().model.state_dict()
+    assert any(not torch.equal(v, initial[k]) for k, v in weights.items())
+
+
+def test_evaluation_through_vllm_reads_the_same_model_and_frees_the_engine(
+    tokenizer, math_problems, tmp_path
+):
+    """Evaluation with generation.backend vllm: the same greedy answers as transformers gives
+    on the same checkpoint; the engine is shut down after, so a second one can start."""
+    model = build_tiny_model(tokenizer, MODEL, seed=0).eval()
+    save_checkpoint(Checkpoint(model, tokenizer), tmp_path / "model")
+    frame = problems_to_frame(math_problems[:4])
+    greedy = SamplingConfig(max_new_tokens=12, temperature=0.0, batch_size=8)
+    args = (frame, "none", 4, greedy, RewardConfig())
+    tables = [
+        evaluate_generation(CheckpointRef(tmp_path / "model"), *args, generation, 0, "eval")[0]
+        for generation in (
+            GenerationConfig(backend="vllm", vllm=VLLM),
+            GenerationConfig(backend="vllm", vllm=VLLM),  # a second engine after the first
+            GenerationConfig(backend="transformers"),
+        )
+    ]
+    assert len(tables[0]) == 4 and (tables[0]["completion_tokens"] > 0).all()
+    assert list(tables[0]["completion"]) == list(tables[1]["completion"])
+    assert list(tables[0]["completion"]) == list(tables[2]["completion"])

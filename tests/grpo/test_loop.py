@@ -18,7 +18,7 @@ import torch
 
 from magistral_kedro.grpo import loop
 from magistral_kedro.grpo.loop import GRPOConfig, Stage, train_grpo
-from magistral_kedro.models import build_prompt, build_tiny_model
+from magistral_kedro.models import Checkpoint, build_prompt, build_tiny_model
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
 from tests.conftest import MICRO_MODEL, ListTracker
@@ -37,15 +37,27 @@ def parity_reward(completions, problems, n_tokens, cfg, **_):
 
 
 def _run(tokenizer, problems, directory, tracker=None, steps=4, backend="torch", **grpo):
+    """GRPO from the micro model (seed 0); the trained model, loaded, and the samples."""
     model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
     engine = EngineConfig(
         backend=backend, optim=OptimConfig(lr=1e-3, warmup_steps=1, max_steps=steps)
     )
     config = dataclasses.replace(GRPO, **grpo)
-    return train_grpo(model, tokenizer, problems, prompts, engine_config=engine, grpo=config,
-                      stages=STAGES, reward=RewardConfig(), checkpoint_dir=directory, seed=3,
-                      fingerprint="f", tracker=tracker)  # fmt: skip
+    trained, samples = train_grpo(
+        Checkpoint(model, tokenizer),
+        problems,
+        prompts,
+        engine_config=engine,
+        grpo=config,
+        stages=STAGES,
+        reward=RewardConfig(),
+        checkpoint_dir=directory,
+        seed=3,
+        fingerprint="f",
+        tracker=tracker,
+    )
+    return trained.load().model, samples
 
 
 @pytest.fixture()

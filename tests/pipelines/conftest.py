@@ -11,6 +11,7 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from magistral_kedro.datasets import ProblemSourcesDataset
+from magistral_kedro.generation import GenerationConfig
 from magistral_kedro.models import Checkpoint
 from magistral_kedro.params import CurationParams, ModelParams, PromptParams, SFTParams
 from magistral_kedro.pipelines.curation import create_pipeline as curation
@@ -64,6 +65,7 @@ MICRO = {
     "params:model": ModelParams.model_validate(RAW["model"]),
     "params:curation": CurationParams.model_validate(RAW["curation"]),
     "params:reward": RewardConfig(**RAW["reward"]),
+    "params:generation": GenerationConfig(**RAW["generation"]),
 }
 
 

@@ -1,5 +1,8 @@
-"""Benchmark metrics over sampled answers (MAGISTRAL.md section 6), plain Python and pandas."""
+"""Evaluation: answers sampled and graded by the Magistral reward, and the benchmark metrics
+over them (MAGISTRAL.md section 6). Plain Python and pandas; the sft, rl and eval pipelines call
+it."""
 
+from magistral_kedro.evaluation.grading import build_prompts, evaluate_generation, grade_samples
 from magistral_kedro.evaluation.metrics import (
     METRICS,
     majority_vote,
@@ -8,4 +11,13 @@ from magistral_kedro.evaluation.metrics import (
     summary_table,
 )
 
-__all__ = ["METRICS", "majority_vote", "pass_at_k", "summarise", "summary_table"]
+__all__ = [
+    "METRICS",
+    "build_prompts",
+    "evaluate_generation",
+    "grade_samples",
+    "majority_vote",
+    "pass_at_k",
+    "summarise",
+    "summary_table",
+]

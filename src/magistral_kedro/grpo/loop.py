@@ -28,13 +28,26 @@ import numpy as np
 import torch
 from pydantic import Field
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
-from magistral_kedro.generation import Generator, Sample, SamplingConfig, TransformersGenerator
+from magistral_kedro.generation import (
+    GenerationConfig,
+    Generator,
+    Sample,
+    SamplingConfig,
+    TransformersGenerator,
+    open_generator,
+)
 from magistral_kedro.grpo.core import loss_denominator, magistral_advantages, magistral_loss
 from magistral_kedro.grpo.rollouts import AsyncRollouts, Rollout, Work, rollout
-from magistral_kedro.models.factory import Checkpoint, save_checkpoint
+from magistral_kedro.models.factory import (
+    Checkpoint,
+    CheckpointRef,
+    ModelSource,
+    dtype_name,
+    load_model,
+    save_checkpoint,
+)
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training import distributed
@@ -44,7 +57,7 @@ from magistral_kedro.training.batching import (
     token_entropy,
     token_logprobs,
 )
-from magistral_kedro.training.checkpointing import CheckpointManager
+from magistral_kedro.training.checkpointing import HF_DIR, CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
 from magistral_kedro.training.tracker import Tracker
 
@@ -87,6 +100,16 @@ class GRPOConfig:
     #: async only: at most this many steps' batches generated and not yet trained on
     #: (in-flight sequences <= max_batches_in_flight * n_batch; the paper's bound is 2).
     max_batches_in_flight: Positive = 2
+
+
+def check_generation_mode(grpo: GRPOConfig, generation: GenerationConfig) -> None:
+    """Raise ValueError when ``grpo.mode`` cannot run with ``generation.backend``."""
+    if grpo.mode == "async" and generation.backend != "transformers":
+        raise ValueError(
+            "rl.grpo.mode 'async' runs its own transformers generator thread: set "
+            f"generation.backend to 'transformers' (not {generation.backend!r}) or rl.grpo.mode "
+            "to 'sync'"
+        )
 
 
 def _stage_index(stages: Sequence[Stage], step: int, current: int, last_reward: float) -> int:
@@ -202,8 +225,7 @@ def _metrics(records: list[tuple[Any, ...]], kept: int, version: int) -> dict[st
 
 
 def train_grpo(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
+    start: ModelSource,
     problems: Sequence[Problem],
     prompts: Sequence[str],
     *,
@@ -215,31 +237,68 @@ def train_grpo(
     seed: int,
     fingerprint: str = "",
     tracker: Tracker | None = None,
-    generator: Generator | None = None,
-) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
-    """Run ``engine_config.optim.max_steps`` GRPO steps on ``problems`` (``prompts[i]`` is the
-    model input of ``problems[i]``). Returns the trained model and the sampled completions logged
-    along the way (a few per step, rank 0's).
+    generation: GenerationConfig | None = None,
+) -> tuple[CheckpointRef, list[dict[str, Any]]]:
+    """Run ``engine_config.optim.max_steps`` GRPO steps from ``start`` on ``problems``
+    (``prompts[i]`` is the model input of ``problems[i]``). Returns the trained model (the
+    Hugging Face directory of the last checkpoint: whole weights, ZeRO-3 shards gathered, to be
+    loaded in ``start``'s dtype) and the sampled completions logged along the way (a few per
+    step, rank 0's). A model in memory is consumed (ZeRO-3 partitions it in place). A finished
+    run with the same ``fingerprint`` is returned as it is, nothing loaded.
 
-    ``generator`` defaults to transformers on the trained model itself; a generator with its own
-    weights (vLLM) gets them pushed after every optimiser step."""
+    ``generation.backend`` transformers samples with the trained model itself; vllm with an
+    engine that gets the trainer's weights pushed after every optimiser step."""
     if len(problems) != len(prompts) or not problems:
         raise ValueError(f"need one prompt per problem, got {len(problems)} and {len(prompts)}")
     if not stages:
         raise ValueError("at least one curriculum stage is needed")
-    if grpo.mode == "async" and generator is not None:
-        raise ValueError("grpo.mode 'async' runs its own transformers generator thread")
+    generation = generation or GenerationConfig()
+    check_generation_mode(grpo, generation)
+    rank = distributed.rank()
+    samples_path = Path(checkpoint_dir) / SAMPLES_FILE
+    manager = CheckpointManager(checkpoint_dir, grpo.keep_checkpoints, fingerprint)
+    finished = manager.finished()
+    if finished is not None:
+        if rank == 0:
+            tqdm.write(f"rl: reusing {finished}: a finished run with the same inputs")
+        last = finished
+    else:
+        with contextlib.ExitStack() as stack:
+            generator = None
+            if generation.backend != "transformers":  # before the engine partitions the model
+                generator = stack.enter_context(open_generator(start, generation, seed + rank))
+            last = _train(load_model(start), generator, problems, prompts, engine_config, grpo,
+                          stages, reward, manager, seed, tracker)  # fmt: skip
+    samples = _read_samples(samples_path) if rank == 0 else []
+    return CheckpointRef(last / HF_DIR, dtype_name(start)), samples
+
+
+def _train(
+    start: Checkpoint,
+    generator: Generator | None,
+    problems: Sequence[Problem],
+    prompts: Sequence[str],
+    engine_config: EngineConfig,
+    grpo: GRPOConfig,
+    stages: Sequence[Stage],
+    reward: RewardConfig,
+    manager: CheckpointManager,
+    seed: int,
+    tracker: Tracker | None,
+) -> Path:
+    """The loop itself; returns the last checkpoint's directory."""
+    model, tokenizer = start.model, start.tokenizer
     max_steps = engine_config.optim.max_steps
     pad_id = tokenizer.pad_token_id
     assert pad_id is not None, "the tokenizer needs a pad token"
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     rank, world = distributed.rank(), distributed.world_size()
     main = rank == 0
+    samples_path = manager.root / SAMPLES_FILE
 
     torch.manual_seed(seed)
     model.train()
     engine = create_engine(model, engine_config)
-    manager = CheckpointManager(checkpoint_dir, grpo.keep_checkpoints, fingerprint)
     state: dict[str, Any] = {
         "step": 0,
         "stage": 0,
@@ -257,7 +316,6 @@ def train_grpo(
     if tracker is not None:
         state["run_id"] = tracker.attach(state["run_id"])
     state["run_id"] = distributed.broadcast_object(state["run_id"])  # rank 0's run, everywhere
-    samples_path = Path(checkpoint_dir) / SAMPLES_FILE
     if main and samples_path.exists():  # rows of steps after the checkpoint will be written again
         rows = [json.loads(line) for line in samples_path.read_text().splitlines()]
         kept_rows = [json.dumps(r, ensure_ascii=False) for r in rows if r["step"] <= state["step"]]
@@ -455,11 +513,12 @@ def train_grpo(
             background.close()
     progress.close()
     manager.mark_complete()
-    samples = (
-        [json.loads(line) for line in samples_path.read_text().splitlines()]
-        if main and samples_path.exists()
-        else []
-    )
-    result = engine.model
-    result.eval()
-    return result, samples
+    engine.close()
+    return manager.checkpoints()[-1]
+
+
+def _read_samples(path: Path) -> list[dict[str, Any]]:
+    """The sampled completions a run logged, one JSON object a line."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]

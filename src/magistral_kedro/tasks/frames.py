@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pandas as pd
 
 from magistral_kedro.tasks.schema import Problem, validate_rows
@@ -16,7 +18,8 @@ def problems_to_frame(problems: list[Problem]) -> pd.DataFrame:
 
 def frame_to_problems(frame: pd.DataFrame) -> list[Problem]:
     """Rows of a curated table back to :class:`Problem` objects (they were validated already)."""
-    problems, rejects = validate_rows(frame.to_dict(orient="records"))
+    rows = cast("list[dict[str, Any]]", frame.to_dict(orient="records"))
+    problems, rejects = validate_rows(rows)
     if rejects:
         raise ValueError(
             f"{len(rejects)} row(s) of a curated table no longer match the schema; first: "

@@ -11,7 +11,7 @@ from magistral_kedro.pipelines.curation.nodes import (
     map_sources,
     normalise_text,
 )
-from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.tasks.frames import frame_to_problems
 from tests.params import merge
 from tests.pipelines.conftest import MICRO, RAW, curated, load_sources
 

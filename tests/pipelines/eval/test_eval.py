@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from magistral_kedro.models import save_checkpoint
+from magistral_kedro.models import CheckpointRef, save_checkpoint
 from magistral_kedro.params import EvalParams
 from magistral_kedro.pipelines.eval import create_pipeline
 from magistral_kedro.pipelines.eval.nodes import (
@@ -25,7 +25,7 @@ def eval_params(**overrides) -> EvalParams:
 
 @pytest.fixture()
 def heldout(math_problems):
-    from magistral_kedro.pipelines.frames import problems_to_frame
+    from magistral_kedro.tasks.frames import problems_to_frame
 
     return problems_to_frame(math_problems[:6])
 
@@ -45,7 +45,10 @@ def test_benchmarks_from_sources_with_rejects_and_an_empty_file_left_out(heldout
 def test_checkpoints_are_resolved_or_refused_with_the_reason(micro_checkpoint, tmp_path):
     assert resolve_checkpoint(micro_checkpoint, eval_params()) is micro_checkpoint
     save_checkpoint(micro_checkpoint, tmp_path / "ckpt")
-    loaded = resolve_checkpoint(None, eval_params(checkpoint=str(tmp_path / "ckpt")))
+    rl_model = CheckpointRef(tmp_path / "rl_model", dtype="bfloat16")  # only orders the node
+    resolved = resolve_checkpoint(rl_model, eval_params(checkpoint=str(tmp_path / "ckpt")))
+    assert resolved == CheckpointRef(tmp_path / "ckpt", dtype="bfloat16")  # the configured dtype
+    loaded = resolved.load()
     assert loaded.model.config.hidden_size == micro_checkpoint.model.config.hidden_size
     with pytest.raises(ValidationError, match=r"eval.checkpoint=.*not a local checkpoint"):
         eval_params(checkpoint=str(tmp_path / "nowhere"))
@@ -54,7 +57,7 @@ def test_checkpoints_are_resolved_or_refused_with_the_reason(micro_checkpoint, t
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         with pytest.raises(ValueError, match="could not be fetched from MLflow"):
-            resolve_checkpoint(None, eval_params(checkpoint="runs:/0123456789abcdef/ckpt"))
+            resolve_checkpoint(rl_model, eval_params(checkpoint="runs:/0123456789abcdef/ckpt"))
     finally:
         mlflow.set_tracking_uri("")
 

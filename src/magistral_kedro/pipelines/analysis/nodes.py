@@ -25,7 +25,7 @@ from magistral_kedro.analysis import (
     pca_2d,
     project_weights,
 )
-from magistral_kedro.models import Checkpoint
+from magistral_kedro.models import ModelSource
 from magistral_kedro.params import AnalysisParams
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _rl_run_id(params: AnalysisParams) -> str:
     raise ValueError(f"no run of the experiment has RL checkpoints ({CHECKPOINTS}/step_*)")
 
 
-def load_rl_run(rl_model: Checkpoint, params: AnalysisParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The RL run's checkpoints (from its MLflow artifacts) as points in weight space, and its
     per-step GRPO metrics. Each checkpoint is downloaded, reduced (flattened, or randomly
     projected to ``analysis.projection_dim``) and deleted before the next, so memory holds one

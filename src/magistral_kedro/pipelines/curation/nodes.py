@@ -6,9 +6,11 @@ report counts rows in and out of every stage per source and kind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,14 +29,14 @@ from magistral_kedro.curation.translation import (
     translate_problems,
 )
 from magistral_kedro.curation.verifiability import verifiability_reasons
-from magistral_kedro.generation import TransformersGenerator
-from magistral_kedro.models import Checkpoint, load_checkpoint
+from magistral_kedro.evaluation import build_prompts
+from magistral_kedro.generation import GenerationConfig, open_generator
+from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.models.tokenizer import train_tokenizer
-from magistral_kedro.params import CurationParams, DifficultyStageParams, PromptParams
-from magistral_kedro.pipelines.evaluation import build_prompts
-from magistral_kedro.pipelines.frames import COLUMNS, frame_to_problems, problems_to_frame
+from magistral_kedro.params import CurationParams, DifficultyStageParams, ModelParams, PromptParams
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks import generate_code_problems, generate_math_problems
+from magistral_kedro.tasks.frames import COLUMNS, frame_to_problems, problems_to_frame
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tasks.schema import validate_rows
 from magistral_kedro.tracking import as_metrics_dataset
@@ -186,20 +188,27 @@ def repair_code_tests(
 
 
 def translate(
-    problems: pd.DataFrame, curation: CurationParams, seed: int
+    problems: pd.DataFrame,
+    curation: CurationParams,
+    model: ModelParams,
+    generation: GenerationConfig,
+    seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replace ``curation.translation.fraction`` of the English math problems by translations
-    (templates for embedded problems, else the configured model). Returns the problems and the
-    translation log (one row per planned translation, failures with the reason)."""
+    (templates for embedded problems, else the configured model, sampled through the
+    ``generation`` backend). Returns the problems and the translation log (one row per planned
+    translation, failures with the reason)."""
     params = curation.translation
     typed = frame_to_problems(problems)
     plan = plan_translations(typed, params.fraction, params.languages, seed)
-    translators: list[Translator] = [TemplateTranslator()]
-    if params.model is not None:
-        model = load_checkpoint(params.model)
-        generator = TransformersGenerator(model.model, model.tokenizer)
-        translators.append(ModelTranslator(generator, model.tokenizer, params.sampling, seed))
-    translated, log = translate_problems(typed, plan, translators)
+    with contextlib.ExitStack() as stack:
+        translators: list[Translator] = [TemplateTranslator()]
+        if params.model is not None:
+            source = CheckpointRef(Path(params.model), model.dtype)
+            generator = stack.enter_context(open_generator(source, generation, seed))
+            tokenizer = tokenizer_of(source)
+            translators.append(ModelTranslator(generator, tokenizer, params.sampling, seed))
+        translated, log = translate_problems(typed, plan, translators)
     table = pd.DataFrame(log, columns=["problem_id", "language", "translator", "status", "detail"])
     failed = int((table["status"] == "failed").sum())
     if failed:
@@ -232,33 +241,35 @@ def _stage(curation: CurationParams, name: str) -> DifficultyStageParams:
 
 def measure_pass_rates(
     problems: pd.DataFrame,
-    model: Checkpoint,
+    model: ModelSource,
     curation: CurationParams,
     prompt: PromptParams,
     reward: RewardConfig,
+    generation: GenerationConfig,
     seed: int,
     name: str,
 ) -> pd.DataFrame:
     """Difficulty stage ``name`` (``difficulty_stage1``...): ``n_samples`` samples per problem of
     its ``kinds`` (at most ``max_problems``, drawn with the seed) from its ``model`` or, when null,
-    the pipeline's model; one row per problem: correct count, pass rate, the histogram of answers
-    given, the majority answer."""
+    the pipeline's model, through the ``generation`` backend; one row per problem: correct count,
+    pass rate, the histogram of answers given, the majority answer."""
     stage = _stage(curation, name)
     if stage.model is not None:
-        model = load_checkpoint(stage.model)
+        model = CheckpointRef(Path(stage.model), dtype_name(model))
     pool = problems[problems["kind"].isin(stage.kinds)]
     if stage.max_problems is not None and len(pool) > stage.max_problems:
         pool = pool.sample(n=stage.max_problems, random_state=seed).sort_index()
-    generator = TransformersGenerator(model.model, model.tokenizer)
-    rates, seconds = sample_pass_rates(
-        generator,
-        frame_to_problems(pool),
-        build_prompts(pool, model.tokenizer, prompt),
-        stage.n_samples,
-        stage.sampling,
-        reward,
-        seed,
-    )
+    prompts = build_prompts(pool, tokenizer_of(model), prompt.system_prompt)
+    with open_generator(model, generation, seed) as generator:
+        rates, seconds = sample_pass_rates(
+            generator,
+            frame_to_problems(pool),
+            prompts,
+            stage.n_samples,
+            stage.sampling,
+            reward,
+            seed,
+        )
     logger.info(
         "pass rates of %d problems x %d samples: sampling %.1f s, verifying %.1f s",
         len(rates),

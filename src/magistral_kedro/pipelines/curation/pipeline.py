@@ -27,6 +27,7 @@ def difficulty_stage(stage: str, model: str, problems: str, kept: str) -> list[N
                 "params:curation",
                 "params:prompt",
                 "params:reward",
+                "params:generation",
                 "params:seed",
             ],
             outputs=f"{name}_pass_rates",
@@ -90,7 +91,13 @@ def create_pipeline(**kwargs: object) -> Pipeline:
             ),
             Node(
                 nodes.translate,
-                inputs=["tested_problems", "params:curation", "params:seed"],
+                inputs=[
+                    "tested_problems",
+                    "params:curation",
+                    "params:model",
+                    "params:generation",
+                    "params:seed",
+                ],
                 outputs=["curated_problems", "translation_log"],
                 name="translate",
             ),

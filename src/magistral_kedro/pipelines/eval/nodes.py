@@ -12,12 +12,12 @@ import mlflow
 import pandas as pd
 
 from magistral_kedro.curation.sources import map_source, require_mappings
-from magistral_kedro.evaluation import METRICS, summary_table
-from magistral_kedro.models import Checkpoint, load_checkpoint
+from magistral_kedro.evaluation import METRICS, grade_samples, summary_table
+from magistral_kedro.generation import GenerationConfig, open_generator
+from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.params import EvalParams, PromptParams
-from magistral_kedro.pipelines.evaluation import grade_samples
-from magistral_kedro.pipelines.frames import problems_to_frame
 from magistral_kedro.rewards import RewardConfig
+from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.tasks.schema import validate_rows
 from magistral_kedro.tracking import as_metrics_dataset
 
@@ -61,9 +61,10 @@ def collect_benchmarks(
     return benchmarks, table
 
 
-def resolve_checkpoint(rl_model: Checkpoint, params: EvalParams) -> Checkpoint:
+def resolve_checkpoint(rl_model: ModelSource, params: EvalParams) -> ModelSource:
     """``eval.checkpoint``: null -> this run's RL model; a directory; or an MLflow
-    ``runs:/<run_id>/<path>`` URI, downloaded from the tracking store."""
+    ``runs:/<run_id>/<path>`` URI, downloaded from the tracking store. Nothing is loaded here
+    (the RL model input only orders this node after training)."""
     reference = params.checkpoint
     if reference is None:
         return rl_model
@@ -79,35 +80,40 @@ def resolve_checkpoint(rl_model: Checkpoint, params: EvalParams) -> Checkpoint:
             raise ValueError(f"eval.checkpoint={reference!r} is not a checkpoint (no config.json)")
         reference = local
     logger.info("evaluating %s", reference)
-    return load_checkpoint(reference)
+    return CheckpointRef(Path(reference), dtype_name(rl_model))
 
 
 def evaluate_benchmarks(
-    checkpoint: Checkpoint,
+    checkpoint: ModelSource,
     benchmarks: dict[str, pd.DataFrame],
     params: EvalParams,
     prompt: PromptParams,
     reward: RewardConfig,
+    generation: GenerationConfig,
     seed: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Every benchmark's first ``eval.max_problems`` problems, greedy and k samples each.
+    """Every benchmark's first ``eval.max_problems`` problems, greedy and k samples each, through
+    the ``generation`` backend (one engine for all benchmarks).
 
     Returns the per-sample table, the summary (per benchmark, and per language and difficulty)
     and MLflow metrics ``eval/<benchmark>/<metric>`` (``eval/<benchmark>/language_fr/...``)."""
     parts = []
-    for name, frame in benchmarks.items():
-        graded = grade_samples(
-            checkpoint,
-            frame.head(params.max_problems),
-            prompt,
-            params.sampling,
-            reward,
-            seed,
-            params.k,
-            params.temperature,
-            params.greedy,
-        )
-        parts.append(graded.assign(benchmark=name))
+    tokenizer = tokenizer_of(checkpoint)
+    with open_generator(checkpoint, generation, seed) as generator:
+        for name, frame in benchmarks.items():
+            graded = grade_samples(
+                generator,
+                tokenizer,
+                frame.head(params.max_problems),
+                prompt.system_prompt,
+                params.sampling,
+                reward,
+                seed,
+                params.k,
+                params.temperature,
+                params.greedy,
+            )
+            parts.append(graded.assign(benchmark=name))
     samples = pd.concat(parts, ignore_index=True)
     summary = summary_table(samples)
     metrics = {}

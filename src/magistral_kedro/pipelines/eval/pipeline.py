@@ -29,6 +29,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "params:eval",
                     "params:prompt",
                     "params:reward",
+                    "params:generation",
                     "params:seed",
                 ],
                 outputs=["eval_samples", "eval_summary", "eval_metrics"],

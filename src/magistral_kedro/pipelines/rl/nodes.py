@@ -2,48 +2,48 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from magistral_kedro.generation import Generator
+from magistral_kedro.evaluation import build_prompts, evaluate_generation
+from magistral_kedro.generation import GenerationConfig
 from magistral_kedro.grpo.loop import train_grpo
-from magistral_kedro.models import Checkpoint, save_checkpoint
+from magistral_kedro.models import CheckpointRef, ModelSource, tokenizer_of
 from magistral_kedro.params import PromptParams, RLParams
-from magistral_kedro.pipelines.evaluation import build_prompts, evaluate_generation
-from magistral_kedro.pipelines.frames import frame_to_problems
 from magistral_kedro.rewards import RewardConfig
-from magistral_kedro.tracking import MlflowTracker
-from magistral_kedro.training import distributed
+from magistral_kedro.tasks.frames import frame_to_problems
+from magistral_kedro.tracking import MlflowTracker, as_metrics_dataset
+from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 
 
 def train_rl_model(
-    sft_model: Checkpoint,
-    base_model: Checkpoint,
+    sft_model: ModelSource,
+    base_model: ModelSource,
     train: pd.DataFrame,
     prompt: PromptParams,
     rl: RLParams,
     reward: RewardConfig,
+    generation: GenerationConfig,
     seed: int,
-) -> tuple[Checkpoint, pd.DataFrame]:
+) -> tuple[CheckpointRef, pd.DataFrame]:
     """GRPO from the SFT model (``rl.init: sft``) or the untrained base model (``base``) on the
     training problems of ``rl.kinds``; metrics and checkpoints go to MLflow as they happen.
-    Returns the trained model and the completions sampled along the way."""
+    Returns the trained model and the completions sampled along the way. Only the starting
+    model is loaded; a finished run with the same inputs is reused without loading anything."""
     start = sft_model if rl.init == "sft" else base_model
     problems_frame = train[train["kind"].isin(rl.kinds)].reset_index(drop=True)
     if problems_frame.empty:
         raise ValueError(f"no training problem of kind {rl.kinds}: check rl.kinds and curation")
     problems = frame_to_problems(problems_frame)
-    prompts = build_prompts(problems_frame, start.tokenizer, prompt)
-    blob = json.dumps(
-        [rl.model_dump(mode="json"), reward.__dict__, seed, len(problems)], default=str
-    )
+    prompts = build_prompts(problems_frame, tokenizer_of(start), prompt.system_prompt)
+    # What the run depends on: settings, the problems and prompts themselves, the start weights.
+    run = fingerprint(
+        rl.init, rl.kinds, rl.engine, rl.grpo, rl.curriculum, reward, generation, seed,
+        data_digest(problems), data_digest(prompts), weights_digest(start),
+    )  # fmt: skip
     model, samples = train_grpo(
-        start.model,
-        start.tokenizer,
+        start,
         problems,
         prompts,
         engine_config=rl.engine,
@@ -52,39 +52,25 @@ def train_rl_model(
         reward=reward,
         checkpoint_dir=rl.checkpoint_dir,
         seed=seed,
-        fingerprint=hashlib.sha256(blob.encode()).hexdigest()[:16],
+        fingerprint=run,
         tracker=MlflowTracker("rl"),
-        generator=_generator(start, rl, seed),
+        generation=generation,
     )
-    return Checkpoint(model=model, tokenizer=start.tokenizer), pd.DataFrame(samples)
-
-
-def _generator(start: Checkpoint, rl: RLParams, seed: int) -> Generator | None:
-    """None for transformers (it samples from the trained model itself); else a vLLM engine
-    loaded from the start checkpoint, written beside the checkpoint directory (which a fresh
-    run empties)."""
-    if rl.generation.backend != "vllm":
-        return None
-    from magistral_kedro.generation.vllm import VLLMGenerator
-
-    root = Path(rl.checkpoint_dir)
-    path = root.with_name(f"{root.name}_vllm_start")
-    if distributed.is_main():
-        save_checkpoint(start, path)
-    distributed.barrier()
-    return VLLMGenerator(path, rl.generation.vllm, seed=seed + distributed.rank())
+    return model, pd.DataFrame(samples)
 
 
 def evaluate_rl(
-    checkpoint: Checkpoint,
+    checkpoint: ModelSource,
     evaluation: pd.DataFrame,
     prompt: PromptParams,
     rl: RLParams,
     reward: RewardConfig,
+    generation: GenerationConfig,
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The RL model on the eval split, graded by the Magistral reward (``rl_eval/...``)."""
-    return evaluate_generation(
-        checkpoint, evaluation, prompt, rl.eval_problems, rl.eval_sampling, reward, seed,
-        prefix="rl_eval", k=rl.eval_k, temperature=rl.eval_temperature,
+    table, metrics = evaluate_generation(
+        checkpoint, evaluation, prompt.system_prompt, rl.eval_problems, rl.eval_sampling, reward,
+        generation, seed, prefix="rl_eval", k=rl.eval_k, temperature=rl.eval_temperature,
     )  # fmt: skip
+    return table, as_metrics_dataset(metrics)

@@ -7,7 +7,7 @@ from magistral_kedro.pipelines.rl import nodes
 
 def create_pipeline(**kwargs: object) -> Pipeline:
     """train (GRPO) -> evaluate."""
-    common = ["params:prompt", "params:rl", "params:reward", "params:seed"]
+    common = ["params:prompt", "params:rl", "params:reward", "params:generation", "params:seed"]
     return Pipeline(
         [
             Node(

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.models import Checkpoint, build_tiny_model, load_checkpoint
+from magistral_kedro.evaluation import build_prompts, evaluate_generation
+from magistral_kedro.generation import GenerationConfig
+from magistral_kedro.models import (
+    Checkpoint,
+    CheckpointRef,
+    ModelSource,
+    build_tiny_model,
+    tokenizer_of,
+)
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
-from magistral_kedro.pipelines.evaluation import build_prompts, evaluate_generation
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tracking import MlflowTracker, as_metrics_dataset
+from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
 
 logger = logging.getLogger(__name__)
@@ -22,12 +29,13 @@ logger = logging.getLogger(__name__)
 
 def initialise_model(
     tokenizer: PreTrainedTokenizerBase, model: ModelParams, seed: int
-) -> Checkpoint:
+) -> ModelSource:
     """The starting checkpoint: a local HF checkpoint if ``model.name_or_path`` is set (its own
-    tokenizer then replaces the trained one), else the tiny model on the curated tokenizer."""
+    tokenizer then replaces the trained one; its files are linked, not loaded), else the tiny
+    model on the curated tokenizer."""
     if model.name_or_path is not None:
-        logger.info("loading the starting model from %s", model.name_or_path)
-        return load_checkpoint(model.name_or_path, dtype=model.dtype)
+        logger.info("starting from the checkpoint %s", model.name_or_path)
+        return CheckpointRef(Path(model.name_or_path), model.dtype)
     tiny = build_tiny_model(tokenizer, model.tiny, seed)
     n_params = sum(p.numel() for p in tiny.parameters())
     logger.info("built the tiny model: %.2fM parameters", n_params / 1e6)
@@ -37,18 +45,18 @@ def initialise_model(
 def build_sft_examples(
     train: pd.DataFrame,
     evaluation: pd.DataFrame,
-    base_model: Checkpoint,
+    base_model: ModelSource,
     prompt: PromptParams,
     sft: SFTParams,
 ) -> tuple[dict[str, list[SFTExample]], dict[str, Any]]:
     """Tokenised (prompt, reference) pairs of the chosen kinds, and counts of what was left out."""
-    tokenizer = base_model.tokenizer
+    tokenizer = tokenizer_of(base_model)
     splits: dict[str, list[SFTExample]] = {}
     stats: dict[str, float] = {}
     for name, frame in (("train", train), ("eval", evaluation)):
         usable = frame[frame["kind"].isin(sft.kinds) & frame["reference"].notna()]
         examples, too_long = tokenize_examples(
-            build_prompts(usable, tokenizer, prompt),
+            build_prompts(usable, tokenizer, prompt.system_prompt),
             list(usable["reference"]),
             tokenizer,
             sft.loop.max_length,
@@ -67,44 +75,40 @@ def build_sft_examples(
     return splits, as_metrics_dataset(stats)
 
 
-def _fingerprint(*parts: Any) -> str:
-    """Identifies a training run's inputs: resume only continues a run with the same one."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def train_sft_model(
-    base_model: Checkpoint, examples: dict[str, list[SFTExample]], sft: SFTParams, seed: int
-) -> Checkpoint:
-    """Fine-tune on the examples; per-step metrics and checkpoints go to MLflow as they happen."""
-    fingerprint = _fingerprint(
-        sft.engine, sft.loop, seed, len(examples["train"]), examples["train"][:8]
-    )
-    model, _ = train_sft(
-        base_model.model,
-        base_model.tokenizer,
+    base_model: ModelSource, examples: dict[str, list[SFTExample]], sft: SFTParams, seed: int
+) -> CheckpointRef:
+    """Fine-tune on the examples; per-step metrics and checkpoints go to MLflow as they happen.
+    A finished run with the same settings, examples and starting weights is reused as it is."""
+    run = fingerprint(
+        sft.engine, sft.loop, seed, data_digest(examples["train"]), data_digest(examples["eval"]),
+        weights_digest(base_model),
+    )  # fmt: skip
+    return train_sft(
+        base_model,
         examples["train"],
         examples["eval"],
         engine_config=sft.engine,
         loop=sft.loop,
         checkpoint_dir=sft.checkpoint_dir,
         seed=seed,
-        fingerprint=fingerprint,
+        fingerprint=run,
         tracker=MlflowTracker("sft"),
     )
-    return Checkpoint(model=model, tokenizer=base_model.tokenizer)
 
 
 def evaluate_sft(
-    checkpoint: Checkpoint,
+    checkpoint: ModelSource,
     evaluation: pd.DataFrame,
     prompt: PromptParams,
     sft: SFTParams,
     reward: RewardConfig,
+    generation: GenerationConfig,
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The SFT model on the eval split, graded by the Magistral reward (``sft_eval/...``)."""
-    return evaluate_generation(
-        checkpoint, evaluation, prompt, sft.eval_problems, sft.eval_sampling, reward, seed,
-        prefix="sft_eval", k=sft.eval_k, temperature=sft.eval_temperature,
+    table, metrics = evaluate_generation(
+        checkpoint, evaluation, prompt.system_prompt, sft.eval_problems, sft.eval_sampling, reward,
+        generation, seed, prefix="sft_eval", k=sft.eval_k, temperature=sft.eval_temperature,
     )  # fmt: skip
+    return table, as_metrics_dataset(metrics)

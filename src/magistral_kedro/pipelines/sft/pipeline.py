@@ -41,6 +41,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "params:prompt",
                     "params:sft",
                     "params:reward",
+                    "params:generation",
                     "params:seed",
                 ],
                 outputs=["sft_eval_samples", "sft_eval_metrics"],

@@ -1,38 +1,38 @@
-"""Shared by pipelines: build prompts, and grade a checkpoint's answers with the reward."""
+"""Answers graded by the Magistral reward: build prompts, sample through any generator, grade
+every completion (one row each), and the in-pipeline evaluation of a model."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
 
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.evaluation import summarise
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
-from magistral_kedro.models import Checkpoint, build_prompt
-from magistral_kedro.params import PromptParams
-from magistral_kedro.pipelines.frames import frame_to_problems
+from magistral_kedro.evaluation.metrics import summarise
+from magistral_kedro.generation import GenerationConfig, Generator, SamplingConfig, open_generator
+from magistral_kedro.models import ModelSource, build_prompt, tokenizer_of
 from magistral_kedro.rewards import RewardConfig, final_answer, score_batch
+from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.prompts import resolve_system_prompt
-from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
 
 
 def build_prompts(
-    problems: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, prompt: PromptParams
+    problems: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None
 ) -> list[str]:
-    """The model input of each problem: chat template, system prompt (if any), problem text."""
-    system_prompt = resolve_system_prompt(prompt.system_prompt)
-    return [build_prompt(tokenizer, text, system_prompt) for text in problems["prompt"]]
+    """The model input of each problem: chat template, system prompt (``"magistral"``, ``"none"``
+    or literal text; see :func:`resolve_system_prompt`), problem text."""
+    resolved = resolve_system_prompt(system_prompt)
+    return [build_prompt(tokenizer, text, resolved) for text in problems["prompt"]]
 
 
 def grade_samples(
-    checkpoint: Checkpoint,
+    generator: Generator,
+    tokenizer: PreTrainedTokenizerBase,
     problems: pd.DataFrame,
-    prompt: PromptParams,
+    system_prompt: str | None,
     sampling: SamplingConfig,
     reward: RewardConfig,
     seed: int,
@@ -43,8 +43,7 @@ def grade_samples(
     """Answer every problem greedily (if ``greedy``) and ``k`` times at ``temperature``, grade
     each answer with the Magistral reward; one row per completion (see
     :mod:`magistral_kedro.evaluation.metrics` for the columns)."""
-    generator = TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
-    prompts = build_prompts(problems, checkpoint.tokenizer, prompt)
+    prompts = build_prompts(problems, tokenizer, system_prompt)
     typed = frame_to_problems(problems)
     runs = []
     if greedy:
@@ -89,17 +88,18 @@ def grade_samples(
 
 
 def evaluate_generation(
-    checkpoint: Checkpoint,
+    checkpoint: ModelSource,
     evaluation: pd.DataFrame,
-    prompt: PromptParams,
+    system_prompt: str | None,
     n_problems: int,
     sampling: SamplingConfig,
     reward: RewardConfig,
+    generation: GenerationConfig,
     seed: int,
     prefix: str,
     k: int = 0,
     temperature: float = 1.0,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Greedy answers to the first ``n_problems`` math eval problems (and ``k`` sampled ones at
     ``temperature`` when ``k > 0``), graded by the Magistral reward: format rate, accuracy
     (SymPy-backed ``math_equal``), language consistency, per language and level; sampled
@@ -109,9 +109,20 @@ def evaluate_generation(
     if problems.empty:
         logger.warning("no math problem in the eval set: generation metrics skipped")
         return pd.DataFrame(), {}
-    samples = grade_samples(
-        checkpoint, problems, prompt, sampling, reward, seed, k, temperature, greedy=True
-    )
+    with open_generator(checkpoint, generation, seed) as generator:
+        tokenizer = tokenizer_of(checkpoint)
+        samples = grade_samples(
+            generator,
+            tokenizer,
+            problems,
+            system_prompt,
+            sampling,
+            reward,
+            seed,
+            k,
+            temperature,
+            True,
+        )
     greedy = samples[samples["decoding"] == "greedy"].reset_index(drop=True)
     table = greedy.rename(columns={"problem_id": "id", "reference_answer": "answer_reference"})
     on_greedy = summarise(greedy)
@@ -147,4 +158,4 @@ def evaluate_generation(
         metrics[f"{prefix}/accuracy"],
         metrics[f"{prefix}/language_rate"],
     )
-    return table, as_metrics_dataset(metrics)
+    return table, metrics
