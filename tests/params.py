@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from magistral_kedro.check import load_parameters
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -22,9 +22,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def raw_parameters(env: str = "base", **overrides: Any) -> dict[str, Any]:
-    """conf/base/parameters*.yml, soft-merged with conf/<env>/ and then ``overrides``."""
-    params: dict[str, Any] = {}
-    for folder in dict.fromkeys(["base", env]):
-        for path in sorted((CONF / folder).glob("parameters*.yml")):
-            params = merge(params, yaml.safe_load(path.read_text()) or {})
-    return merge(params, overrides)
+    """conf/base/parameters*.yml, soft-merged with conf/<env>/ (as `kedro run --env` reads
+    them, globals resolved), then ``overrides``."""
+    return merge(load_parameters(CONF, env, {}), overrides)

@@ -46,3 +46,23 @@ def test_invalid_parameters_fail_before_anything_is_read(tmp_path):
     parameters = _gpu_parameters(**{"model.name_or_path": "null", "rl.grpo.mode": "async"})
     report = check.check(parameters, 8)
     assert any("rl.grpo.mode 'async'" in p for p in report.problems), report.problems
+
+
+def test_an_evaluation_that_would_cut_answers_short_is_named(tokenizer, tmp_path):
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    model.config.max_position_embeddings = 65536
+    save_checkpoint(Checkpoint(model, tokenizer), tmp_path / "ckpt")
+    overrides = {"model.name_or_path": tmp_path / "ckpt", "eval.sampling.max_new_tokens": 4096}
+    problems = check.check(_gpu_parameters(**overrides), 8).problems
+    assert problems == [
+        "eval.sampling.max_new_tokens 4096 would truncate answers: GRPO lets them grow to "
+        "l_max 36864 (rl.curriculum), and a cut answer is graded wrong"
+    ]
+
+
+def test_the_shipped_environments_pass_except_for_the_missing_gpu_checkpoint():
+    for env in ("base", "micro"):
+        report = check.check(check.load_parameters(CONF, env, {}), 1)
+        assert report.problems == [], (env, report.problems)
+    (problem,) = check.check(check.load_parameters(CONF, "gpu", {}), 8).problems
+    assert "model.name_or_path='/models/Qwen2.5-1.5B-Instruct' is not a local checkpoint" in problem

@@ -3,11 +3,14 @@
     python -m magistral_kedro.check --env gpu
     python -m magistral_kedro.check --env gpu --params model.name_or_path=/models/Qwen2.5-7B
 
-Validates every parameter section with the same typed classes the pipelines use, then the
+Validates every parameter section with the same typed classes the pipelines use and the rules
+that span sections (the same rules ``kedro run`` applies before its first node), then the
 checkpoint directory (``model.name_or_path``): config.json, tokenizer files, every weight shard
-an index names. Reads the architecture from config.json and reports the parameter count, the
-training memory per GPU that the ZeRO stage implies, and whether the context window holds the
-longest curriculum stage. Exit status 0 when nothing is wrong, 1 otherwise (each problem named).
+an index names. Reads the architecture from config.json and reports the parameter count and the
+training memory per GPU that the ZeRO stage implies. Every pipeline's lengths are checked against
+the model's context window (the tiny model's when no checkpoint is named), and an evaluation or a
+difficulty filter that would cut answers shorter than GRPO lets them grow is named. Exit status 0
+when nothing is wrong, 1 otherwise (each problem named).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from kedro.config import OmegaConfigLoader
 from pydantic import ValidationError
 
 from magistral_kedro import params as typed
+from magistral_kedro.generation import GenerationConfig, SamplingConfig
+from magistral_kedro.grpo.loop import check_generation_mode
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.settings import CONFIG_LOADER_ARGS
 
@@ -30,6 +35,7 @@ SECTIONS: dict[str, Any] = {
     "model": typed.ModelParams,
     "prompt": typed.PromptParams,
     "reward": RewardConfig,
+    "generation": GenerationConfig,
     "curation": typed.CurationParams,
     "sft": typed.SFTParams,
     "rl": typed.RLParams,
@@ -126,40 +132,108 @@ def check_checkpoint(directory: Path, report: Report) -> dict[str, Any] | None:
     return model_config
 
 
-def check(parameters: dict[str, Any], gpus: int) -> Report:
-    """Everything :func:`main` reports, for merged ``parameters``, on ``gpus`` GPUs in all."""
-    report = Report()
+def validate_sections(parameters: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Every section of :data:`SECTIONS` as its typed class; the problems found on the way."""
     validated: dict[str, Any] = {}
+    problems: list[str] = []
     for name, cls in SECTIONS.items():
         if name not in parameters:
-            report.problems.append(f"parameters: section {name!r} is missing")
+            problems.append(f"parameters: section {name!r} is missing")
             continue
         try:
             validated[name] = cls(**parameters[name])
         except (ValidationError, TypeError, ValueError) as error:
-            report.problems.append(f"parameters: {name}: {error}")
+            problems.append(f"parameters: {name}: {error}")
+    return validated, problems
+
+
+def rule_problems(validated: dict[str, Any]) -> list[str]:
+    """Rules that span sections (each section alone is valid)."""
+    try:
+        check_generation_mode(validated["rl"].grpo, validated["generation"])
+    except ValueError as error:
+        return [f"parameters: {error}"]
+    return []
+
+
+def _samplings(validated: dict[str, Any]) -> list[tuple[str, SamplingConfig, int]]:
+    """The pipelines' sampling settings that grade answers, each with the answer length it must
+    allow: evaluations the longest l_max GRPO trains for, the difficulty filter the first stage's
+    (what the problems it keeps are trained at). Translation samples with its own model."""
+    stages = validated["rl"].curriculum
+    longest, first = max(stage.l_max for stage in stages), stages[0].l_max
+    difficulty = validated["curation"].difficulty
+    return [
+        ("sft.eval_sampling", validated["sft"].eval_sampling, longest),
+        ("rl.eval_sampling", validated["rl"].eval_sampling, longest),
+        ("eval.sampling", validated["eval"].sampling, longest),
+        ("curation.difficulty.stage1.sampling", difficulty.stage1.sampling, first),
+        ("curation.difficulty.stage2.sampling", difficulty.stage2.sampling, first),
+    ]
+
+
+def length_problems(validated: dict[str, Any], window: int) -> list[str]:
+    """Lengths that do not fit the context window, and graders that would cut answers short."""
+    rl, problems = validated["rl"], []
+    longest = max(stage.l_max for stage in rl.curriculum)
+    if longest > window:
+        problems.append(
+            f"rl.curriculum: l_max {longest} exceeds the model's context window ({window})"
+        )
+    if validated["sft"].loop.max_length > window:
+        problems.append(
+            f"sft.loop.max_length {validated['sft'].loop.max_length} exceeds the model's "
+            f"context window ({window})"
+        )
+    vllm = validated["generation"].vllm
+    use_vllm = validated["generation"].backend == "vllm" and vllm.max_model_len is not None
+    if use_vllm and vllm.max_model_len < longest:
+        problems.append(
+            f"generation.vllm.max_model_len {vllm.max_model_len} < the longest l_max {longest}"
+        )
+    for key, sampling, allowed in _samplings(validated):
+        wanted = sampling.max_new_tokens
+        if wanted >= window:
+            problems.append(
+                f"{key}.max_new_tokens {wanted} leaves no room for the prompt in the model's "
+                f"context window ({window})"
+            )
+        if use_vllm and wanted >= vllm.max_model_len:
+            problems.append(
+                f"{key}.max_new_tokens {wanted} >= generation.vllm.max_model_len "
+                f"{vllm.max_model_len}"
+            )
+        if wanted < allowed:
+            problems.append(
+                f"{key}.max_new_tokens {wanted} would truncate answers: GRPO lets them grow to "
+                f"l_max {allowed} (rl.curriculum), and a cut answer is graded wrong"
+            )
+    return problems
+
+
+def check(parameters: dict[str, Any], gpus: int) -> Report:
+    """Everything :func:`main` reports, for merged ``parameters``, on ``gpus`` GPUs in all."""
+    report = Report()
+    validated, report.problems = validate_sections(parameters)
     if report.problems:
         return report
     report.facts.append(f"parameters: {len(SECTIONS)} sections valid")
+    report.problems += rule_problems(validated)
     model_path = validated["model"].name_or_path
     rl = validated["rl"]
     if model_path is None:
-        report.facts.append("model: the embedded tiny model (no checkpoint directory)")
+        tiny = validated["model"].tiny
+        report.facts.append(
+            f"model: the embedded tiny model (context window {tiny.max_position_embeddings})"
+        )
+        report.problems += length_problems(validated, tiny.max_position_embeddings)
         return report
     model_config = check_checkpoint(Path(model_path), report)
     if model_config is None:
         return report
-    longest = max(stage.l_max for stage in rl.curriculum)
     window = model_config.get("max_position_embeddings")
-    if window is not None and window < longest:
-        report.problems.append(
-            f"rl.curriculum: l_max {longest} exceeds the model's context window ({window})"
-        )
-    max_model_len = rl.generation.vllm.max_model_len
-    if rl.generation.backend == "vllm" and max_model_len is not None and max_model_len < longest:
-        report.problems.append(
-            f"rl.generation.vllm.max_model_len {max_model_len} < the longest l_max {longest}"
-        )
+    if window is not None:
+        report.problems += length_problems(validated, window)
     n = model_config["_parameters"]
     engine = rl.engine
     sharded = SHARDED_BYTES_PER_PARAM[engine.zero_stage]
@@ -169,8 +243,8 @@ def check(parameters: dict[str, Any], gpus: int) -> Report:
         f"and the vLLM engine): {per_gpu / 2**30:.1f} GiB"
     )
     report.facts.append(
-        f"rl: {len(rl.curriculum)} stages, l_max up to {longest}, generation by "
-        f"{rl.generation.backend}, {rl.grpo.mode} mode"
+        f"rl: {len(rl.curriculum)} stages, l_max up to {max(s.l_max for s in rl.curriculum)}, "
+        f"generation by {validated['generation'].backend}, {rl.grpo.mode} mode"
     )
     return report
 

@@ -1,5 +1,6 @@
-"""Project hooks: a quiet, offline start, every parameter in MLflow (flattened), and rank 0
-alone writing datasets under a multi-process launch."""
+"""Project hooks: a quiet, offline start, rules across parameter sections checked before any
+node, every parameter in MLflow (flattened), and rank 0 alone writing datasets under a
+multi-process launch."""
 
 from __future__ import annotations
 
@@ -34,6 +35,24 @@ class QuietStartHook:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+
+
+class ParameterRulesHook:
+    """Rules that span parameter sections (e.g. asynchronous GRPO needs the transformers
+    backend), checked before the first node: Kedro validates each section alone, and a conflict
+    found only when its node starts would cost every node before it."""
+
+    @hook_impl
+    def before_pipeline_run(self, catalog: Any) -> None:
+        """Raise ValueError naming every broken rule."""
+        from magistral_kedro.check import rule_problems, validate_sections
+
+        validated, invalid = validate_sections(catalog.load("parameters"))
+        if invalid:  # Kedro reports these itself, with the section, key and value
+            return
+        problems = rule_problems(validated)
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 class ParameterLoggingHook:
@@ -78,3 +97,10 @@ class RankZeroWritesHook:
             return
         for name in pipeline.all_outputs():
             catalog[name] = MemoryDataset()
+
+    @hook_impl
+    def before_node_run(self) -> None:
+        """Every rank runs the same nodes in the same order: wait here until every rank (rank 0
+        included, with its saves) has finished the node before, so no rank reads a file rank 0
+        has not written yet."""
+        distributed.barrier()
