@@ -14,38 +14,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.e2e import kedro_run, new_project, output_of
 
 pytestmark = pytest.mark.slow
-
-
-def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """``kedro run --env micro [args]`` in ``root``, output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--env", "micro", *args],
-        cwd=root,
-        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh copy of the project (conf, pyproject, the example source) and one micro run."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
-    shutil.copy(PROJECT_ROOT / ".telemetry", root)
-    (root / "src").mkdir()  # Kedro wants it; the package itself is installed (pip -e)
-    (root / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy(
-        PROJECT_ROOT / "data" / "01_raw" / "example_problems.jsonl", root / "data" / "01_raw"
-    )
+    root = new_project(tmp_path_factory.mktemp("project"))
     result = kedro_run(root)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert result.returncode == 0, output_of(result)
     return root
 
 
