@@ -7,9 +7,11 @@ import time
 import pytest
 
 from magistral_kedro.rewards import math_equal
+from magistral_kedro.rewards.decimals import requested_precision
 from magistral_kedro.rewards.math import math_equal_in_process, normalize_answer
 from tests.conftest import SHARED_DATA
 from tests.rewards.equivalence_cases import ALL_CASES, CASES
+from tests.rewards.judge_cases import ALL_JUDGE_CASES, JUDGE_CASES, PRECISION_CASES
 
 
 def test_the_case_set_is_large_and_balanced():
@@ -26,6 +28,74 @@ def test_own_equivalence_cases(group):
         if math_equal_in_process(pred, gold) != expected
     ]
     assert wrong == []
+
+
+def test_the_judge_cases_cover_both_sides():
+    assert len(ALL_JUDGE_CASES) >= 150
+    for group, cases in JUDGE_CASES.items():
+        verdicts = {expected for *_, expected in cases}
+        assert verdicts == {True, False}, group
+
+
+@pytest.mark.parametrize("group", list(JUDGE_CASES))
+def test_judge_cases(group):
+    """Issue 15's categories: decimals for exact answers, complex forms, infinity, repeating
+    decimals, units in ``\\text{}``."""
+    wrong = [
+        (pred, gold, expected)
+        for pred, gold, expected in JUDGE_CASES[group]
+        if math_equal_in_process(pred, gold) != expected
+    ]
+    assert wrong == []
+
+
+def test_a_problem_that_asks_to_round_allows_a_rounded_decimal():
+    wrong = [
+        (pred, gold, text, expected)
+        for pred, gold, text, expected in PRECISION_CASES
+        if math_equal_in_process(pred, gold, requested_precision(text)) != expected
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("text", "places"),
+    [
+        ("Round your answer to the nearest hundredth.", 2),
+        ("Express your answer as a decimal to the nearest tenth.", 1),
+        ("Round to the nearest whole number.", 0),
+        ("Round to the nearest integer.", 0),
+        ("Give your answer to 3 decimal places.", 3),
+        ("Give your answer to two decimal places.", 2),
+        ("Express your answer as a decimal.", None),
+        ("Arrondis le résultat au centième.", 2),
+        ("Redondea a 2 decimales.", 2),
+        ("Gib das Ergebnis auf 3 Nachkommastellen an.", 3),
+        ("结果保留两位小数。", 2),
+        ("Округлите ответ до сотых.", 2),
+    ],
+)
+def test_requested_precision(text, places):
+    precision = requested_precision(text)
+    assert precision is not None and precision.places == places
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What part of the pizza is left?",
+        "Find the nearest point of the parabola to the origin, as an ordered pair.",
+        "The car travels approximately 60 miles. How long is the trip?",
+        "$\\frac{1}{2} + \\frac{1}{3}$",
+    ],
+)
+def test_no_precision_is_requested(text):
+    assert requested_precision(text) is None
+
+
+def test_significant_figures_become_places_at_the_reference_magnitude():
+    precision = requested_precision("Round to 3 significant figures.")
+    assert precision is not None and precision.places is None and precision.significant == 3
 
 
 @pytest.mark.skipif(

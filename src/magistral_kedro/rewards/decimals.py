@@ -1,0 +1,156 @@
+"""Decimals against exact answers: when a decimal may stand for a value, and to what precision.
+
+The rule a competition judge applies, and ``math_equal`` with it:
+
+* **A decimal is the exact number it writes.** ``0.25`` is 1/4 and ``0.333`` is 333/1000, so an
+  exact reference (an integer, a fraction, a root, pi, e...) accepts a decimal only when the decimal
+  equals it: ``0.25`` for 1/4 is right; ``0.333333`` for 1/3, ``1.414214`` for sqrt(2),
+  ``3.14159`` for pi and ``0.5000001`` for 1/2 are wrong.
+* **A decimal reference states its precision.** An answer (decimal or exact) is right when it
+  agrees with the reference to the reference's last digit, i.e. within half a unit there:
+  ``0.333`` and 1/3 for ``0.33``; sqrt(17) for ``4.123105625617661``; not ``0.3`` for ``0.33``.
+* **A problem that asks to round or for a decimal** (:func:`requested_precision`) allows a decimal
+  answer for an exact reference when it is the reference correctly rounded: to the places the
+  problem states ("nearest hundredth": within 0.005), else to the answer's own last digit
+  (``0.6667`` for 2/3, not the truncated ``0.6666``).
+* **Repeating decimals** written with ``\\overline`` (``0.1\\overline{6}``), ``\\bar`` or
+  ``\\dot`` are the exact fractions they denote (:func:`expand_repeating`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_PLAIN_DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
+_REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
+_WORD_NUMBERS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+    "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5,
+}  # fmt: skip
+_NUMBER = r"(\d+|one|two|three|four|five|six|一|两|二|三|四|五)"
+#: Units to round to, by name (several languages), and the decimal places they stand for.
+_UNIT_PLACES = (
+    (r"whole number|integer|unit[ée]|entier|entero|intero|ganze zahl|целых|个位|整数", 0),
+    (r"tenths?|dixième|décima|decimo|zehntel|десятых|十分位|0\.1(?!\d)", 1),
+    (r"hundredths?|centième|centésima|centesimo|hundertstel|сотых|百分位|0\.01(?!\d)", 2),
+    (r"thousandths?|millième|milésima|millesimo|tausendstel|тысячных|千分位|0\.001(?!\d)", 3),
+)
+_PLACES_PHRASES = (
+    _NUMBER + r"\s*(?:decimal places?|decimal digits?|digits? after the (?:decimal )?point|"
+    r"décimales?|chiffres? après la virgule|decimales|cifre decimali|decimali|"
+    r"nachkommastellen?|dezimalstellen?|знак\w* после запятой)",
+    r"保留\s*" + _NUMBER + r"\s*位小数",
+)
+_SIGNIFICANT = _NUMBER + r"\s*(?:significant (?:figures?|digits?)|chiffres significatifs|" \
+    r"cifras significativas|cifre significative|signifikante(?:n)? (?:stellen|ziffern)|" \
+    r"значащ\w* цифр\w*|位有效数字)"  # fmt: skip
+_ASKS_TO_ROUND = re.compile(
+    r"\bround(?:ed)?\b(?:\s+off)?\s+(?:to|your|the|it|all|each|answers?)|\bto the nearest\b|"
+    r"\bas a decimal\b|\bin decimal form\b|\bdecimal approximation\b|"
+    r"arrondi|forme décimale|valeur approchée|redonde|forma decimal|arrotond|forma decimale|"
+    r"\brunde|gerundet|als dezimalzahl|四舍五入|精确到|保留|округл|десятичн|с точностью",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A problem's request for a rounded answer: ``places`` decimals, or ``significant`` figures,
+    or (both None) a decimal correct to its own last digit."""
+
+    places: int | None = None
+    significant: int | None = None
+
+    def tolerance(self, reference: Any, answer_places: int | None) -> Any:
+        """Half a unit of the last place asked for (SymPy Rational), or None if none is known."""
+        import sympy
+
+        places = self.places
+        if places is None and self.significant is not None and reference != 0:
+            magnitude = math.floor(math.log10(abs(float(reference))))
+            places = self.significant - 1 - magnitude
+        if places is None:
+            places = answer_places
+        return None if places is None else sympy.Rational(1, 2) * sympy.Integer(10) ** -places
+
+
+def _count(word: str) -> int:
+    return int(word) if word.isdigit() else _WORD_NUMBERS[word.lower()]
+
+
+def requested_precision(problem: str) -> Precision | None:
+    """What rounding the problem text asks for, or None when it asks for none (then an exact
+    reference needs an exact answer). English, French, Spanish, Italian, German, Chinese and
+    Russian phrasings: "to the nearest hundredth", "2 decimal places", "3 significant figures",
+    "as a decimal", "arrondi au centième", "保留两位小数", "до сотых"..."""
+    text = problem.lower()
+    for phrase in _PLACES_PHRASES:
+        match = re.search(phrase, text)
+        if match:
+            return Precision(places=_count(match[1]))
+    match = re.search(_SIGNIFICANT, text)
+    if match:
+        return Precision(significant=_count(match[1]))
+    if not _ASKS_TO_ROUND.search(text):
+        return None
+    for names, places in _UNIT_PLACES:
+        if re.search(r"(?:nearest|au|à l'|à la|a la|al|all'|auf|до|到)\s*(?:" + names + ")", text):
+            return Precision(places=places)
+    return Precision()
+
+
+def decimal_places(answer: str) -> int | None:
+    """Digits after the point when ``answer`` (normalised) is one plain decimal number, else None:
+    ``"0.50"`` -> 2, ``"3"`` -> None, ``"(0.5, 1)"`` -> None."""
+    match = _PLAIN_DECIMAL.fullmatch(answer)
+    return len(match[2]) if match else None
+
+
+def decimal_value(answer: str) -> Any:
+    """The exact value of a plain decimal number as written (SymPy Rational): ``"0.1"`` -> 1/10."""
+    import sympy
+
+    return sympy.Rational(answer)
+
+
+def expand_repeating(text: str) -> str:
+    """Repeating decimals to exact fractions: ``0.1\\overline{6}`` -> ``\\frac{1}{6}``."""
+
+    def fraction(match: re.Match[str]) -> str:
+        whole, fixed, repeating = match[1] or "0", match[2], match[3] or match[4]
+        fixed_value = int(fixed) if fixed else 0
+        numerator = int(fixed + repeating) - fixed_value
+        denominator = 10 ** len(fixed) * (10 ** len(repeating) - 1)
+        numerator += int(whole) * denominator
+        divisor = math.gcd(numerator, denominator)
+        return f"\\frac{{{numerator // divisor}}}{{{denominator // divisor}}}"
+
+    return _REPEATING.sub(fraction, text)
+
+
+def rationalise(expr: Any) -> Any:
+    """``expr`` with every SymPy Float replaced by the exact decimal it prints (15 significant
+    digits, what the parser kept): a decimal inside a tuple, interval or equation is exact too."""
+    import sympy
+
+    if isinstance(expr, sympy.MatrixBase):
+        return expr.applyfunc(rationalise)
+    if not isinstance(expr, sympy.Basic):
+        return expr
+    floats = expr.atoms(sympy.Float)
+    if not floats:
+        return expr
+    return expr.xreplace({f: sympy.Rational(str(f)) for f in floats})
+
+
+def within(answer: Any, reference: Any, tolerance: Any) -> bool:
+    """``|answer - reference| <= tolerance``, exactly for rationals, to 30 digits otherwise."""
+    import sympy
+
+    difference = sympy.Abs(answer - reference)
+    if not difference.is_Rational:
+        difference = sympy.N(difference, 30)
+    return bool(difference <= tolerance)
