@@ -152,3 +152,17 @@ def test_normalisation_keeps_values_apart():
     assert normalize_answer("(1,234)") != normalize_answer("1234")
     assert normalize_answer("\\dfrac34") == "\\frac{3}{4}"
     assert normalize_answer("5\\text{ cm}") == "5"
+
+
+def test_a_worker_logs_no_math_verify_timeout_warning(capfd):
+    """Each fresh worker used to print math-verify's "Timeout is disabled..." (our deadline is
+    the worker's): hundreds of lines in a default run's log."""
+    from magistral_kedro.rewards.pool import WorkerPool
+
+    pool = WorkerPool(n_workers=1)
+    try:
+        outcomes = pool.map(math_equal_in_process, [("0.5", "\\frac12"), ("x", "y")], 30)
+    finally:
+        pool.close()
+    assert [o.value for o in outcomes] == [True, False]
+    assert "Timeout is disabled" not in capfd.readouterr().err
