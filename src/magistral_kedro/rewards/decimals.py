@@ -13,8 +13,9 @@ The rule a competition judge applies, and ``math_equal`` with it:
   answer for an exact reference when it is the reference correctly rounded: to the places the
   problem states ("nearest hundredth": within 0.005), else to the answer's own last digit
   (``0.6667`` for 2/3, not the truncated ``0.6666``).
-* **Repeating decimals** written with ``\\overline`` (``0.1\\overline{6}``), ``\\bar`` or
-  ``\\dot`` are the exact fractions they denote (:func:`expand_repeating`).
+* **Repeating decimals** written with ``\\overline`` (``0.1\\overline{6}``), ``\\bar``,
+  ``\\dot`` or an ellipsis after two periods (``0.1666...``) are the exact fractions they denote
+  (:func:`expand_repeating`); ``3.14159...`` is a truncation.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 _PLAIN_DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
 _REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
+_ELLIPSIS = re.compile(r"(?<![\d.])(\d*)\.(\d+)\s*(?:\\[lc]?dots|\.\.\.|…)")
 _WORD_NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5,
@@ -116,19 +118,32 @@ def decimal_value(answer: str) -> Any:
     return sympy.Rational(answer)
 
 
+def _fraction(whole: str, fixed: str, repeating: str) -> str:
+    """``whole.fixed(repeating)(repeating)...`` as ``\\frac{p}{q}`` in lowest terms."""
+    numerator = int(fixed + repeating) - (int(fixed) if fixed else 0)
+    denominator = 10 ** len(fixed) * (10 ** len(repeating) - 1)
+    numerator += int(whole or "0") * denominator
+    divisor = math.gcd(numerator, denominator)
+    return f"\\frac{{{numerator // divisor}}}{{{denominator // divisor}}}"
+
+
+def _periodic(match: re.Match[str]) -> str:
+    """``0.333...`` or ``0.1666...``: the digits end in at least two copies of a period, which
+    the ellipsis repeats; anything else (``3.14159...``) is left as written (a truncation)."""
+    whole, digits = match[1], match[2]
+    for start in range(len(digits)):
+        tail = digits[start:]
+        for period in range(1, len(tail) // 2 + 1):
+            if tail == tail[:period] * (len(tail) // period) and len(tail) % period == 0:
+                return _fraction(whole, digits[:start], tail[:period])
+    return match[0]
+
+
 def expand_repeating(text: str) -> str:
-    """Repeating decimals to exact fractions: ``0.1\\overline{6}`` -> ``\\frac{1}{6}``."""
-
-    def fraction(match: re.Match[str]) -> str:
-        whole, fixed, repeating = match[1] or "0", match[2], match[3] or match[4]
-        fixed_value = int(fixed) if fixed else 0
-        numerator = int(fixed + repeating) - fixed_value
-        denominator = 10 ** len(fixed) * (10 ** len(repeating) - 1)
-        numerator += int(whole) * denominator
-        divisor = math.gcd(numerator, denominator)
-        return f"\\frac{{{numerator // divisor}}}{{{denominator // divisor}}}"
-
-    return _REPEATING.sub(fraction, text)
+    """Repeating decimals to exact fractions: ``0.1\\overline{6}``, ``0.1\\dot{6}`` and
+    ``0.1666\\ldots`` -> ``\\frac{1}{6}``."""
+    text = _REPEATING.sub(lambda m: _fraction(m[1], m[2], m[3] or m[4]), text)
+    return _ELLIPSIS.sub(_periodic, text)
 
 
 def rationalise(expr: Any) -> Any:
