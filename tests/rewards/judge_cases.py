@@ -180,6 +180,7 @@ JUDGE_CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("72", "72 degrees", True),
         ("\\text{24 hours}", "24", True),
         ("6\\text{cm}", "6", True),
+        ("\\text{So the total is } 12", "12", True),  # a sentence in \text{} is still prose
         ("\\text{5 cm}", "6", False),
         ("6", "\\text{5 cm}", False),
         ("12\\text{ cm}^2", "13", False),

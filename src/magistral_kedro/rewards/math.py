@@ -144,13 +144,13 @@ def _unwrap(text: str) -> str:
     return match[2] if match and "$" not in match[2] else text
 
 
-_TEXT_GROUP = re.compile(r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{[^{}]*\}")
+_UNIT_TEXT = re.compile(r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{\s*[^{}\s]*(\s+[^{}\s]+)?\s*\}")
 
 
 def _is_prose(text: str) -> bool:
     """A whole response or sentence (math-verify finds the answer in it), not a bare answer
-    (words inside ``\\text{}``, like units, do not make prose)."""
-    formula = re.sub(r"\\[a-zA-Z]+", "", _TEXT_GROUP.sub(" ", text))
+    (one or two words in ``\\text{}``, like ``square units``, do not make prose)."""
+    formula = re.sub(r"\\[a-zA-Z]+", "", _UNIT_TEXT.sub(" ", text))
     return (
         len(text) > 200
         or any(mark in text.replace("\\$", "") for mark in ("$", "\\(", "\\["))
