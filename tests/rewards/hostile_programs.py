@@ -4,6 +4,7 @@ unprivileged user: (language, code, the statuses a contained run may end with)."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -88,3 +89,17 @@ def check_escape_report(stdout: str, targets: list[str]) -> None:
     assert report["pid"] == 1 and report["pids"] == 1  # its own PID namespace
     assert report["interfaces"] == ["lo"] and report["network"] != "connected"
     assert int(report["capabilities"], 16) == 0
+
+
+def processes_in(directory: str) -> list[int]:
+    """Processes working under ``directory`` (the boxes of one user's sandbox): other sandboxes
+    on the machine, such as a concurrent root-mode run whose programs are nobody too, do not
+    count."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(directory):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found

@@ -16,7 +16,12 @@ import pytest
 
 from magistral_kedro.rewards import code as sandbox
 from magistral_kedro.rewards.code import _boxes_dir, _sandbox_base, isolation_mode, run_code
-from tests.rewards.hostile_programs import check_escape_report, escape_probe, hostile_programs
+from tests.rewards.hostile_programs import (
+    check_escape_report,
+    escape_probe,
+    hostile_programs,
+    processes_in,
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -30,11 +35,6 @@ RIGHT = {
         SUM,
     ),
 }
-
-
-def _processes_of(uid: int) -> int:
-    out = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True, check=True).stdout
-    return sum(line.strip() == str(uid) for line in out.splitlines())
 
 
 def _leftovers(marker: str, directories: list[str]) -> list[str]:
@@ -124,6 +124,7 @@ def test_an_unprivileged_user_gets_the_same_isolation():
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
+        print(json.dumps(report, indent=1)[:4000])  # shown when an assertion below fails
         assert report["euid"] == NOBODY
         if report["mode"] is None and not _user_namespaces_work():
             pytest.skip(f"this kernel forbids unprivileged user namespaces: {done.stderr[-500:]}")
@@ -135,8 +136,43 @@ def test_an_unprivileged_user_gets_the_same_isolation():
         assert all(report["runs"][name]["passed"] for name in RIGHT), report["runs"]
         assert _leftovers(marker, targets[:-1]) == [] and not (checkout / "PWNED").exists()
         deadline = time.monotonic() + 5  # the fork bomb is gone with its namespace
-        while _processes_of(NOBODY) and time.monotonic() < deadline:
+        while processes_in(boxes) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _processes_of(NOBODY) == 0
+        assert processes_in(boxes) == []
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def forbidden_namespaces(monkeypatch):
+    """A machine whose kernel forbids the namespaces: every probe fails."""
+    monkeypatch.setattr(sandbox, "_probe", lambda mode: f"{mode}: Operation not permitted")
+    sandbox.isolation_mode.cache_clear()
+    yield
+    sandbox.isolation_mode.cache_clear()
+
+
+def test_forbidden_namespaces_are_said_once_and_limits_still_apply(forbidden_namespaces, caplog):
+    assert isolation_mode() is None and isolation_mode() is None
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert (
+        "NO ISOLATION" in warnings[0].message and "Operation not permitted" in warnings[0].message
+    )
+    result = run_code("print(int(input()) + 1)", "python", [{"input": "1\n", "output": "2\n"}])
+    assert result.passed, result
+    looping = run_code(
+        "while True:\n    pass", "python", [{"input": "", "output": ""}], time_limit_s=1
+    )
+    assert looping.statuses == ["timeout"]
+
+
+def test_workers_leave_the_warning_to_the_process_that_scores(forbidden_namespaces, caplog):
+    """Every worker probes for itself; only the scoring process warns (score_batch probes there
+    first), so a run's log says it once, not once per worker."""
+    from magistral_kedro.rewards import pool
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pool, "_IN_WORKER", True)
+        assert isolation_mode() is None
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -95,8 +95,9 @@ def _isolated() -> bool:
 @cache
 def isolation_mode() -> IsolationMode | None:
     """How this process isolates programs: ``"root"`` (namespaces, program as nobody), ``"user"``
-    (an unprivileged user namespace), or None (resource limits only; a warning says why, once).
-    Probed once per process by running the real set-up on an empty command."""
+    (an unprivileged user namespace), or None (resource limits only; a warning says why, once,
+    from the process that scores rather than from each worker). Probed once per process by
+    running the real set-up on an empty command."""
     if shutil.which("unshare") is None:
         reasons = ["util-linux `unshare` is not installed"]
     else:
@@ -107,7 +108,11 @@ def isolation_mode() -> IsolationMode | None:
             if not reason:
                 return mode
             reasons.append(f"{mode}: {reason}")
-    logger.warning(
+    from magistral_kedro.rewards.pool import in_worker
+
+    # A worker's log line would repeat per worker: the scoring process says it (score_batch).
+    logger.log(
+        logging.DEBUG if in_worker() else logging.WARNING,
         "code sandbox: NO ISOLATION: programs run with resource limits only, and can reach the "
         "network, read your files and write wherever your user can (%s). Unprivileged user "
         "namespaces fix this: check `sysctl kernel.unprivileged_userns_clone`, "

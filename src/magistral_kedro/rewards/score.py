@@ -26,7 +26,7 @@ from typing import Annotated
 from pydantic import Field
 
 from magistral_kedro.config import config
-from magistral_kedro.rewards.code import run_code
+from magistral_kedro.rewards.code import isolation_mode, run_code
 from magistral_kedro.rewards.decimals import requested_precision
 from magistral_kedro.rewards.format import check_format, split_thoughts
 from magistral_kedro.rewards.language import language_of
@@ -162,6 +162,8 @@ def score_batch(
             f"score_batch needs one problem and one token count per completion; got "
             f"{len(completions)} completions, {len(problems)} problems, {len(n_tokens)} counts"
         )
+    if any(problem.kind == "code" for problem in problems):
+        isolation_mode()  # probed here first, so a missing sandbox is said once, not per worker
     tasks = [
         (c, p, cfg, n, seed + i)
         for i, (c, p, n) in enumerate(zip(completions, problems, n_tokens, strict=True))
