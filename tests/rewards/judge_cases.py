@@ -105,6 +105,13 @@ JUDGE_CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("i^2", "-1", True),
         ("1.5-0.5i", "\\frac{3-i}{2}", True),
         ("\\frac{3}{2}-\\frac{1}{2}i", "1.5-0.5i", True),
+        # A decimal reference states its precision, part by part.
+        ("\\frac{1}{2}+\\frac{\\sqrt{3}}{2}i", "0.5+0.866i", True),
+        ("0.333+0.5i", "0.33+0.5i", True),
+        ("0.3+0.5i", "0.33+0.5i", False),
+        ("0.5+0.87i", "0.5+0.866i", False),
+        ("\\frac{1}{2}+\\frac{\\sqrt{2}}{2}i", "0.5+0.866i", False),
+        ("2.04+1.5i", "2+1.5i", False),
         ("3-4i", "3+4i", False),
         ("4+3i", "3+4i", False),
         ("\\frac{1+i}{1-i}", "-i", False),

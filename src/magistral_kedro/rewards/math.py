@@ -289,21 +289,21 @@ def _symbols(expr: Any) -> set[Any]:
 
 
 def _comparable(gold: Any, pred: Any) -> tuple[Any, Any]:
-    """The parsed reference and prediction as a judge reads them: ``i`` is the imaginary unit
-    when it is the only symbol on both sides (math-verify keeps it a symbol, so ``i(3-4i)``
-    would not equal ``4+3i``); an equation that names the value (``A:B = 7:32``) is that value
-    when the prediction is a value."""
+    """The parsed reference and prediction as a judge reads them: an equation that names the
+    value (``A:B = 7:32``, ``z = 3+4i``) is that value when the prediction is a value; ``i`` is
+    the imaginary unit when it is the only symbol on both sides (math-verify keeps it a symbol,
+    so ``i(3-4i)`` would not equal ``4+3i``)."""
     import sympy
 
-    symbols = _symbols(gold) | _symbols(pred)
-    if symbols and {symbol.name for symbol in symbols} == {"i"}:
-        unit = dict.fromkeys(symbols, sympy.I)
-        gold, pred = (x.xreplace(unit) if hasattr(x, "xreplace") else x for x in (gold, pred))
     pred_is_value = isinstance(pred, sympy.Basic) and not isinstance(
         pred, sympy.core.relational.Relational
     )
     if pred_is_value and isinstance(gold, sympy.Equality) and _names_a_value(gold.lhs):
         gold = gold.rhs
+    symbols = _symbols(gold) | _symbols(pred)
+    if symbols and {symbol.name for symbol in symbols} == {"i"}:
+        unit = dict.fromkeys(symbols, sympy.I)
+        gold, pred = (x.xreplace(unit) if hasattr(x, "xreplace") else x for x in (gold, pred))
     return gold, pred
 
 
@@ -313,14 +313,41 @@ def _real_number(value: Any) -> bool:
     return isinstance(value, sympy.Expr) and bool(value.is_number) and value.is_real is True
 
 
+def _complex_verdict(gold: Any, pred: Any, gold_text: str) -> bool | None:
+    """A complex decimal reference (``0.5+0.866i``): each part given as a decimal states the
+    precision of the reference's longest decimal, each part given exactly must be exact."""
+    import sympy
+
+    places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
+    if not places or not (gold.is_number and pred.is_number) or sympy.im(gold) == 0:
+        return None
+    tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -max(places)
+    answer = rationalise(pred)
+    for gold_part, pred_part in (
+        (sympy.re(gold), sympy.re(answer)),
+        (sympy.im(gold), sympy.im(answer)),
+    ):
+        if gold_part.has(sympy.Float):
+            if not within(pred_part, rationalise(gold_part), tolerance):
+                return False
+        elif _nonzero(gold_part - pred_part):
+            return False
+    return True
+
+
 def _decimal_verdict(
     gold: Any, pred: Any, gold_text: str, pred_text: str, precision: Precision | None
 ) -> bool | None:
     """The verdict of the decimal rule (``rewards.decimals``) when a precision is in play between
-    two real numbers: the reference is a decimal, or the problem asks to round and the
-    prediction is a decimal. None otherwise: then a decimal is the exact number it writes."""
+    two numbers: the reference is a decimal (real, or complex part by part), or the problem asks
+    to round and the prediction is a decimal. None otherwise: then a decimal is the exact number
+    it writes."""
     import sympy
 
+    if isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and gold.has(sympy.Float):
+        verdict = _complex_verdict(gold, pred, gold_text)
+        if verdict is not None:
+            return verdict
     if not (_real_number(gold) and _real_number(pred)):
         return None
     pred_places = decimal_places(pred_text)
