@@ -28,6 +28,7 @@ from typing import Any
 _PLAIN_DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
 _REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
 _ELLIPSIS = re.compile(r"(?<![\d.])(\d*)\.(\d+)\s*(?:\\[lc]?dots|\.\.\.|…)")
+_PARENTHESISED = re.compile(r"([+-]?)(\d*)\.(\d*)\((\d+)\)")
 _WORD_NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5,
@@ -140,10 +141,12 @@ def _periodic(match: re.Match[str]) -> str:
 
 
 def expand_repeating(text: str) -> str:
-    """Repeating decimals to exact fractions: ``0.1\\overline{6}``, ``0.1\\dot{6}`` and
-    ``0.1666\\ldots`` -> ``\\frac{1}{6}``."""
+    """Repeating decimals to exact fractions: ``0.1\\overline{6}``, ``0.1\\dot{6}``,
+    ``0.1666\\ldots`` and (a whole answer) ``0.1(6)`` -> ``\\frac{1}{6}``."""
     text = _REPEATING.sub(lambda m: _fraction(m[1], m[2], m[3] or m[4]), text)
-    return _ELLIPSIS.sub(_periodic, text)
+    text = _ELLIPSIS.sub(_periodic, text)
+    whole = _PARENTHESISED.fullmatch(text.strip())  # 0.1(6): only as a whole answer
+    return f"{whole[1]}{_fraction(whole[2], whole[3], whole[4])}" if whole else text
 
 
 def rationalise(expr: Any) -> Any:

@@ -81,12 +81,18 @@ _TEXT = r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{"
 _SPACING = r"(?:\s|~|\\[,;:! ])*"
 
 
+def _sign_of_infinity(match: re.Match[str]) -> str:
+    return "-" if match[1].lower() == "negative" else ""
+
+
 def _strip_units(text: str) -> str:
     """``\\text{5 cm}`` -> ``5``; ``12\\text{ cm}^2``, ``7\\,\\mathrm{m}``, ``72 degrees`` -> the
     number: a unit never changes the value a judge compares."""
     after_number = r"(?<=[\d}])\s*"
     unit_like = r"(?:" + _UNIT_WORDS + r"|[A-Za-z]{2,}[A-Za-z\s./]*)"
+    celsius = r"(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))"  # 25^\circ C, 25°F
     patterns = (
+        (r"(?:\^\s*\{?\s*\\circ\s*\}?|°)\s*" + celsius, ""),
         (_TEXT + r"\s*([-+]?\d[\d.,]*)" + _SPACING + unit_like + _POWER + r"\s*\}", r"\1"),
         (_TEXT + _SPACING + _UNIT_WORDS + r"\s*\}" + _POWER, ""),
         # 17 \text{ words}; \mathrm only for words (\mathrm{e} is a number).
@@ -125,7 +131,10 @@ def normalize_answer(answer: str) -> str:
     text = re.sub(r"\b[bBvV]?matrix\b", "pmatrix", text)
     text = _strip_units(text)
     text = re.sub(r"\\(?:mbox|mathrm|textbf|textit|text)\{([^{}]*)\}", r"\1", text)
-    text = re.sub(r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])", r"\\infty", text)
+    signed = r"(?<![A-Za-z])(negative|positive)\s*(?=infinity)"
+    text = re.sub(signed, _sign_of_infinity, text, flags=re.IGNORECASE)
+    text = re.sub(r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])|\\infin(?![a-z])", r"\\infty",
+                  text, flags=re.I)  # fmt: skip
     text = re.sub(r"(^|[(\[,{])\s*\+\s*(?=\\infty)", r"\1", text)  # +\infty is \infty
     text = re.sub(r"\^\s*\{?\\circ\}?|°", "", text)
     text = re.sub(r"\\left|\\right|\\!|\\,|\\;|\\:|\\quad|\\qquad|~", "", text)
