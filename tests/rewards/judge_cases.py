@@ -88,6 +88,18 @@ JUDGE_CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("\\sqrt{3}", "1.414", False),
         ("2.6", "2.5", False),
         ("\\frac{1}{3}", "0.3334", False),
+        # A decimal that is a simple fraction (0.5, 2.5, 0.25, 0.125) is exact, not rounded.
+        ("0.3", "0.3", True),
+        ("\\frac{3}{10}", "0.3", True),
+        ("0.250", "0.25", True),
+        ("0.54", "0.5", False),
+        ("\\frac{13}{25}", "0.5", False),
+        ("2.54", "2.5", False),
+        ("0.251", "0.25", False),
+        ("0.2500001", "0.25", False),
+        ("0.7501", "0.75", False),
+        ("\\frac{1}{3}", "0.3", False),
+        ("0.1251", "0.125", False),
     ],
     "complex_forms": [
         ("4i+3", "3+4i", True),
@@ -229,6 +241,9 @@ PRECISION_CASES: list[tuple[str, str, str, bool]] = [
     ("0.142", "\\frac17", "Gib das Ergebnis auf 3 Nachkommastellen an.", False),
     ("0.33", "\\frac13", "What part of the pizza is left?", False),
     ("0.25", "\\frac14", "What part of the pizza is left?", True),
+    # Asked to round, even a simple-looking decimal reference is a rounded one.
+    ("0.33", "0.3", "Round your answer to the nearest tenth.", True),
+    ("0.38", "0.3", "Round your answer to the nearest tenth.", False),
 ]
 
 ALL_JUDGE_CASES = [case for group in JUDGE_CASES.values() for case in group]

@@ -6,9 +6,12 @@ The rule a competition judge applies, and ``math_equal`` with it:
   exact reference (an integer, a fraction, a root, pi, e...) accepts a decimal only when the decimal
   equals it: ``0.25`` for 1/4 is right; ``0.333333`` for 1/3, ``1.414214`` for sqrt(2),
   ``3.14159`` for pi and ``0.5000001`` for 1/2 are wrong.
-* **A decimal reference states its precision.** An answer (decimal or exact) is right when it
-  agrees with the reference to the reference's last digit, i.e. within half a unit there:
-  ``0.333`` and 1/3 for ``0.33``; sqrt(17) for ``4.123105625617661``; not ``0.3`` for ``0.33``.
+* **A rounded decimal reference states its precision.** An answer (decimal or exact) is right
+  when it agrees with the reference to the reference's last digit, i.e. within half a unit
+  there: ``0.333`` and 1/3 for ``0.33``; sqrt(17) for ``4.123105625617661``; not ``0.3`` for
+  ``0.33``. A reference that is a simple fraction (``0.5``, ``2.5``, ``0.25``: denominator at most
+  20) is taken for exact unless the problem asks to round: ``0.54`` and 13/25 are not ``0.5``.
+  A complex reference is judged part by part (``0.5+0.866i``: 1/2 exactly, 0.866 rounded).
 * **A problem that asks to round or for a decimal** (:func:`requested_precision`) allows a decimal
   answer for an exact reference when it is the reference correctly rounded: to the places the
   problem states ("nearest hundredth": within 0.005), else to the answer's own last digit
@@ -25,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+#: A decimal whose lowest-terms denominator is at most this is read as exact (0.25 is 1/4).
+SIMPLE_DENOMINATOR = 20
 _PLAIN_DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
 _REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
 _ELLIPSIS = re.compile(r"(?<![\d.])(\d*)\.(\d+)\s*(?:\\[lc]?dots|\.\.\.|…)")
@@ -110,6 +115,17 @@ def decimal_places(answer: str) -> int | None:
     ``"0.50"`` -> 2, ``"3"`` -> None, ``"(0.5, 1)"`` -> None."""
     match = _PLAIN_DECIMAL.fullmatch(answer)
     return len(match[2]) if match else None
+
+
+def is_rounded(reference: Any, precision: Precision | None) -> bool:
+    """Whether a decimal reference stands for a rounded value (then it states a precision) rather
+    than an exact one: always when the problem asks to round; otherwise unless it is a simple
+    fraction (``0.5``, ``2.5``, ``0.25``, ``0.125``: denominator at most 20 in lowest terms),
+    which is far likelier the exact answer than a rounding (``0.33``, ``3.14``, ``0.866``)."""
+    import sympy
+
+    exact = sympy.Rational(reference)
+    return precision is not None or exact.q > SIMPLE_DENOMINATOR
 
 
 def decimal_value(answer: str) -> Any:

@@ -29,6 +29,7 @@ from magistral_kedro.rewards.decimals import (
     decimal_places,
     decimal_value,
     expand_repeating,
+    is_rounded,
     rationalise,
     within,
 )
@@ -322,9 +323,11 @@ def _real_number(value: Any) -> bool:
     return isinstance(value, sympy.Expr) and bool(value.is_number) and value.is_real is True
 
 
-def _complex_verdict(gold: Any, pred: Any, gold_text: str) -> bool | None:
-    """A complex decimal reference (``0.5+0.866i``): each part given as a decimal states the
-    precision of the reference's longest decimal, each part given exactly must be exact."""
+def _complex_verdict(
+    gold: Any, pred: Any, gold_text: str, precision: Precision | None
+) -> bool | None:
+    """A complex decimal reference (``0.5+0.866i``), part by part: a rounded decimal part states
+    the precision of the reference's longest decimal, any other part must be exact."""
     import sympy
 
     places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
@@ -336,10 +339,11 @@ def _complex_verdict(gold: Any, pred: Any, gold_text: str) -> bool | None:
         (sympy.re(gold), sympy.re(answer)),
         (sympy.im(gold), sympy.im(answer)),
     ):
-        if gold_part.has(sympy.Float):
-            if not within(pred_part, rationalise(gold_part), tolerance):
+        exact = rationalise(gold_part)
+        if gold_part.has(sympy.Float) and is_rounded(abs(exact), precision):
+            if not within(pred_part, exact, tolerance):
                 return False
-        elif _nonzero(gold_part - pred_part):
+        elif _nonzero(exact - pred_part):
             return False
     return True
 
@@ -348,13 +352,13 @@ def _decimal_verdict(
     gold: Any, pred: Any, gold_text: str, pred_text: str, precision: Precision | None
 ) -> bool | None:
     """The verdict of the decimal rule (``rewards.decimals``) when a precision is in play between
-    two numbers: the reference is a decimal (real, or complex part by part), or the problem asks
-    to round and the prediction is a decimal. None otherwise: then a decimal is the exact number
-    it writes."""
+    two numbers: the reference is a rounded decimal (real, or complex part by part), or the
+    problem asks to round and the prediction is a decimal. None otherwise: then a decimal is the
+    exact number it writes."""
     import sympy
 
     if isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and gold.has(sympy.Float):
-        verdict = _complex_verdict(gold, pred, gold_text)
+        verdict = _complex_verdict(gold, pred, gold_text, precision)
         if verdict is not None:
             return verdict
     if not (_real_number(gold) and _real_number(pred)):
@@ -362,7 +366,7 @@ def _decimal_verdict(
     pred_places = decimal_places(pred_text)
     answer = decimal_value(pred_text) if pred_places is not None else rationalise(pred)
     gold_places = decimal_places(gold_text)
-    if gold_places is not None:
+    if gold_places is not None and is_rounded(decimal_value(gold_text), precision):
         tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -gold_places
         return within(answer, decimal_value(gold_text), tolerance)
     if precision is None or pred_places is None or gold.has(sympy.Float):
