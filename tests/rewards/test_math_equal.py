@@ -166,3 +166,25 @@ def test_a_worker_logs_no_math_verify_timeout_warning(capfd):
         pool.close()
     assert [o.value for o in outcomes] == [True, False]
     assert "Timeout is disabled" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("size", [1990, 100_000])
+def test_normalisation_is_fast_and_never_raises_on_long_input(size):
+    """``final_answer`` normalises boxes in the training process, with no worker to time out:
+    long runs of spaces or digits must neither hang a regular expression nor overflow int()."""
+    from magistral_kedro.rewards import final_answer
+
+    pad = size - 20
+    hostile = [
+        "\\text{5 aa" + " " * pad + "x",
+        "5\\mathrm{" + "a" * pad,
+        "0." + "1" * pad + "\\overline{3}",
+        "0.\\overline{" + "3" * pad + "}",
+        "0." + "3" * pad + "...",
+        "0." + "1" * pad + "(3)",
+    ]
+    started = time.monotonic()
+    for text in hostile:
+        normalize_answer(text)
+        final_answer(f"<think>x</think> \\boxed{{{text}}}")
+    assert time.monotonic() - started < 2

@@ -31,9 +31,12 @@ from typing import Any
 #: A decimal whose lowest-terms denominator is at most this is read as exact (0.25 is 1/4).
 SIMPLE_DENOMINATOR = 20
 _PLAIN_DECIMAL = re.compile(r"[+-]?(\d*)\.(\d+)")
-_REPEATING = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\(?:overline|bar|dot)\s*(?:\{\s*(\d+)\s*\}|(\d))")
-_ELLIPSIS = re.compile(r"(?<![\d.])(\d*)\.(\d+)\s*(?:\\[lc]?dots|\.\.\.|…)")
-_PARENTHESISED = re.compile(r"([+-]?)(\d*)\.(\d*)\((\d+)\)")
+# Digit runs are bounded: a repeating decimal is short, and int() of thousands of digits raises.
+_REPEATING = re.compile(
+    r"(?<![\d.])(\d{0,30})\.(\d{0,30})\\(?:overline|bar|dot)\s*(?:\{\s*(\d{1,30})\s*\}|(\d))"
+)
+_ELLIPSIS = re.compile(r"(?<![\d.])(\d{0,30})\.(\d{1,60})\s*(?:\\[lc]?dots|\.\.\.|…)")
+_PARENTHESISED = re.compile(r"([+-]?)(\d{0,30})\.(\d{0,30})\((\d{1,30})\)")
 _WORD_NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5,
