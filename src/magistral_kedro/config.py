@@ -9,7 +9,7 @@ runs.
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar, dataclass_transform
+from typing import TypeVar, cast, dataclass_transform
 
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
@@ -20,4 +20,5 @@ T = TypeVar("T")
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, Field))
 def config(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen, strictly validated dataclass."""
-    return dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls)
+    # pydantic >= 2.14 types the result as its own dataclass type; it is still ``cls``.
+    return cast("type[T]", dataclass(frozen=True, config=ConfigDict(extra="forbid"))(cls))

@@ -1,24 +1,19 @@
 """The code verifier: right programs pass; hostile ones fail within limits, harming nothing."""
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from magistral_kedro.rewards import run_code
-from magistral_kedro.rewards.code import _isolated
+from magistral_kedro.rewards.code import _boxes_dir, isolation_mode
 from magistral_kedro.tasks import generate_code_problems
+from tests.rewards.hostile_programs import hostile_programs, processes_in
 
 PROBLEM = generate_code_problems(1, seed=3, tests_per_problem=24)[0]
 TESTS = [t.model_dump() for t in PROBLEM.tests]
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def _nobody_processes() -> int:
-    out = subprocess.run(["ps", "-eo", "user="], capture_output=True, text=True, check=True).stdout
-    return sum(line.strip() == "nobody" for line in out.splitlines())
 
 
 @pytest.mark.parametrize("language", ["python", "cpp"])
@@ -49,40 +44,7 @@ def test_compile_errors_and_unknown_languages():
     assert run_code("print(1)", "brainfuck", TESTS).detail.startswith("unsupported language")
 
 
-HOSTILE = {
-    "infinite_loop": ("python", "while True:\n    pass", {"timeout"}),
-    "10GB_allocation": ("python", "x = bytearray(10 * 1024**3)", {"memory"}),
-    "10GB_allocation_cpp": (
-        "cpp",
-        "#include <vector>\nint main() { std::vector<char> v(10ull << 30, 1); return v[7]; }",
-        {"memory", "runtime_error"},
-    ),
-    "fork_bomb": (
-        "python",
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
-        {"timeout", "runtime_error"},
-    ),
-    "print_1GB": (
-        "python",
-        "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
-        {"wrong_answer"},
-    ),
-    "socket": (
-        "python",
-        "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\nprint(1)",
-        {"runtime_error"},
-    ),
-    "read_project": (
-        "python",
-        f"print(open({str(PROJECT / 'pyproject.toml')!r}).read())",
-        {"runtime_error"},
-    ),
-    "write_outside": (
-        "python",
-        f"open({str(PROJECT / 'PWNED')!r}, 'w').write('x')",
-        {"runtime_error"},
-    ),
-}
+HOSTILE = hostile_programs(PROJECT)
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
@@ -94,11 +56,11 @@ def test_hostile_programs_fail_within_limits_and_leave_nothing(name):
     assert set(result.statuses) <= statuses, result
     assert time.monotonic() - started < 20
     assert not (PROJECT / "PWNED").exists()
-    if _isolated():  # every process of the program is gone (give the kernel a moment)
-        deadline = time.monotonic() + 5
-        while _nobody_processes() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _nobody_processes() == 0
+    boxes = str(_boxes_dir())  # every process of the program is gone (give it a moment)
+    deadline = time.monotonic() + 5
+    while processes_in(boxes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_in(boxes) == []
 
 
 def test_compile_time_explosion_is_contained():
@@ -114,7 +76,7 @@ def test_compile_time_explosion_is_contained():
     assert time.monotonic() - started < 15
 
 
-@pytest.mark.skipif(not _isolated(), reason="network/PID/mount isolation needs root + unshare")
+@pytest.mark.skipif(isolation_mode() != "root", reason="as root, programs run as nobody")
 def test_isolation_runs_as_nobody_without_network():
     probe = (
         "import os, socket\n"

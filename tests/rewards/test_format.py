@@ -32,6 +32,11 @@ def test_extract_boxed(text, expected):
         ("<think>plan</think>\n```python\nprint(1)\n```", "code", True, ""),
         ("<think>plan</think>\n```\nprint(1)\n```", "code", False, "language tag"),
         ("<think>```cpp\nint main(){}\n```</think> done", "code", False, "code block"),
+        # Whitespace before <think> is no content (templates often emit a newline); text is.
+        ("\n  <think>a</think> \\boxed{2}", "math", True, ""),
+        ("\t\n<think>a</think> \\boxed{2}", "math", True, ""),
+        ("Sure! <think>a</think> \\boxed{2}", "math", False, "start"),
+        (". <think>a</think> \\boxed{2}", "math", False, "start"),
     ],
 )
 def test_format_rules(completion, kind, ok, reason):

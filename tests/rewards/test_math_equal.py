@@ -7,9 +7,11 @@ import time
 import pytest
 
 from magistral_kedro.rewards import math_equal
+from magistral_kedro.rewards.decimals import requested_precision
 from magistral_kedro.rewards.math import math_equal_in_process, normalize_answer
 from tests.conftest import SHARED_DATA
 from tests.rewards.equivalence_cases import ALL_CASES, CASES
+from tests.rewards.judge_cases import ALL_JUDGE_CASES, JUDGE_CASES, PRECISION_CASES
 
 
 def test_the_case_set_is_large_and_balanced():
@@ -26,6 +28,74 @@ def test_own_equivalence_cases(group):
         if math_equal_in_process(pred, gold) != expected
     ]
     assert wrong == []
+
+
+def test_the_judge_cases_cover_both_sides():
+    assert len(ALL_JUDGE_CASES) >= 150
+    for group, cases in JUDGE_CASES.items():
+        verdicts = {expected for *_, expected in cases}
+        assert verdicts == {True, False}, group
+
+
+@pytest.mark.parametrize("group", list(JUDGE_CASES))
+def test_judge_cases(group):
+    """Issue 15's categories: decimals for exact answers, complex forms, infinity, repeating
+    decimals, units in ``\\text{}``."""
+    wrong = [
+        (pred, gold, expected)
+        for pred, gold, expected in JUDGE_CASES[group]
+        if math_equal_in_process(pred, gold) != expected
+    ]
+    assert wrong == []
+
+
+def test_a_problem_that_asks_to_round_allows_a_rounded_decimal():
+    wrong = [
+        (pred, gold, text, expected)
+        for pred, gold, text, expected in PRECISION_CASES
+        if math_equal_in_process(pred, gold, requested_precision(text)) != expected
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("text", "places"),
+    [
+        ("Round your answer to the nearest hundredth.", 2),
+        ("Express your answer as a decimal to the nearest tenth.", 1),
+        ("Round to the nearest whole number.", 0),
+        ("Round to the nearest integer.", 0),
+        ("Give your answer to 3 decimal places.", 3),
+        ("Give your answer to two decimal places.", 2),
+        ("Express your answer as a decimal.", None),
+        ("Arrondis le résultat au centième.", 2),
+        ("Redondea a 2 decimales.", 2),
+        ("Gib das Ergebnis auf 3 Nachkommastellen an.", 3),
+        ("结果保留两位小数。", 2),
+        ("Округлите ответ до сотых.", 2),
+    ],
+)
+def test_requested_precision(text, places):
+    precision = requested_precision(text)
+    assert precision is not None and precision.places == places
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What part of the pizza is left?",
+        "Find the nearest point of the parabola to the origin, as an ordered pair.",
+        "The car travels approximately 60 miles. How long is the trip?",
+        "$\\frac{1}{2} + \\frac{1}{3}$",
+    ],
+)
+def test_no_precision_is_requested(text):
+    assert requested_precision(text) is None
+
+
+def test_significant_figures_become_places_at_the_reference_magnitude():
+    precision = requested_precision("Round to 3 significant figures.")
+    assert precision is not None and precision.places is None and precision.significant == 3
 
 
 @pytest.mark.skipif(
@@ -82,3 +152,39 @@ def test_normalisation_keeps_values_apart():
     assert normalize_answer("(1,234)") != normalize_answer("1234")
     assert normalize_answer("\\dfrac34") == "\\frac{3}{4}"
     assert normalize_answer("5\\text{ cm}") == "5"
+
+
+def test_a_worker_logs_no_math_verify_timeout_warning(capfd):
+    """Each fresh worker used to print math-verify's "Timeout is disabled..." (our deadline is
+    the worker's): hundreds of lines in a default run's log."""
+    from magistral_kedro.rewards.pool import WorkerPool
+
+    pool = WorkerPool(n_workers=1)
+    try:
+        outcomes = pool.map(math_equal_in_process, [("0.5", "\\frac12"), ("x", "y")], 30)
+    finally:
+        pool.close()
+    assert [o.value for o in outcomes] == [True, False]
+    assert "Timeout is disabled" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("size", [1990, 100_000])
+def test_normalisation_is_fast_and_never_raises_on_long_input(size):
+    """``final_answer`` normalises boxes in the training process, with no worker to time out:
+    long runs of spaces or digits must neither hang a regular expression nor overflow int()."""
+    from magistral_kedro.rewards import final_answer
+
+    pad = size - 20
+    hostile = [
+        "\\text{5 aa" + " " * pad + "x",
+        "5\\mathrm{" + "a" * pad,
+        "0." + "1" * pad + "\\overline{3}",
+        "0.\\overline{" + "3" * pad + "}",
+        "0." + "3" * pad + "...",
+        "0." + "1" * pad + "(3)",
+    ]
+    started = time.monotonic()
+    for text in hostile:
+        normalize_answer(text)
+        final_answer(f"<think>x</think> \\boxed{{{text}}}")
+    assert time.monotonic() - started < 2

@@ -99,3 +99,62 @@ def test_score_batch_keeps_order_and_contains_hostile_answers():
 def test_score_batch_checks_lengths():
     with pytest.raises(ValueError, match="one problem"):
         score_batch(["a"], [], [1], CFG)
+
+
+def test_a_code_only_answer_earns_the_language_reward_from_its_thoughts():
+    """The language check covers the prose that exists: a fenced program says nothing about a
+    language, so thoughts in the problem's language are enough (issue 15)."""
+    fr = CODE.model_copy(update={"prompt": FR.prompt, "language": "fr"})
+    code = f"```python\n{CODE.solutions['python']}\n```"
+    french = "<think>\nOn lit les nombres puis on calcule la somme demandée.\n</think>\n"
+    english = "<think>\nWe read the numbers and then compute the requested sum.\n</think>\n"
+    assert score(french + code, fr, CFG, n_tokens=50).language == 0.1
+    assert score(english + code, fr, CFG, n_tokens=50).language == 0.0
+    # Prose in the answer still counts: it must be in the problem's language too.
+    assert score(french + "Here is the program:\n" + code, fr, CFG, n_tokens=50).language == 0.0
+
+
+def test_no_prose_at_all_earns_no_language_reward():
+    completion = "<think>\n12 + 7 = 19\n</think>\n$\\boxed{19}$"
+    assert score(completion, FR, CFG, n_tokens=20).language == 0.0
+
+
+def test_a_bare_math_answer_after_thoughts_in_the_problems_language():
+    completion = (
+        "<think>\nMarie commence avec 12 pommes et en reçoit 7, donc on additionne.\n"
+        "</think>\n$\\boxed{19}$"
+    )
+    result = score(completion, FR, CFG, n_tokens=40)
+    assert result.language == 0.1 and result.total == pytest.approx(1.1)
+
+
+def test_a_problem_that_is_all_latex_takes_its_declared_language():
+    latex = FR.model_copy(update={"prompt": "$\\int_0^1 2x\\,dx + 18$", "answer": "19"})
+    french = (
+        "<think>\nOn intègre d'abord, puis on ajoute le reste sans se tromper.\n</think>\n"
+        "La réponse est $\\boxed{19}$."
+    )
+    english = (
+        "<think>\nWe integrate first, then add the rest without any mistake.\n</think>\n"
+        "The answer is $\\boxed{19}$."
+    )
+    assert score(french, latex, CFG, n_tokens=40).language == 0.1
+    assert score(english, latex, CFG, n_tokens=40).language == 0.0
+
+
+def test_a_well_formed_answer_cut_off_at_l_max_keeps_its_grades_and_the_full_penalty():
+    cfg = RewardConfig(l_max=100, l_cache=20)
+    completion = "<think>\nMarie commence avec 12 et en reçoit 7.\n</think>\nMarie a $\\boxed{19}$."
+    result = score(completion, FR, cfg, n_tokens=100)
+    assert (result.format, result.correct, result.length) == (0.1, 0.9, pytest.approx(-0.1))
+    cut_in_the_box = "<think>\nMarie commence avec 12 et en reçoit 7.\n</think>\nMarie a $\\boxed{1"
+    assert score(cut_in_the_box, FR, cfg, n_tokens=100).total == 0.0
+
+
+def test_a_problem_that_asks_to_round_accepts_a_rounded_decimal():
+    rounding = "Quelle part reste-t-il ? Arrondis au centième."
+    third = FR.model_copy(update={"prompt": rounding, "answer": "\\frac{1}{3}"})
+    exact = third.model_copy(update={"prompt": "Quelle part reste-t-il ?"})
+    completion = "<think>\nIl reste un tiers.\n</think>\nIl reste $\\boxed{0.33}$."
+    assert score(completion, third, CFG, n_tokens=20).correct == 0.9
+    assert score(completion, exact, CFG, n_tokens=20).correct == 0.0

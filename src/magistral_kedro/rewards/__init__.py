@@ -5,6 +5,7 @@ alone: ``math_equal``, ``run_code``, ``language_of``, ``check_format``, ``extrac
 """
 
 from magistral_kedro.rewards.code import CodeResult, TestOutcome, run_code
+from magistral_kedro.rewards.decimals import Precision, requested_precision
 from magistral_kedro.rewards.format import FormatResult, check_format, final_answer, split_thoughts
 from magistral_kedro.rewards.language import language_of, strip_non_language
 from magistral_kedro.rewards.math import extract_boxed, math_equal, normalize_answer
@@ -19,6 +20,7 @@ from magistral_kedro.rewards.score import (
 __all__ = [
     "CodeResult",
     "FormatResult",
+    "Precision",
     "RewardBreakdown",
     "RewardConfig",
     "TestOutcome",
@@ -29,6 +31,7 @@ __all__ = [
     "length_penalty",
     "math_equal",
     "normalize_answer",
+    "requested_precision",
     "run_code",
     "score",
     "score_batch",

@@ -2,14 +2,18 @@
 
 Every program (and the C++ compiler working on untrusted source) runs
 
-* in a fresh directory, as the unprivileged user ``nobody`` (so ``RLIMIT_NPROC`` binds: no fork
-  bomb), in its own process group;
-* under ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (files it writes) and
-  ``RLIMIT_NOFILE``, with a wall-clock kill at the time limit;
-* when the platform allows (root and util-linux ``unshare``/``setpriv``): in new network, PID and
-  mount namespaces: no network interface, every process dies with the namespace, and fresh empty
-  file systems over ``/tmp``, ``/dev/shm``, ``$HOME`` and the project directory, so the program can
-  neither read the project nor leave files behind. Elsewhere a warning says so, once;
+* in a fresh directory (its box), in its own process group, under ``RLIMIT_AS`` (memory),
+  ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (files it writes), ``RLIMIT_NOFILE`` and ``RLIMIT_NPROC`` (no
+  fork bomb), with a wall-clock kill at the time limit;
+* in new network, PID and mount namespaces (util-linux ``unshare``, then ``sandbox_init``): no
+  network interface, every process dies with the namespace, empty read-only file systems over
+  ``/tmp``, ``/dev/shm``, ``/run``, ``$HOME``, the project and the other boxes, and every other
+  mount read-only, so the program can neither read the project nor write outside its box.
+  As root the program then runs as ``nobody``; as an ordinary user the same isolation comes from
+  an unprivileged user namespace (``unshare --user``), the program keeping no capability in it.
+  Which of the two works is probed once per process; where neither does (no ``unshare``, or a
+  kernel that forbids user namespaces) a warning says so, once, and programs run under the
+  resource limits alone;
 * with its output read up to a cap, never into unbounded memory.
 
 Programs are judged binary, as in the paper: all drawn tests pass, or the answer is wrong.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import math
 import os
@@ -28,6 +33,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -48,7 +54,9 @@ _MEMORY_MARKERS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of
 _COMPILER_MEMORY_MB = 2048
 _FILE_SIZE_MB = 16
 _STDERR_CAP = 4096
-_warned_no_isolation = False
+_INIT = Path(__file__).with_name("sandbox_init.py")
+_PATH = "/usr/local/bin:/usr/bin:/bin"  # programs' PATH: system tools only
+IsolationMode = Literal["root", "user"]
 
 
 @dataclass(frozen=True)
@@ -80,31 +88,96 @@ class CodeResult:
 
 
 def _isolated() -> bool:
-    return (
-        os.geteuid() == 0
-        and shutil.which("unshare") is not None
-        and shutil.which("setpriv") is not None
+    """Whether programs run in namespaces (as root or in a user namespace)."""
+    return isolation_mode() is not None
+
+
+@cache
+def isolation_mode() -> IsolationMode | None:
+    """How this process isolates programs: ``"root"`` (namespaces, program as nobody), ``"user"``
+    (an unprivileged user namespace), or None (resource limits only; a warning says why, once,
+    from the process that scores rather than from each worker). Probed once per process by
+    running the real set-up on an empty command."""
+    if shutil.which("unshare") is None:
+        reasons = ["util-linux `unshare` is not installed"]
+    else:
+        modes: list[IsolationMode] = ["root", "user"] if os.geteuid() == 0 else ["user"]
+        reasons = []
+        for mode in modes:
+            reason = _probe(mode)
+            if not reason:
+                return mode
+            reasons.append(f"{mode}: {reason}")
+    from magistral_kedro.rewards.pool import in_worker
+
+    # A worker's log line would repeat per worker: the scoring process says it (score_batch).
+    logger.log(
+        logging.DEBUG if in_worker() else logging.WARNING,
+        "code sandbox: NO ISOLATION: programs run with resource limits only, and can reach the "
+        "network, read your files and write wherever your user can (%s). Unprivileged user "
+        "namespaces fix this: check `sysctl kernel.unprivileged_userns_clone`, "
+        "`user.max_user_namespaces` and `kernel.apparmor_restrict_unprivileged_userns`",
+        "; ".join(reasons),
     )
+    return None
+
+
+def _probe(mode: IsolationMode) -> str:
+    """Why the set-up fails in ``mode`` ("" when it works)."""
+    box = Path(tempfile.mkdtemp(prefix="probe-", dir=_boxes_dir()))
+    try:
+        if mode == "root":
+            os.chown(box, SANDBOX_UID, SANDBOX_GID)
+        done = subprocess.run(
+            _namespaced(mode, box, ["true"], processes=4),
+            cwd=box, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
+    except (OSError, subprocess.SubprocessError) as error:
+        return str(error)
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
 
 
 def _sandbox_base() -> Path:
-    # Outside /tmp, which the namespace hides; traversable (0o711) but not listable by nobody.
-    base = Path(os.environ.get("MAGISTRAL_SANDBOX_DIR", "/var/tmp/magistral-sandbox"))
-    if not _isolated():
-        base = Path(tempfile.gettempdir()) / f"magistral-sandbox-{os.getuid()}"
+    """Where boxes and the precompiled header live: outside /tmp (which programs do not see),
+    per user, traversable but not listable by others."""
+    uid = os.getuid()
+    default = Path("/var/tmp") / ("magistral-sandbox" if uid == 0 else f"magistral-sandbox-{uid}")
+    if not os.access("/var/tmp", os.W_OK):
+        default = Path(tempfile.gettempdir()) / f"magistral-sandbox-{uid}"
+    base = Path(os.environ.get("MAGISTRAL_SANDBOX_DIR", default))
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o711)
     return base
 
 
+def _boxes_dir() -> Path:
+    boxes = _sandbox_base() / "boxes"
+    boxes.mkdir(exist_ok=True)
+    boxes.chmod(0o711)
+    return boxes
+
+
+def _project_dir() -> Path | None:
+    """The source checkout this module runs from (not an installed package's directories)."""
+    parents = Path(__file__).resolve().parents
+    root = parents[3] if len(parents) > 3 else None
+    return root if root is not None and (root / "pyproject.toml").is_file() else None
+
+
 def _hidden_paths(box: Path) -> list[str]:
-    """Directories covered by an empty tmpfs inside the namespace: never the box's ancestors, and
+    """Directories covered by an empty tmpfs inside the namespace: the shared temporary
+    directories, /run (sockets of services the user may reach), home, the project and the
+    other boxes. Never a path the programs need (/, /usr, /etc, the system interpreter), and
     never a path inside another hidden one (it is hidden already, and no longer a mount point)."""
-    project = Path(__file__).resolve().parents[3]
-    candidates = [Path(p) for p in ("/tmp", "/dev/shm", Path.home(), Path.cwd(), project)]
+    candidates = [Path(p) for p in ("/tmp", "/dev/shm", "/run")]
+    candidates += [Path.home(), Path.cwd(), box.parent]
+    candidates += [path for path in (_project_dir(),) if path is not None]
+    needed = [Path(p) for p in ("/usr", "/etc", "/bin", "/lib", _python_executable())]
     usable = [
-        path for path in dict.fromkeys(candidates)
-        if path != Path("/") and path.is_dir() and not box.is_relative_to(path)
+        path for path in dict.fromkeys(c.resolve() for c in candidates)
+        if path.is_dir() and not any(n.is_relative_to(path) for n in needed)
     ]  # fmt: skip
     return [
         str(path)
@@ -113,28 +186,29 @@ def _hidden_paths(box: Path) -> list[str]:
     ]
 
 
-def _command(box: Path, argv: Sequence[str]) -> list[str]:
-    global _warned_no_isolation
-    if not _isolated():
-        if not _warned_no_isolation:
-            logger.warning(
-                "code sandbox: not root or no unshare/setpriv: programs run with resource limits "
-                "but without network, PID and file-system isolation"
-            )
-            _warned_no_isolation = True
-        return list(argv)
-    mounts = " && ".join(
-        f"mount -t tmpfs -o size=1m,mode=755 tmpfs '{path}'" for path in _hidden_paths(box)
-    )
-    script = (
-        f"{mounts} && exec setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_GID} --clear-groups "
-        '-- "$@"'
-    )
-    return ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--",
-            "/bin/sh", "-c", script, "sandbox", *argv]  # fmt: skip
+def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: int) -> list[str]:
+    """``unshare`` into new namespaces, then ``sandbox_init`` (with the system interpreter, which
+    stays visible) sets up and execs ``argv`` (its program resolved here, on the caller's PATH)."""
+    spec = {"mode": mode, "box": str(box), "hide": _hidden_paths(box), "nproc": processes}
+    user = ["--user", "--map-root-user"] if mode == "user" else []
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=_PATH) or argv[0]
+    interpreter = _python_executable()
+    if "/" not in interpreter:
+        interpreter = sys.executable
+    return ["unshare", *user, "--net", "--pid", "--mount", "--fork", "--kill-child",
+            "--mount-proc", "--", interpreter, "-I", "-S", str(_INIT), json.dumps(spec),
+            program, *argv[1:]]  # fmt: skip
 
 
-def _limits(memory_mb: int, cpu_s: float, processes: int) -> Any:
+def _command(box: Path, argv: Sequence[str], processes: int) -> list[str]:
+    mode = isolation_mode()
+    return list(argv) if mode is None else _namespaced(mode, box, argv, processes)
+
+
+def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Any:
+    """rlimits for the child before exec; ``processes`` None when ``sandbox_init`` sets
+    ``RLIMIT_NPROC`` inside the namespace (here it would count every process of the user)."""
+
     def apply() -> None:
         # Die with the parent: a killed verifier worker takes its programs along.
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -145,7 +219,8 @@ def _limits(memory_mb: int, cpu_s: float, processes: int) -> Any:
         size = _FILE_SIZE_MB * 2**20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        if processes is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
@@ -176,15 +251,15 @@ def _run(
     started = time.monotonic()
     with stdin_path.open("rb") as stdin_file:
         process = subprocess.Popen(
-            _command(box, argv),
+            _command(box, argv, processes),
             cwd=box,
             stdin=stdin_file,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(box)},
+            env={"PATH": _PATH, "LANG": "C.UTF-8", "HOME": str(box)},
             start_new_session=True,
             # rlimits must be set in the child before exec; nothing else runs there.
-            preexec_fn=_limits(memory_mb, wall_s, processes),  # noqa: PLW1509
+            preexec_fn=_limits(memory_mb, wall_s, None if _isolated() else processes),  # noqa: PLW1509
         )
     chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
@@ -259,7 +334,7 @@ def _runtime_status(run: _Run, expected: str, time_limit_s: float) -> TestOutcom
 
 def _python_executable() -> str:
     # A system interpreter: the project's virtualenv is hidden from (and unreadable to) programs.
-    found = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    found = shutil.which("python3", path=_PATH)
     return found or "python3"
 
 
@@ -352,9 +427,9 @@ def run_code(
     chosen = list(tests)
     if len(chosen) > max_tests:
         chosen = random.Random(seed).sample(chosen, max_tests)
-    box = Path(tempfile.mkdtemp(prefix="run-", dir=_sandbox_base()))
+    box = Path(tempfile.mkdtemp(prefix="run-", dir=_boxes_dir()))
     try:
-        if _isolated():
+        if isolation_mode() == "root":
             os.chown(box, SANDBOX_UID, SANDBOX_GID)
         box.chmod(0o700)
         compile_status, compile_seconds, detail = "skipped", 0.0, ""

@@ -2,12 +2,15 @@
 
 ``math_equal`` decides in three layers, cheapest first:
 
-1. rule-based normalisation (spacing, ``\\dfrac``, ``\\left``, units in ``\\text{}``, thousands
-   separators, ``x =`` prefixes...) and string equality;
+1. rule-based normalisation (spacing, ``\\dfrac``, ``\\left``, units in ``\\text{}`` on either
+   side, thousands separators, ``x =`` prefixes, ``∞``, repeating decimals...) and string equality;
 2. math-verify (SymPy underneath) on both sides: numbers, fractions, expressions equal after
-   simplification, equations, tuples, intervals, sets, matrices;
-3. a guard against math-verify's float tolerance: two exact numbers must be exactly equal
-   (``1/2004!`` is not ``1/2006!``), and a constraint like ``x + z = 1`` is not the number ``1``.
+   simplification, equations, tuples, intervals, sets, matrices; ``i`` is the imaginary unit
+   when it is the only symbol on both sides;
+3. the judge's rules where math-verify's float tolerance would say yes too easily: a decimal is
+   the exact number it writes unless a precision is in play (``rewards.decimals``), two exact
+   numbers must be exactly equal (``1/2004!`` is not ``1/2006!``), and a constraint like
+   ``x + z = 1`` is not the number ``1``.
 
 Parsing runs in a worker process under a hard wall-clock limit (never SIGALRM, which fails outside
 the main thread) and an address-space limit, so ``10^{10^{10^{10}}}``, deep nesting or megabytes of
@@ -18,7 +21,18 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import cache
 from typing import Any
+
+from magistral_kedro.rewards.decimals import (
+    Precision,
+    decimal_places,
+    decimal_value,
+    expand_repeating,
+    is_rounded,
+    rationalise,
+    within,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,34 +67,81 @@ def extract_boxed(text: str) -> str | None:
 
 _UNIT_WORDS = (
     r"(?:cm|mm|km|m|kg|g|mg|s|sec|seconds?|minutes?|min|hours?|h|days?|weeks?|years?|"
-    r"dollars?|cents?|units?|degrees?|meters?|inches|inch|feet|foot|ft|miles?|mph|"
-    r"sq\s*units|square\s*units|cubic\s*units|points?|people|students?|apples?)"
+    r"dollars?|cents?|units?|degrees?|meters?|metres?|centimeters?|inches|inch|feet|foot|ft|"
+    r"miles?|mph|km/h|m/s|sq\s*units|square\s*units|cubic\s*units|points?|people|students?|"
+    r"apples?)"
 )
+#: Unit words that may follow a number bare ("72 degrees"): no single letters, which are variables.
+_BARE_UNITS = (
+    r"(?:cm|mm|km|kg|mg|sec|seconds?|minutes?|min|hours?|days?|weeks?|years?|dollars?|cents?|"
+    r"units?|degrees?|meters?|metres?|centimeters?|inches|inch|feet|foot|ft|miles?|mph|"
+    r"square\s+units|cubic\s+units)"
+)
+_POWER = r"(?:\^\s*\{?\s*[23]\s*\}?|[²³])?"  # cm^2, cm^{3}, cm²
+_TEXT = r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{"
+_SPACING = r"(?:\s|~|\\[,;:! ])*"
+
+
+def _sign_of_infinity(match: re.Match[str]) -> str:
+    return "-" if match[1].lower() == "negative" else ""
+
+
+def _strip_units(text: str) -> str:
+    """``\\text{5 cm}`` -> ``5``; ``12\\text{ cm}^2``, ``7\\,\\mathrm{m}``, ``72 degrees`` -> the
+    number: a unit never changes the value a judge compares."""
+    after_number = r"(?<=[\d}])\s*"
+    unit_like = r"(?:" + _UNIT_WORDS + r"|[A-Za-z]{2}[A-Za-z\s./]*)"
+    celsius = r"(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))"  # 25^\circ C, 25°F
+    patterns = (
+        (r"(?:\^\s*\{?\s*\\circ\s*\}?|°)\s*" + celsius, ""),
+        (_TEXT + r"\s*([-+]?\d[\d.,]*)" + _SPACING + unit_like + _POWER + r"\s*\}", r"\1"),
+        (_TEXT + _SPACING + _UNIT_WORDS + r"\s*\}\s*" + _POWER, ""),
+        # 17 \text{ words}; \mathrm only for words (\mathrm{e} is a number).
+        (after_number + r"\\(?:text|mbox|textbf|textit)\{[^{}]*\}\s*" + _POWER + r"\s*$", ""),
+        (
+            after_number + r"\\mathrm\{" + _SPACING + r"[A-Za-z]{2}[^{}]*\}\s*" + _POWER + r"\s*$",
+            "",
+        ),
+        (r"(?<=[\d}])\s+" + _BARE_UNITS + r"\s*" + _POWER + r"\s*$", ""),
+    )
+    for pattern, replacement in patterns:
+        text = re.sub(pattern, replacement, text)
+    return text
 
 
 def normalize_answer(answer: str) -> str:
     """Remove what never changes an answer's value; equivalence beyond this is SymPy's job.
 
-    Drops ``$``, spaces, ``\\!``/``\\,``/``\\;``/``\\quad``, ``\\left``/``\\right``, unit words in
-    ``\\text{}``, a trailing period, thousands separators (``1,000``, ``1\\,000``), ``^\\circ``
-    and a leading ``x =``; turns ``\\dfrac``/``\\tfrac`` into ``\\frac``, shorthand ``\\frac34`` and
-    ``\\sqrt3`` into braced forms, ``bmatrix`` into ``pmatrix``, ``\\%`` into ``%``.
+    Drops ``$``, spaces, ``\\!``/``\\,``/``\\;``/``\\quad``, ``\\left``/``\\right``, units (in
+    ``\\text{}`` on either side of the number, or a bare unit word), a trailing period, thousands
+    separators (``1,000``, ``1\\,000``), ``^\\circ`` and a leading ``x =``; turns
+    ``\\dfrac``/``\\tfrac`` into ``\\frac``, shorthand ``\\frac34`` and ``\\sqrt3`` into braced
+    forms, ``bmatrix`` into ``pmatrix``, ``\\%`` into ``%``, ``∞``, ``+\\infty`` and
+    ``infinity`` into ``\\infty``, and repeating decimals (``0.\\overline{3}``) into fractions.
     """
     text = answer.strip()
+    if len(text) > MAX_ANSWER_CHARS:  # no real answer is this long; keep the rules linear-time
+        return re.sub(r"\s+", "", text)
     text = text.split("\\approx")[0].replace("\\$", "")
     text = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", text)  # "\\dfrac" typed with an escaped backslash
     text = text.replace("$", "").replace("\\(", "").replace("\\)", "").strip()
+    text = text.replace("∞", "\\infty ").replace("−", "-")
     # Thousands separators, only in a plain number: "1,000", "1{,}000", "1\\,000", "1 000".
     if re.fullmatch(r"-?\d{1,3}((,|\{,\}|\\,| )\d{3})+(\.\d+)?", text):
         text = re.sub(r"\{,\}|\\,|[, ]", "", text)
+    text = expand_repeating(text)
     text = re.sub(r"\\[dt]frac", r"\\frac", text)
     text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)
     text = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", text)
     text = re.sub(r"\\sqrt(\d+|[a-zA-Z])", r"\\sqrt{\1}", text)
     text = re.sub(r"\b[bBvV]?matrix\b", "pmatrix", text)
-    text = re.sub(r"\\text\{\s*" + _UNIT_WORDS + r"\s*\}", "", text)
-    text = re.sub(r"(?<=[\d}])\s*\\(?:text|mbox)\{[^{}]*\}\s*$", "", text)  # 17 \text{ words}
-    text = re.sub(r"\\(?:mbox|mathrm|textbf|text)\{([^{}]*)\}", r"\1", text)
+    text = _strip_units(text)
+    text = re.sub(r"\\(?:mbox|mathrm|textbf|textit|text)\{([^{}]*)\}", r"\1", text)
+    signed = r"(?<![A-Za-z])(negative|positive)\s*(?=infinity)"
+    text = re.sub(signed, _sign_of_infinity, text, flags=re.IGNORECASE)
+    text = re.sub(r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])|\\infin(?![a-z])", r"\\infty",
+                  text, flags=re.I)  # fmt: skip
+    text = re.sub(r"(^|[(\[,{])\s*\+\s*(?=\\infty)", r"\1", text)  # +\infty is \infty
     text = re.sub(r"\^\s*\{?\\circ\}?|°", "", text)
     text = re.sub(r"\\left|\\right|\\!|\\,|\\;|\\:|\\quad|\\qquad|~", "", text)
     text = re.sub(r"\\?%$", "", text)  # 50\% is graded as 50, the paper's convention
@@ -98,13 +159,17 @@ def _unwrap(text: str) -> str:
     return match[2] if match and "$" not in match[2] else text
 
 
+_UNIT_TEXT = re.compile(r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{\s*[^{}\s]*(\s+[^{}\s]+)?\s*\}")
+
+
 def _is_prose(text: str) -> bool:
-    """A whole response or sentence (math-verify finds the answer in it), not a bare answer."""
+    """A whole response or sentence (math-verify finds the answer in it), not a bare answer
+    (one or two words in ``\\text{}``, like ``square units``, do not make prose)."""
+    formula = re.sub(r"\\[a-zA-Z]+", "", _UNIT_TEXT.sub(" ", text))
     return (
         len(text) > 200
         or any(mark in text.replace("\\$", "") for mark in ("$", "\\(", "\\["))
-        or re.search(r"[A-Za-z]{3,}[ ,.:;]+[A-Za-z]{2,}", re.sub(r"\\[a-zA-Z]+", "", text))
-        is not None
+        or re.search(r"[A-Za-z]{3,}[ ,.:;]+[A-Za-z]{2,}", formula) is not None
     )
 
 
@@ -115,16 +180,35 @@ def _as_latex(answer: str) -> str:
     return f"${answer}$"
 
 
+class _KnownNoise(logging.Filter):
+    """math-verify warns once per process that its own timeout is off: ours is the worker's
+    deadline, so with a pool of replaceable workers the line would fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+@cache
+def _math_verify() -> Any:
+    """The math_verify module, its known warning filtered once (at the loggers that emit it)."""
+    import math_verify
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).addFilter(_KnownNoise())
+    return math_verify
+
+
 def _parse(answer: str, normalise: bool) -> list[Any]:
     """math-verify's parse of a whole text (it finds the answer in it), or of a bare answer put in
     ``$...$`` (bare text is otherwise read as a Python expression), normalised or as given.
 
-    A bare answer that math-verify reads only in part (it stops at LaTeX it does not know, so
-    ``1 - \\frac{1}{\\mathrm{e}}`` would read as ``1``) gives nothing rather than a wrong value.
+    Repeating decimals become fractions either way (math-verify would read ``0.\\overline{3}``
+    as 0). A bare answer that math-verify reads only in part (it stops at LaTeX it does not
+    know, so ``1 - \\frac{1}{\\mathrm{e}}`` would read as ``1``) gives nothing rather than a
+    wrong value.
     """
-    from math_verify import parse
-
-    answer = _unwrap(answer)
+    parse = _math_verify().parse
+    answer = expand_repeating(_unwrap(answer))
     if _is_prose(answer):
         return list(parse(answer, parsing_timeout=None))
     if len(answer) > MAX_ANSWER_CHARS:
@@ -138,35 +222,180 @@ def _parse(answer: str, normalise: bool) -> list[Any]:
     return parsed
 
 
-def _exactly_different(gold: Any, pred: Any) -> bool:
-    """True when two exact numbers differ (math-verify compares numbers with a float tolerance)."""
+def _nonzero(difference: Any) -> bool:
+    """Whether an exact number is not zero. Evaluation to 30 certain digits decides at once (it
+    also separates ``1/2004!`` from ``1/2006!``); an expression it cannot tell from zero within
+    100 digits is zero. ``simplify`` would take seconds on nested radicals."""
+    import sympy
+    from sympy.core.evalf import PrecisionExhausted
+
+    try:
+        return bool(difference.evalf(30, strict=True) != 0)
+    except PrecisionExhausted:
+        return False
+    except (TypeError, ValueError, ArithmeticError):
+        return bool(sympy.simplify(difference) != 0)
+
+
+def _parts_different(gold: Any, pred: Any) -> bool | None:
+    """:func:`_exactly_different` for tuples, sets, intervals and matrices; None for others."""
     import sympy
 
+    if isinstance(gold, sympy.MatrixBase) and isinstance(pred, sympy.MatrixBase):
+        pairs = zip(gold, pred, strict=False)
+        return gold.shape == pred.shape and any(_exactly_different(g, p) for g, p in pairs)
+    if isinstance(gold, sympy.FiniteSet) and isinstance(pred, sympy.FiniteSet):
+        return any(all(_exactly_different(g, p) for p in pred.args) for g in gold.args)
+    if type(gold) is type(pred) and isinstance(gold, sympy.Tuple | sympy.Interval):
+        pairs = zip(gold.args, pred.args, strict=False)
+        return len(gold.args) == len(pred.args) and any(_exactly_different(g, p) for g, p in pairs)
+    return None
+
+
+def _exactly_different(gold: Any, pred: Any) -> bool:
+    """True when two exact values differ anywhere, in tuples, sets, intervals and matrices too
+    (math-verify compares numbers with a float tolerance)."""
+    import sympy
+
+    parts = _parts_different(gold, pred)
+    if parts is not None:
+        return parts
     if not (isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr)):
         return False
-    if not (gold.is_number and pred.is_number):
+    if not (gold.is_number and pred.is_number) or gold == pred:
         return False
     if gold.has(sympy.Float) or pred.has(sympy.Float):
-        return False  # a decimal on either side: the tolerance is the point
-    return bool(sympy.simplify(gold - pred) != 0)
+        return False  # a decimal under a stated precision: the tolerance is the point
+    if not (gold.is_finite and pred.is_finite):
+        return True  # oo, -oo, zoo: equal only when identical
+    return _nonzero(gold - pred)
+
+
+def _names_a_value(lhs: Any) -> bool:
+    """``x``, ``f(x)``, ``|AB|``, ``(p, q)``, or a ratio or product of names (``V_1:V_2``,
+    ``\\frac{NO}{BO}``): the left side of an equation that names the value on its right."""
+    import sympy
+
+    if isinstance(lhs, sympy.Tuple | tuple):
+        return all(_names_a_value(item) for item in lhs)
+    if isinstance(lhs, sympy.Pow):
+        return bool(lhs.exp == -1) and _names_a_value(lhs.base)
+    if isinstance(lhs, sympy.Mul):
+        return all(_names_a_value(factor) for factor in lhs.args)
+    return isinstance(
+        lhs, sympy.Symbol | sympy.Abs | sympy.Function | sympy.core.function.AppliedUndef
+    )
 
 
 def _constraint_vs_value(gold: Any, pred: Any) -> bool:
     """True when one side is an equation between expressions (``x + z = 1``), the other a value."""
     import sympy
 
-    def named(lhs: Any) -> bool:  # x, f(x), |AB|, (p, q): a name for the value on the right
-        if isinstance(lhs, sympy.Tuple | tuple):
-            return all(named(item) for item in lhs)
-        return isinstance(
-            lhs, sympy.Symbol | sympy.Abs | sympy.Function | sympy.core.function.AppliedUndef
-        )
-
     def constraint(expr: Any) -> bool:
-        return isinstance(expr, sympy.Equality) and not named(expr.lhs)
+        return isinstance(expr, sympy.Equality) and not _names_a_value(expr.lhs)
 
     return constraint(gold) != constraint(pred) and not (
         isinstance(gold, sympy.Equality) and isinstance(pred, sympy.Equality)
+    )
+
+
+def _symbols(expr: Any) -> set[Any]:
+    return set(getattr(expr, "free_symbols", set()))
+
+
+def _comparable(gold: Any, pred: Any) -> tuple[Any, Any]:
+    """The parsed reference and prediction as a judge reads them: an equation that names the
+    value (``A:B = 7:32``, ``z = 3+4i``) is that value when the prediction is a value; ``i`` is
+    the imaginary unit when it is the only symbol on both sides (math-verify keeps it a symbol,
+    so ``i(3-4i)`` would not equal ``4+3i``)."""
+    import sympy
+
+    pred_is_value = isinstance(pred, sympy.Basic) and not isinstance(
+        pred, sympy.core.relational.Relational
+    )
+    if pred_is_value and isinstance(gold, sympy.Equality) and _names_a_value(gold.lhs):
+        gold = gold.rhs
+    symbols = _symbols(gold) | _symbols(pred)
+    if symbols and {symbol.name for symbol in symbols} == {"i"}:
+        unit = dict.fromkeys(symbols, sympy.I)
+        gold, pred = (x.xreplace(unit) if hasattr(x, "xreplace") else x for x in (gold, pred))
+    return gold, pred
+
+
+def _real_number(value: Any) -> bool:
+    import sympy
+
+    return isinstance(value, sympy.Expr) and bool(value.is_number) and value.is_real is True
+
+
+def _complex_verdict(
+    gold: Any, pred: Any, gold_text: str, precision: Precision | None
+) -> bool | None:
+    """A complex decimal reference (``0.5+0.866i``), part by part: a rounded decimal part states
+    the precision of the reference's longest decimal, any other part must be exact."""
+    import sympy
+
+    places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
+    if not places or not (gold.is_number and pred.is_number) or sympy.im(gold) == 0:
+        return None
+    tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -max(places)
+    answer = rationalise(pred)
+    for gold_part, pred_part in (
+        (sympy.re(gold), sympy.re(answer)),
+        (sympy.im(gold), sympy.im(answer)),
+    ):
+        exact = rationalise(gold_part)
+        if gold_part.has(sympy.Float) and is_rounded(abs(exact), precision):
+            if not within(pred_part, exact, tolerance):
+                return False
+        elif _nonzero(exact - pred_part):
+            return False
+    return True
+
+
+def _decimal_verdict(
+    gold: Any, pred: Any, gold_text: str, pred_text: str, precision: Precision | None
+) -> bool | None:
+    """The verdict of the decimal rule (``rewards.decimals``) when a precision is in play between
+    two numbers: the reference is a rounded decimal (real, or complex part by part), or the
+    problem asks to round and the prediction is a decimal. None otherwise: then a decimal is the
+    exact number it writes."""
+    import sympy
+
+    if isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and gold.has(sympy.Float):
+        verdict = _complex_verdict(gold, pred, gold_text, precision)
+        if verdict is not None:
+            return verdict
+    if not (_real_number(gold) and _real_number(pred)):
+        return None
+    pred_places = decimal_places(pred_text)
+    answer = decimal_value(pred_text) if pred_places is not None else rationalise(pred)
+    gold_places = decimal_places(gold_text)
+    if gold_places is not None and is_rounded(decimal_value(gold_text), precision):
+        tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -gold_places
+        return within(answer, decimal_value(gold_text), tolerance)
+    if precision is None or pred_places is None or gold.has(sympy.Float):
+        return None
+    tolerance = precision.tolerance(gold, pred_places)
+    return None if tolerance is None else within(answer, gold, tolerance)
+
+
+def _equivalent(
+    gold: str, pred: str, normalise: bool, texts: tuple[str, str], precision: Precision | None
+) -> bool:
+    """One reading of both sides (normalised or as given), compared as a judge would."""
+    gold_parsed, pred_parsed = _parse(gold, normalise), _parse(pred, normalise)
+    if not (gold_parsed and pred_parsed):
+        return False
+    gold_value, pred_value = _comparable(gold_parsed[0], pred_parsed[0])
+    verdict = _decimal_verdict(gold_value, pred_value, *texts, precision)
+    if verdict is not None:
+        return verdict
+    gold_value, pred_value = rationalise(gold_value), rationalise(pred_value)
+    return (
+        bool(_math_verify().verify([gold_value], [pred_value], timeout_seconds=None))
+        and not _exactly_different(gold_value, pred_value)
+        and not _constraint_vs_value(gold_value, pred_value)
     )
 
 
@@ -181,7 +410,7 @@ def answer_parses(answer: str) -> bool:
         return False
 
 
-def math_equal_in_process(pred: str, gold: str) -> bool:
+def math_equal_in_process(pred: str, gold: str, precision: Precision | None = None) -> bool:
     """:func:`math_equal` without the process boundary: call only where a time limit already
     holds (inside a sandboxed worker)."""
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
@@ -190,32 +419,32 @@ def math_equal_in_process(pred: str, gold: str) -> bool:
         return bool(gold.strip())
     boxed = extract_boxed(pred)
     bare_pred = boxed if boxed is not None else pred
-    if not _is_prose(_unwrap(bare_pred)) and normalize_answer(bare_pred) == normalize_answer(gold):
-        return bool(normalize_answer(gold))
-    from math_verify import verify
-
+    bare = not _is_prose(_unwrap(bare_pred))
+    gold_text = normalize_answer(gold)
+    pred_text = normalize_answer(bare_pred) if bare else ""
+    if bare and pred_text == gold_text:
+        return bool(gold_text)
     # Both as given (math-verify reads whole responses, several boxes, "percent"...), then the
     # normalised reference against the normalised last box (shorthand LaTeX, units, bmatrix...).
-    for pred_text, normalise in ((pred, False), (bare_pred, True)):
+    for pred_source, normalise in ((pred, False), (bare_pred, True)):
+        texts = (gold_text, pred_text if normalise or pred_source is bare_pred else "")
         try:
-            gold_parsed, pred_parsed = _parse(gold, normalise), _parse(pred_text, normalise)
-            if (
-                gold_parsed
-                and pred_parsed
-                and verify(gold_parsed, pred_parsed, timeout_seconds=None)
-                and not _exactly_different(gold_parsed[0], pred_parsed[0])
-                and not _constraint_vs_value(gold_parsed[0], pred_parsed[0])
-            ):
+            if _equivalent(gold, pred_source, normalise, texts, precision):
                 return True
         except Exception as error:  # malformed LaTeX, recursion, memory: a "no", never a crash
             logger.debug("math_equal(%r, %r) failed: %r", pred[:80], gold[:80], error)
     return False
 
 
-def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+def math_equal(
+    pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S, precision: Precision | None = None
+) -> bool:
     """Whether the predicted answer ``pred`` equals the reference ``gold``.
 
-    ``pred`` may be a bare answer or a text whose last ``\\boxed{}`` holds it. Never raises; a
+    ``pred`` may be a bare answer or a text whose last ``\\boxed{}`` holds it. ``precision`` is
+    what the problem asks for (:func:`~magistral_kedro.rewards.decimals.requested_precision`):
+    with it, a correctly rounded decimal answers an exact reference; without it, an exact
+    reference needs an exact answer (``rewards.decimals`` states the rule). Never raises; a
     comparison that exceeds ``timeout_s`` (or its memory limit) counts as not equal.
     """
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
@@ -223,6 +452,6 @@ def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bo
     from magistral_kedro.rewards.pool import in_worker, shared_pool
 
     if in_worker():  # already inside a sandboxed worker with its own limits
-        return math_equal_in_process(pred, gold)
-    outcome = shared_pool().run(math_equal_in_process, (pred, gold), timeout_s=timeout_s)
+        return math_equal_in_process(pred, gold, precision)
+    outcome = shared_pool().run(math_equal_in_process, (pred, gold, precision), timeout_s=timeout_s)
     return bool(outcome.value) if outcome.ok else False

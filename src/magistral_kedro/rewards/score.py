@@ -4,6 +4,16 @@ A badly formatted completion gets 0 and nothing else is graded. Otherwise
 ``total = format + correct + length + language`` with, by default, 0.1 for the format, 0.9 for
 a correct answer, a soft length penalty down to -0.1, and 0.1 when problem, thoughts and answer are
 in one language.
+
+The language check covers the prose that exists. LaTeX, code and numbers are stripped first; the
+problem's language is the one detected in its text, or its declared ``language`` when the text has
+no words (a problem that is all LaTeX); then every part of the completion that still has words
+(the thoughts, the answer) must be in that language, and at least one part must have words. So a
+code-only answer (a fenced program and no prose after ``</think>``) earns the 0.1 from thoughts in
+the problem's language, and a completion with no prose at all earns nothing for language.
+
+Correctness of math follows ``math_equal``'s judge rules: a decimal answers an exact reference only
+when equal to it, unless the problem asks to round or for a decimal (``requested_precision``).
 """
 
 from __future__ import annotations
@@ -16,7 +26,8 @@ from typing import Annotated
 from pydantic import Field
 
 from magistral_kedro.config import config
-from magistral_kedro.rewards.code import run_code
+from magistral_kedro.rewards.code import isolation_mode, run_code
+from magistral_kedro.rewards.decimals import requested_precision
 from magistral_kedro.rewards.format import check_format, split_thoughts
 from magistral_kedro.rewards.language import language_of
 from magistral_kedro.rewards.math import extract_boxed, math_equal
@@ -71,7 +82,10 @@ def _correct(answer: str, problem: Problem, cfg: RewardConfig, seed: int) -> boo
     if problem.kind == "math":
         predicted = extract_boxed(answer)
         return predicted is not None and math_equal(
-            predicted, problem.answer or "", timeout_s=cfg.math_timeout_s
+            predicted,
+            problem.answer or "",
+            timeout_s=cfg.math_timeout_s,
+            precision=requested_precision(problem.prompt),
         )
     block = _FIRST_CODE_BLOCK.search(answer)
     if block is None or not problem.tests:
@@ -90,8 +104,11 @@ def _correct(answer: str, problem: Problem, cfg: RewardConfig, seed: int) -> boo
 
 
 def _same_language(problem: Problem, thoughts: str, answer: str) -> bool:
-    detected = [language_of(text)[0] for text in (problem.prompt, thoughts, answer)]
-    return detected[0] != "" and len(set(detected)) == 1
+    """The language rule of the module docstring: the prose that exists is in the problem's
+    language (detected, or declared when the problem has no words)."""
+    expected = language_of(problem.prompt)[0] or problem.language
+    detected = [code for code in (language_of(thoughts)[0], language_of(answer)[0]) if code]
+    return bool(detected) and all(code == expected for code in detected)
 
 
 def score(
@@ -145,6 +162,8 @@ def score_batch(
             f"score_batch needs one problem and one token count per completion; got "
             f"{len(completions)} completions, {len(problems)} problems, {len(n_tokens)} counts"
         )
+    if any(problem.kind == "code" for problem in problems):
+        isolation_mode()  # probed here first, so a missing sandbox is said once, not per worker
     tasks = [
         (c, p, cfg, n, seed + i)
         for i, (c, p, n) in enumerate(zip(completions, problems, n_tokens, strict=True))

@@ -1,0 +1,130 @@
+"""The first process inside the code sandbox's namespaces: hide, lock, drop privileges, exec.
+
+``rewards.code`` runs it as ``unshare [--user --map-root-user] --net --pid --mount --fork
+--kill-child --mount-proc -- python3 -I -S sandbox_init.py SPEC /abs/program ARGS...`` with the
+system interpreter and the box (the program's directory) as working directory. It imports only
+the standard library, all at start: the project and its environment may be hidden once it runs.
+In order, it
+
+1. covers the paths in ``SPEC["hide"]`` (/tmp, /dev/shm, /run, home, the project, the other
+   boxes) with empty tmpfs;
+2. puts the box back at its path, a bind mount of the working directory: the one writable place;
+3. makes every other mount read-only (a program cannot write outside its box, even where its
+   user could: the shared /tmp, /var/tmp, the user's own files);
+4. drops privileges: as root to ``nobody``; in a user namespace every capability (bounding set,
+   securebits "noroot", no_new_privs), so the program cannot unmount what hides the rest;
+   ``RLIMIT_NPROC`` is set here, where it counts only the sandbox's processes;
+5. execs the program.
+
+Any failure exits with status 125 and the reason on stderr: the run is then a runtime error,
+never a run without isolation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import re
+import resource
+import sys
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND = 32, 4096
+_OPTION_FLAGS = {
+    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "nosymfollow": 256,
+    "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
+}  # fmt: skip
+PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 24, 28, 38, 47
+SECBIT_NOROOT_AND_LOCKED = 0b11
+SETUP_FAILED = 125
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else os.fsencode(text)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str) -> None:
+    if _LIBC.mount(_bytes(source), _bytes(target), _bytes(fstype), flags, _bytes(data)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"mount {target}: {os.strerror(code)}")
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _mounts() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of every mount, from /proc/self/mountinfo."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+        for line in info:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            found.append((point, set(fields[5].split(","))))
+    return found
+
+
+def _read_only_everywhere(box: str, hidden: list[str]) -> None:
+    """Remount every mount but the box read-only, keeping its other flags (a user namespace may
+    not clear flags such as nosuid on mounts it inherited)."""
+    for point, options in _mounts():
+        shadowed = any(_under(point, h) and point != h for h in hidden)
+        if point == box or _under(point, "/proc") or shadowed:
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        flags |= sum(flag for name, flag in _OPTION_FLAGS.items() if name in options)
+        try:
+            _mount(None, point, None, flags, "")
+        except OSError as error:
+            if error.errno not in (errno.EINVAL, errno.ENOENT):  # no longer a mount point
+                raise
+
+
+def _drop_privileges(as_root: bool) -> None:
+    """No capability survives exec; as root, become nobody (then RLIMIT_NPROC binds)."""
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: SIM115
+    for capability in range(last + 1):
+        _LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+    _LIBC.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
+    if as_root:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    elif _LIBC.prctl(PR_SET_SECUREBITS, SECBIT_NOROOT_AND_LOCKED, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot set securebits noroot")
+    if _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
+
+
+def _set_up(spec: dict[str, object]) -> None:
+    box, hidden = str(spec["box"]), [str(path) for path in spec["hide"]]  # type: ignore[attr-defined]
+    for path in hidden:
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+    os.makedirs(box, exist_ok=True)
+    _mount("/proc/self/cwd", box, None, MS_BIND, "")  # the box we were started in
+    os.chdir(box)
+    _read_only_everywhere(box, hidden)
+    processes = int(spec["nproc"])  # type: ignore[call-overload]
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    _drop_privileges(as_root=spec["mode"] == "root")
+
+
+def main(argv: list[str]) -> None:
+    """``sandbox_init.py SPEC PROGRAM...``: set up, then become the program."""
+    try:
+        _set_up(json.loads(argv[1]))
+    except (OSError, ValueError, KeyError) as error:
+        print(f"sandbox setup failed: {error}", file=sys.stderr)
+        sys.exit(SETUP_FAILED)
+    try:
+        os.execv(argv[2], argv[2:])  # no PATH search: it would import modules now hidden
+    except OSError as error:
+        print(f"sandbox: cannot run {argv[2]}: {error}", file=sys.stderr)
+        sys.exit(127)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
