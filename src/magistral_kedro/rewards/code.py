@@ -87,11 +87,6 @@ class CodeResult:
         return [t.status for t in self.tests]
 
 
-def _isolated() -> bool:
-    """Whether programs run in namespaces (as root or in a user namespace)."""
-    return isolation_mode() is not None
-
-
 @cache
 def isolation_mode() -> IsolationMode | None:
     """How this process isolates programs: ``"root"`` (namespaces, program as nobody), ``"user"``
@@ -200,11 +195,6 @@ def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: 
             program, *argv[1:]]  # fmt: skip
 
 
-def _command(box: Path, argv: Sequence[str], processes: int) -> list[str]:
-    mode = isolation_mode()
-    return list(argv) if mode is None else _namespaced(mode, box, argv, processes)
-
-
 def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Any:
     """rlimits for the child before exec; ``processes`` None when ``sandbox_init`` sets
     ``RLIMIT_NPROC`` inside the namespace (here it would count every process of the user)."""
@@ -246,12 +236,13 @@ def _run(
     processes: int = 32,
 ) -> _Run:
     """Run ``argv`` sandboxed in ``box``, feeding ``stdin``; kill everything at ``wall_s``."""
+    mode = isolation_mode()
     stdin_path = box / ".stdin"
     stdin_path.write_text(stdin)
     started = time.monotonic()
     with stdin_path.open("rb") as stdin_file:
         process = subprocess.Popen(
-            _command(box, argv, processes),
+            list(argv) if mode is None else _namespaced(mode, box, argv, processes),
             cwd=box,
             stdin=stdin_file,
             stdout=subprocess.PIPE,
@@ -259,7 +250,7 @@ def _run(
             env={"PATH": _PATH, "LANG": "C.UTF-8", "HOME": str(box)},
             start_new_session=True,
             # rlimits must be set in the child before exec; nothing else runs there.
-            preexec_fn=_limits(memory_mb, wall_s, None if _isolated() else processes),  # noqa: PLW1509
+            preexec_fn=_limits(memory_mb, wall_s, processes if mode is None else None),  # noqa: PLW1509
         )
     chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
