@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -252,16 +252,39 @@ def _run(
             # rlimits must be set in the child before exec; nothing else runs there.
             preexec_fn=_limits(memory_mb, wall_s, processes if mode is None else None),  # noqa: PLW1509
         )
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr, timed_out, capped = _read_capped(
+        process.stdout, process.stderr, started + wall_s, output_cap
+    )
+    _kill_tree(process.pid)
+    returncode = process.wait()
+    process.stdout.close()
+    process.stderr.close()
+    return _Run(
+        returncode=returncode,
+        stdout=stdout,
+        stderr=stderr,
+        seconds=time.monotonic() - started,
+        timed_out=timed_out,
+        output_capped=capped,
+    )
+
+
+def _read_capped(
+    stdout: IO[bytes], stderr: IO[bytes], deadline: float, output_cap: int
+) -> tuple[bytes, bytes, bool, bool]:
+    """A program's stdout and stderr, each read up to its cap (``output_cap``, ``_STDERR_CAP``)
+    until both close; then whether ``deadline`` (monotonic) passed and whether stdout went over
+    its cap, either of which stops the reading."""
     chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     sizes = {"stdout": 0, "stderr": 0}
     caps = {"stdout": output_cap, "stderr": _STDERR_CAP}
-    assert process.stdout is not None and process.stderr is not None
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ, "stdout")
-    selector.register(process.stderr, selectors.EVENT_READ, "stderr")
+    selector.register(stdout, selectors.EVENT_READ, "stdout")
+    selector.register(stderr, selectors.EVENT_READ, "stderr")
     timed_out = capped = False
     while selector.get_map():
-        remaining = started + wall_s - time.monotonic()
+        remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = True
             break
@@ -279,18 +302,7 @@ def _run(
         if capped:
             break
     selector.close()
-    _kill_tree(process.pid)
-    returncode = process.wait()
-    process.stdout.close()
-    process.stderr.close()
-    return _Run(
-        returncode=returncode,
-        stdout=b"".join(chunks["stdout"]),
-        stderr=b"".join(chunks["stderr"]),
-        seconds=time.monotonic() - started,
-        timed_out=timed_out,
-        output_capped=capped,
-    )
+    return b"".join(chunks["stdout"]), b"".join(chunks["stderr"]), timed_out, capped
 
 
 def _kill_tree(pid: int) -> None:
