@@ -30,6 +30,7 @@ from magistral_kedro.rewards.sandbox import (
 logger = logging.getLogger(__name__)
 
 Status = Literal["pass", "wrong_answer", "timeout", "memory", "runtime_error", "compile_error"]
+CompileStatus = Literal["ok", "compile_error", "timeout", "memory", "skipped"]
 LANGUAGE_ALIASES = {
     "python": "python", "python3": "python", "py": "python",
     "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp", "c++20": "cpp",
@@ -55,7 +56,7 @@ class CodeResult:
 
     passed: bool
     tests: list[TestOutcome] = field(default_factory=list)
-    compile_status: Literal["ok", "compile_error", "timeout", "memory", "skipped"] = "skipped"
+    compile_status: CompileStatus = "skipped"
     compile_seconds: float = 0.0
     skipped: int = 0
     detail: str = ""
@@ -119,7 +120,7 @@ def precompiled_header_dir() -> str | None:
 
 def _compile_cpp(
     box: Path, code: str, timeout_s: float, precompiled_header: bool
-) -> tuple[str, float, str]:
+) -> tuple[CompileStatus, float, str]:
     (box / "main.cpp").write_text(code)
     pch = precompiled_header_dir() if precompiled_header else None
     include = ["-I", pch] if pch else []
@@ -172,13 +173,14 @@ def run_code(
     if len(chosen) > max_tests:
         chosen = random.Random(seed).sample(chosen, max_tests)
     with open_box() as box:
-        compile_status, compile_seconds, detail = "skipped", 0.0, ""
+        compile_status: CompileStatus = "skipped"
+        compile_seconds = 0.0
         if lang == "cpp":
             compile_status, compile_seconds, detail = _compile_cpp(
                 box, code, compile_timeout_s, precompiled_header
             )
             if compile_status != "ok":
-                return CodeResult(False, compile_status=compile_status,  # type: ignore[arg-type]
+                return CodeResult(False, compile_status=compile_status,
                                   compile_seconds=compile_seconds, skipped=len(chosen),
                                   detail=detail)  # fmt: skip
             argv = ["./main"]
@@ -194,5 +196,5 @@ def run_code(
             if stop_on_failure and outcomes[-1].status != "pass":
                 break
         passed = len(outcomes) == len(chosen) and all(o.status == "pass" for o in outcomes)
-        return CodeResult(passed, outcomes, compile_status, compile_seconds,  # type: ignore[arg-type]
+        return CodeResult(passed, outcomes, compile_status, compile_seconds,
                           skipped=len(chosen) - len(outcomes))  # fmt: skip
