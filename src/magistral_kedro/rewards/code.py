@@ -143,6 +143,26 @@ def _compile_cpp(
     return "ok", run.seconds, ""
 
 
+def _run_tests(
+    box: Path,
+    argv: list[str],
+    tests: list[Mapping[str, str]],
+    time_limit_s: float,
+    memory_mb: int,
+    stop_on_failure: bool,
+) -> list[TestOutcome]:
+    """Run the program ``argv`` on each test in turn, up to the first failure if asked."""
+    outcomes: list[TestOutcome] = []
+    for test in tests:
+        expected = test["output"]
+        cap = 2 * len(expected.encode()) + 4096
+        run = run_in_box(box, argv, test["input"], time_limit_s, memory_mb, output_cap=cap)
+        outcomes.append(_runtime_status(run, expected, time_limit_s))
+        if stop_on_failure and outcomes[-1].status != "pass":
+            break
+    return outcomes
+
+
 def run_code(
     code: str,
     language: str,
@@ -187,14 +207,7 @@ def run_code(
         else:
             (box / "main.py").write_text(code)
             argv = [_python_executable(), "-I", "-S", "main.py"]
-        outcomes: list[TestOutcome] = []
-        for test in chosen:
-            expected = test["output"]
-            cap = 2 * len(expected.encode()) + 4096
-            run = run_in_box(box, argv, test["input"], time_limit_s, memory_mb, output_cap=cap)
-            outcomes.append(_runtime_status(run, expected, time_limit_s))
-            if stop_on_failure and outcomes[-1].status != "pass":
-                break
+        outcomes = _run_tests(box, argv, chosen, time_limit_s, memory_mb, stop_on_failure)
         passed = len(outcomes) == len(chosen) and all(o.status == "pass" for o in outcomes)
         return CodeResult(passed, outcomes, compile_status, compile_seconds,
                           skipped=len(chosen) - len(outcomes))  # fmt: skip
