@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from magistral_kedro.rewards.math import extract_boxed, normalize_answer
+from magistral_kedro.rewards.answers import extract_boxed, normalize_answer
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _FENCED_CODE = re.compile(r"```[A-Za-z0-9_+#-]+[^\n]*\n.*?```", re.DOTALL)

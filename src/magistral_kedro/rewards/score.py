@@ -26,11 +26,12 @@ from typing import Annotated
 from pydantic import Field
 
 from magistral_kedro.config import config
+from magistral_kedro.rewards.answers import extract_boxed
 from magistral_kedro.rewards.code import run_code
 from magistral_kedro.rewards.decimals import requested_precision
 from magistral_kedro.rewards.format import check_format, split_thoughts
 from magistral_kedro.rewards.language import language_of
-from magistral_kedro.rewards.math import extract_boxed, math_equal
+from magistral_kedro.rewards.math import math_equal
 from magistral_kedro.rewards.sandbox import isolation_mode
 from magistral_kedro.tasks.schema import Problem
 
