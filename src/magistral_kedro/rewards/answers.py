@@ -54,7 +54,8 @@ _BARE_UNITS = (
     r"square\s+units|cubic\s+units)"
 )
 _POWER = r"(?:\^\s*\{?\s*[23]\s*\}?|[²³])?"  # cm^2, cm^{3}, cm²
-_TEXT = r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{"
+_TEXT_COMMAND = r"\\(?:text|mbox|textbf|textit|mathrm)"  # \text and its look-alikes
+_TEXT = _TEXT_COMMAND + r"\s*\{"
 _SPACING = r"(?:\s|~|\\[,;:! ])*"
 
 
@@ -112,7 +113,7 @@ def normalize_answer(answer: str) -> str:
     text = re.sub(r"\\sqrt(\d+|[a-zA-Z])", r"\\sqrt{\1}", text)
     text = re.sub(r"\b[bBvV]?matrix\b", "pmatrix", text)
     text = _strip_units(text)
-    text = re.sub(r"\\(?:mbox|mathrm|textbf|textit|text)\{([^{}]*)\}", r"\1", text)
+    text = re.sub(_TEXT_COMMAND + r"\{([^{}]*)\}", r"\1", text)
     signed = r"(?<![A-Za-z])(negative|positive)\s*(?=infinity)"
     text = re.sub(signed, _sign_of_infinity, text, flags=re.IGNORECASE)
     text = re.sub(r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])|\\infin(?![a-z])", r"\\infty",
@@ -135,7 +136,7 @@ def _unwrap(text: str) -> str:
     return match[2] if match and "$" not in match[2] else text
 
 
-_UNIT_TEXT = re.compile(r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{\s*[^{}\s]*(\s+[^{}\s]+)?\s*\}")
+_UNIT_TEXT = re.compile(_TEXT + r"\s*[^{}\s]*(\s+[^{}\s]+)?\s*\}")
 
 
 def _is_prose(text: str) -> bool:
