@@ -35,6 +35,7 @@ from magistral_kedro.rewards.decimals import (
     Precision,
     decimal_places,
     decimal_value,
+    half_unit,
     is_rounded,
     rationalise,
     within,
@@ -164,7 +165,7 @@ def _complex_verdict(
     places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
     if not places or not (gold.is_number and pred.is_number) or sympy.im(gold) == 0:
         return None
-    tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -max(places)
+    tolerance = half_unit(max(places))
     answer = rationalise(pred)
     for gold_part, pred_part in (
         (sympy.re(gold), sympy.re(answer)),
@@ -198,8 +199,7 @@ def _decimal_verdict(
     answer = decimal_value(pred_text) if pred_places is not None else rationalise(pred)
     gold_places = decimal_places(gold_text)
     if gold_places is not None and is_rounded(decimal_value(gold_text), precision):
-        tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -gold_places
-        return within(answer, decimal_value(gold_text), tolerance)
+        return within(answer, decimal_value(gold_text), half_unit(gold_places))
     if precision is None or pred_places is None or gold.has(sympy.Float):
         return None
     tolerance = precision.tolerance(gold, pred_places)
