@@ -242,7 +242,7 @@ def math_equal_in_process(pred: str, gold: str, precision: Precision | None = No
     # Both as given (math-verify reads whole responses, several boxes, "percent"...), then the
     # normalised reference against the normalised last box (shorthand LaTeX, units, bmatrix...).
     for pred_source, normalise in ((pred, False), (bare_pred, True)):
-        texts = (gold_text, pred_text if normalise or pred_source is bare_pred else "")
+        texts = (gold_text, pred_text if pred_source is bare_pred else "")
         try:
             if _equivalent(gold, pred_source, normalise, texts, precision):
                 return True
