@@ -147,7 +147,7 @@ class WorkerPool:
                     started = time.monotonic()
                     try:
                         self._workers[w].send((fn, tasks[task]))
-                    except (BrokenPipeError, OSError):
+                    except OSError:  # a broken pipe: the worker is gone
                         self._replace(w)
                         self._workers[w].send((fn, tasks[task]))
                     busy[w] = (task, started, started + float(timeouts[task]))
