@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from magistral_kedro.rewards import run_code
-from magistral_kedro.rewards.code import _boxes_dir, isolation_mode
+from magistral_kedro.rewards.sandbox import _boxes_dir, isolation_mode
 from magistral_kedro.tasks import generate_code_problems
 from tests.rewards.hostile_programs import hostile_programs, processes_in
 
@@ -89,7 +89,7 @@ def test_isolation_runs_as_nobody_without_network():
 
 def test_a_project_under_tmp_is_hidden_with_tmp(tmp_path, monkeypatch):
     """CI clones into /tmp/...: mounting over /tmp hides it, and it must not be mounted again."""
-    from magistral_kedro.rewards.code import _hidden_paths
+    from magistral_kedro.rewards.sandbox import _hidden_paths
 
     monkeypatch.chdir(tmp_path)
     hidden = _hidden_paths(Path("/var/tmp/magistral-sandbox/run-x"))

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from magistral_kedro.rewards import math_equal
+from magistral_kedro.rewards.answers import normalize_answer
 from magistral_kedro.rewards.decimals import requested_precision
-from magistral_kedro.rewards.math import math_equal_in_process, normalize_answer
+from magistral_kedro.rewards.math import math_equal_in_process
 from tests.conftest import SHARED_DATA
 from tests.rewards.equivalence_cases import ALL_CASES, CASES
 from tests.rewards.judge_cases import ALL_JUDGE_CASES, JUDGE_CASES, PRECISION_CASES

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from magistral_kedro.rewards import code as sandbox
-from magistral_kedro.rewards.code import _boxes_dir, _sandbox_base, isolation_mode, run_code
+from magistral_kedro.rewards import sandbox
+from magistral_kedro.rewards.code import run_code
+from magistral_kedro.rewards.sandbox import _boxes_dir, _sandbox_base, isolation_mode
 from tests.rewards.hostile_programs import (
     check_escape_report,
     escape_probe,
@@ -54,12 +55,10 @@ def test_a_program_writes_only_in_its_box_and_sees_nothing_of_ours():
 
 
 _DRIVER = """
-import importlib.util, json, os, sys
-spec = importlib.util.spec_from_file_location("sandbox_copy", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules["sandbox_copy"] = module
-spec.loader.exec_module(module)
-report = {"euid": os.geteuid(), "mode": module.isolation_mode(), "runs": {}}
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from magistral_kedro.rewards import code as module, sandbox
+report = {"euid": os.geteuid(), "mode": sandbox.isolation_mode(), "runs": {}}
 for name, (language, code, tests) in json.load(sys.stdin).items():
     if report["mode"] is None:
         break
@@ -83,12 +82,15 @@ def _user_namespaces_work() -> bool:
 
 
 def _unprivileged_checkout(root: Path) -> tuple[Path, Path]:
-    """A copy of the sandbox (standard library only) that an unprivileged user can read, laid out
-    as a checkout so that it hides its own project; and that user's home."""
+    """A copy of the code verifier and its sandbox (standard library only) that an unprivileged
+    user can import, laid out as a checkout so that it hides its own project; and that user's
+    home."""
     rewards = root / "checkout" / "src" / "magistral_kedro" / "rewards"
     rewards.mkdir(parents=True)
-    for name in ("code.py", "sandbox_init.py"):
+    for name in ("code.py", "sandbox.py", "sandbox_init.py", "pool.py"):
         shutil.copy(Path(sandbox.__file__).with_name(name), rewards / name)
+    for package in (rewards, rewards.parent):
+        (package / "__init__.py").touch()
     (root / "checkout" / "pyproject.toml").write_text("[project]\nname = 'copy'\n")
     (root / "checkout" / "driver.py").write_text(_DRIVER)
     home = root / "home"
@@ -117,9 +119,8 @@ def test_an_unprivileged_user_gets_the_same_isolation():
         }
         jobs["escape"] = ("python", probe, [{"input": "", "output": "-"}])
         jobs.update(RIGHT)  # and right programs still pass, compiled C++ included
-        copy = checkout / "src" / "magistral_kedro" / "rewards" / "code.py"
         done = subprocess.run(
-            [python, str(checkout / "driver.py"), str(copy)],
+            [python, str(checkout / "driver.py"), str(checkout / "src")],
             input=json.dumps(jobs), capture_output=True, text=True, timeout=300, check=False,
             cwd=checkout, user=NOBODY, group=NOBODY, extra_groups=[],
             env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"},

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from magistral_kedro.config import config
-from magistral_kedro.rewards.math import extract_boxed
+from magistral_kedro.rewards.answers import extract_boxed
 
 #: The key a source reader puts in a row it could not read (e.g. a line that is not JSON).
 UNREADABLE = "__unreadable__"

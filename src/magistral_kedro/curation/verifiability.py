@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from magistral_kedro.rewards.math import answer_parses
+from magistral_kedro.rewards.answers import answer_parses
 from magistral_kedro.rewards.pool import shared_pool
 from magistral_kedro.tasks.schema import Problem
 

@@ -4,11 +4,12 @@
 alone: ``math_equal``, ``run_code``, ``language_of``, ``check_format``, ``extract_boxed``.
 """
 
+from magistral_kedro.rewards.answers import extract_boxed, normalize_answer
 from magistral_kedro.rewards.code import CodeResult, TestOutcome, run_code
 from magistral_kedro.rewards.decimals import Precision, requested_precision
 from magistral_kedro.rewards.format import FormatResult, check_format, final_answer, split_thoughts
 from magistral_kedro.rewards.language import language_of, strip_non_language
-from magistral_kedro.rewards.math import extract_boxed, math_equal, normalize_answer
+from magistral_kedro.rewards.math import math_equal
 from magistral_kedro.rewards.score import (
     RewardBreakdown,
     RewardConfig,

@@ -1,62 +1,42 @@
-"""The code verifier: compile and run untrusted programs on tests, inside limits.
+"""The code verifier: compile a program and run it on tests, each run in ``rewards.sandbox``.
 
-Every program (and the C++ compiler working on untrusted source) runs
-
-* in a fresh directory (its box), in its own process group, under ``RLIMIT_AS`` (memory),
-  ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (files it writes), ``RLIMIT_NOFILE`` and ``RLIMIT_NPROC`` (no
-  fork bomb), with a wall-clock kill at the time limit;
-* in new network, PID and mount namespaces (util-linux ``unshare``, then ``sandbox_init``): no
-  network interface, every process dies with the namespace, empty read-only file systems over
-  ``/tmp``, ``/dev/shm``, ``/run``, ``$HOME``, the project and the other boxes, and every other
-  mount read-only, so the program can neither read the project nor write outside its box.
-  As root the program then runs as ``nobody``; as an ordinary user the same isolation comes from
-  an unprivileged user namespace (``unshare --user``), the program keeping no capability in it.
-  Which of the two works is probed once per process; where neither does (no ``unshare``, or a
-  kernel that forbids user namespaces) a warning says so, once, and programs run under the
-  resource limits alone;
-* with its output read up to a cap, never into unbounded memory.
-
-Programs are judged binary, as in the paper: all drawn tests pass, or the answer is wrong.
+C++20 compiles once per program (against a precompiled ``<bits/stdc++.h>`` where there is one),
+Python is interpreted; the program then runs on the drawn tests, each within the time and memory
+limits. Programs are judged binary, as in the paper: all drawn tests pass, or the answer is wrong.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import logging
-import math
 import os
 import random
-import resource
-import selectors
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from magistral_kedro.rewards.sandbox import (
+    STDERR_CAP,
+    Run,
+    _python_executable,
+    _sandbox_base,
+    open_box,
+    run_in_box,
+)
 
 logger = logging.getLogger(__name__)
 
 Status = Literal["pass", "wrong_answer", "timeout", "memory", "runtime_error", "compile_error"]
-SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
+CompileStatus = Literal["ok", "compile_error", "timeout", "memory", "skipped"]
 LANGUAGE_ALIASES = {
     "python": "python", "python3": "python", "py": "python",
     "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp", "c++20": "cpp",
 }  # fmt: skip
 _MEMORY_MARKERS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _COMPILER_MEMORY_MB = 2048
-_FILE_SIZE_MB = 16
-_STDERR_CAP = 4096
-_INIT = Path(__file__).with_name("sandbox_init.py")
-_PATH = "/usr/local/bin:/usr/bin:/bin"  # programs' PATH: system tools only
-IsolationMode = Literal["root", "user"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +56,7 @@ class CodeResult:
 
     passed: bool
     tests: list[TestOutcome] = field(default_factory=list)
-    compile_status: Literal["ok", "compile_error", "timeout", "memory", "skipped"] = "skipped"
+    compile_status: CompileStatus = "skipped"
     compile_seconds: float = 0.0
     skipped: int = 0
     detail: str = ""
@@ -87,236 +67,7 @@ class CodeResult:
         return [t.status for t in self.tests]
 
 
-def _isolated() -> bool:
-    """Whether programs run in namespaces (as root or in a user namespace)."""
-    return isolation_mode() is not None
-
-
-@cache
-def isolation_mode() -> IsolationMode | None:
-    """How this process isolates programs: ``"root"`` (namespaces, program as nobody), ``"user"``
-    (an unprivileged user namespace), or None (resource limits only; a warning says why, once,
-    from the process that scores rather than from each worker). Probed once per process by
-    running the real set-up on an empty command."""
-    if shutil.which("unshare") is None:
-        reasons = ["util-linux `unshare` is not installed"]
-    else:
-        modes: list[IsolationMode] = ["root", "user"] if os.geteuid() == 0 else ["user"]
-        reasons = []
-        for mode in modes:
-            reason = _probe(mode)
-            if not reason:
-                return mode
-            reasons.append(f"{mode}: {reason}")
-    from magistral_kedro.rewards.pool import in_worker
-
-    # A worker's log line would repeat per worker: the scoring process says it (score_batch).
-    logger.log(
-        logging.DEBUG if in_worker() else logging.WARNING,
-        "code sandbox: NO ISOLATION: programs run with resource limits only, and can reach the "
-        "network, read your files and write wherever your user can (%s). Unprivileged user "
-        "namespaces fix this: check `sysctl kernel.unprivileged_userns_clone`, "
-        "`user.max_user_namespaces` and `kernel.apparmor_restrict_unprivileged_userns`",
-        "; ".join(reasons),
-    )
-    return None
-
-
-def _probe(mode: IsolationMode) -> str:
-    """Why the set-up fails in ``mode`` ("" when it works)."""
-    box = Path(tempfile.mkdtemp(prefix="probe-", dir=_boxes_dir()))
-    try:
-        if mode == "root":
-            os.chown(box, SANDBOX_UID, SANDBOX_GID)
-        done = subprocess.run(
-            _namespaced(mode, box, ["true"], processes=4),
-            cwd=box, capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-        return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
-    except (OSError, subprocess.SubprocessError) as error:
-        return str(error)
-    finally:
-        shutil.rmtree(box, ignore_errors=True)
-
-
-def _sandbox_base() -> Path:
-    """Where boxes and the precompiled header live: outside /tmp (which programs do not see),
-    per user, traversable but not listable by others."""
-    uid = os.getuid()
-    default = Path("/var/tmp") / ("magistral-sandbox" if uid == 0 else f"magistral-sandbox-{uid}")
-    if not os.access("/var/tmp", os.W_OK):
-        default = Path(tempfile.gettempdir()) / f"magistral-sandbox-{uid}"
-    base = Path(os.environ.get("MAGISTRAL_SANDBOX_DIR", default))
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o711)
-    return base
-
-
-def _boxes_dir() -> Path:
-    boxes = _sandbox_base() / "boxes"
-    boxes.mkdir(exist_ok=True)
-    boxes.chmod(0o711)
-    return boxes
-
-
-def _project_dir() -> Path | None:
-    """The source checkout this module runs from (not an installed package's directories)."""
-    parents = Path(__file__).resolve().parents
-    root = parents[3] if len(parents) > 3 else None
-    return root if root is not None and (root / "pyproject.toml").is_file() else None
-
-
-def _hidden_paths(box: Path) -> list[str]:
-    """Directories covered by an empty tmpfs inside the namespace: the shared temporary
-    directories, /run (sockets of services the user may reach), home, the project and the
-    other boxes. Never a path the programs need (/, /usr, /etc, the system interpreter), and
-    never a path inside another hidden one (it is hidden already, and no longer a mount point)."""
-    candidates = [Path(p) for p in ("/tmp", "/dev/shm", "/run")]
-    candidates += [Path.home(), Path.cwd(), box.parent]
-    candidates += [path for path in (_project_dir(),) if path is not None]
-    needed = [Path(p) for p in ("/usr", "/etc", "/bin", "/lib", _python_executable())]
-    usable = [
-        path for path in dict.fromkeys(c.resolve() for c in candidates)
-        if path.is_dir() and not any(n.is_relative_to(path) for n in needed)
-    ]  # fmt: skip
-    return [
-        str(path)
-        for path in usable
-        if not any(path != other and path.is_relative_to(other) for other in usable)
-    ]
-
-
-def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: int) -> list[str]:
-    """``unshare`` into new namespaces, then ``sandbox_init`` (with the system interpreter, which
-    stays visible) sets up and execs ``argv`` (its program resolved here, on the caller's PATH)."""
-    spec = {"mode": mode, "box": str(box), "hide": _hidden_paths(box), "nproc": processes}
-    user = ["--user", "--map-root-user"] if mode == "user" else []
-    program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=_PATH) or argv[0]
-    interpreter = _python_executable()
-    if "/" not in interpreter:
-        interpreter = sys.executable
-    return ["unshare", *user, "--net", "--pid", "--mount", "--fork", "--kill-child",
-            "--mount-proc", "--", interpreter, "-I", "-S", str(_INIT), json.dumps(spec),
-            program, *argv[1:]]  # fmt: skip
-
-
-def _command(box: Path, argv: Sequence[str], processes: int) -> list[str]:
-    mode = isolation_mode()
-    return list(argv) if mode is None else _namespaced(mode, box, argv, processes)
-
-
-def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Any:
-    """rlimits for the child before exec; ``processes`` None when ``sandbox_init`` sets
-    ``RLIMIT_NPROC`` inside the namespace (here it would count every process of the user)."""
-
-    def apply() -> None:
-        # Die with the parent: a killed verifier worker takes its programs along.
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        memory = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        cpu = math.ceil(cpu_s)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        size = _FILE_SIZE_MB * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        if processes is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
-@dataclass(frozen=True)
-class _Run:
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    seconds: float
-    timed_out: bool
-    output_capped: bool
-
-
-def _run(
-    box: Path,
-    argv: Sequence[str],
-    stdin: str,
-    wall_s: float,
-    memory_mb: int,
-    output_cap: int,
-    processes: int = 32,
-) -> _Run:
-    """Run ``argv`` sandboxed in ``box``, feeding ``stdin``; kill everything at ``wall_s``."""
-    stdin_path = box / ".stdin"
-    stdin_path.write_text(stdin)
-    started = time.monotonic()
-    with stdin_path.open("rb") as stdin_file:
-        process = subprocess.Popen(
-            _command(box, argv, processes),
-            cwd=box,
-            stdin=stdin_file,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={"PATH": _PATH, "LANG": "C.UTF-8", "HOME": str(box)},
-            start_new_session=True,
-            # rlimits must be set in the child before exec; nothing else runs there.
-            preexec_fn=_limits(memory_mb, wall_s, None if _isolated() else processes),  # noqa: PLW1509
-        )
-    chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-    sizes = {"stdout": 0, "stderr": 0}
-    caps = {"stdout": output_cap, "stderr": _STDERR_CAP}
-    assert process.stdout is not None and process.stderr is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ, "stdout")
-    selector.register(process.stderr, selectors.EVENT_READ, "stderr")
-    timed_out = capped = False
-    while selector.get_map():
-        remaining = started + wall_s - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        for key, _ in selector.select(timeout=remaining):
-            data = os.read(key.fd, 65536)
-            if not data:
-                selector.unregister(key.fileobj)
-                continue
-            name = key.data
-            if sizes[name] < caps[name]:
-                chunks[name].append(data[: caps[name] - sizes[name]])
-            sizes[name] += len(data)
-            if name == "stdout" and sizes[name] > caps[name]:
-                capped = True
-        if capped:
-            break
-    selector.close()
-    _kill_tree(process.pid)
-    returncode = process.wait()
-    process.stdout.close()
-    process.stderr.close()
-    return _Run(
-        returncode=returncode,
-        stdout=b"".join(chunks["stdout"]),
-        stderr=b"".join(chunks["stderr"]),
-        seconds=time.monotonic() - started,
-        timed_out=timed_out,
-        output_capped=capped,
-    )
-
-
-def _kill_tree(pid: int) -> None:
-    """Kill the program, then its group. Under ``unshare`` the program is the namespace's init:
-    killing it first lets ``unshare`` reap it (and the kernel every other process inside)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(child), signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _runtime_status(run: _Run, expected: str, time_limit_s: float) -> TestOutcome:
+def _runtime_status(run: Run, expected: str, time_limit_s: float) -> TestOutcome:
     stderr = run.stderr.decode(errors="replace")
     if run.timed_out or run.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return TestOutcome("timeout", run.seconds, f"over {time_limit_s} s")
@@ -330,12 +81,6 @@ def _runtime_status(run: _Run, expected: str, time_limit_s: float) -> TestOutcom
     if got.split() == expected.split():
         return TestOutcome("pass", run.seconds, stdout=got)
     return TestOutcome("wrong_answer", run.seconds, f"got {got[:100]!r}", stdout=got)
-
-
-def _python_executable() -> str:
-    # A system interpreter: the project's virtualenv is hidden from (and unreadable to) programs.
-    found = shutil.which("python3", path=_PATH)
-    return found or "python3"
 
 
 CPP_FLAGS = ("-std=c++20", "-O2")
@@ -375,17 +120,17 @@ def precompiled_header_dir() -> str | None:
 
 def _compile_cpp(
     box: Path, code: str, timeout_s: float, precompiled_header: bool
-) -> tuple[str, float, str]:
+) -> tuple[CompileStatus, float, str]:
     (box / "main.cpp").write_text(code)
     pch = precompiled_header_dir() if precompiled_header else None
     include = ["-I", pch] if pch else []
-    run = _run(
+    run = run_in_box(
         box,
         ["g++", *CPP_FLAGS, *include, "-pipe", "-o", "main", "main.cpp"],
         "",
         timeout_s,
         _COMPILER_MEMORY_MB,
-        output_cap=_STDERR_CAP,
+        output_cap=STDERR_CAP,
         processes=16,
     )
     detail = run.stderr.decode(errors="replace")[-500:]
@@ -396,6 +141,26 @@ def _compile_cpp(
     if run.returncode != 0 or not (box / "main").exists():
         return "compile_error", run.seconds, detail
     return "ok", run.seconds, ""
+
+
+def _run_tests(
+    box: Path,
+    argv: list[str],
+    tests: list[Mapping[str, str]],
+    time_limit_s: float,
+    memory_mb: int,
+    stop_on_failure: bool,
+) -> list[TestOutcome]:
+    """Run the program ``argv`` on each test in turn, up to the first failure if asked."""
+    outcomes: list[TestOutcome] = []
+    for test in tests:
+        expected = test["output"]
+        cap = 2 * len(expected.encode()) + 4096
+        run = run_in_box(box, argv, test["input"], time_limit_s, memory_mb, output_cap=cap)
+        outcomes.append(_runtime_status(run, expected, time_limit_s))
+        if stop_on_failure and outcomes[-1].status != "pass":
+            break
+    return outcomes
 
 
 def run_code(
@@ -427,34 +192,22 @@ def run_code(
     chosen = list(tests)
     if len(chosen) > max_tests:
         chosen = random.Random(seed).sample(chosen, max_tests)
-    box = Path(tempfile.mkdtemp(prefix="run-", dir=_boxes_dir()))
-    try:
-        if isolation_mode() == "root":
-            os.chown(box, SANDBOX_UID, SANDBOX_GID)
-        box.chmod(0o700)
-        compile_status, compile_seconds, detail = "skipped", 0.0, ""
+    with open_box() as box:
+        compile_status: CompileStatus = "skipped"
+        compile_seconds = 0.0
         if lang == "cpp":
             compile_status, compile_seconds, detail = _compile_cpp(
                 box, code, compile_timeout_s, precompiled_header
             )
             if compile_status != "ok":
-                return CodeResult(False, compile_status=compile_status,  # type: ignore[arg-type]
+                return CodeResult(False, compile_status=compile_status,
                                   compile_seconds=compile_seconds, skipped=len(chosen),
                                   detail=detail)  # fmt: skip
             argv = ["./main"]
         else:
             (box / "main.py").write_text(code)
             argv = [_python_executable(), "-I", "-S", "main.py"]
-        outcomes: list[TestOutcome] = []
-        for test in chosen:
-            expected = test["output"]
-            cap = 2 * len(expected.encode()) + 4096
-            run = _run(box, argv, test["input"], time_limit_s, memory_mb, output_cap=cap)
-            outcomes.append(_runtime_status(run, expected, time_limit_s))
-            if stop_on_failure and outcomes[-1].status != "pass":
-                break
+        outcomes = _run_tests(box, argv, chosen, time_limit_s, memory_mb, stop_on_failure)
         passed = len(outcomes) == len(chosen) and all(o.status == "pass" for o in outcomes)
-        return CodeResult(passed, outcomes, compile_status, compile_seconds,  # type: ignore[arg-type]
+        return CodeResult(passed, outcomes, compile_status, compile_seconds,
                           skipped=len(chosen) - len(outcomes))  # fmt: skip
-    finally:
-        shutil.rmtree(box, ignore_errors=True)

@@ -67,6 +67,14 @@ _ASKS_TO_ROUND = re.compile(
 )
 
 
+def half_unit(places: int) -> Any:
+    """Half a unit of the ``places``-th decimal place (SymPy Rational): what a rounding to that
+    place may be off by."""
+    import sympy
+
+    return sympy.Rational(1, 2) * sympy.Integer(10) ** -places
+
+
 @dataclass(frozen=True)
 class Precision:
     """A problem's request for a rounded answer: ``places`` decimals, or ``significant`` figures,
@@ -77,15 +85,13 @@ class Precision:
 
     def tolerance(self, reference: Any, answer_places: int | None) -> Any:
         """Half a unit of the last place asked for (SymPy Rational), or None if none is known."""
-        import sympy
-
         places = self.places
         if places is None and self.significant is not None and reference != 0:
             magnitude = math.floor(math.log10(abs(float(reference))))
             places = self.significant - 1 - magnitude
         if places is None:
             places = answer_places
-        return None if places is None else sympy.Rational(1, 2) * sympy.Integer(10) ** -places
+        return None if places is None else half_unit(places)
 
 
 def _count(word: str) -> int:

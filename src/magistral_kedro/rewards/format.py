@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from magistral_kedro.rewards.math import extract_boxed, normalize_answer
+from magistral_kedro.rewards.answers import extract_boxed, normalize_answer
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_FENCED_CODE = re.compile(r"```[A-Za-z0-9_+#-]+[^\n]*\n.*?```", re.DOTALL)
+#: A fenced code block with a language tag: the tag is group 1, the code group 2.
+FENCED_CODE = re.compile(r"```([A-Za-z0-9_+#-]+)[^\n]*\n(.*?)```", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def check_format(completion: str, kind: Literal["math", "code"]) -> FormatResult
     _, answer = split_thoughts(completion)
     if kind == "math" and extract_boxed(answer) is None:
         return FormatResult(False, "no \\boxed{} answer after </think>")
-    if kind == "code" and not _FENCED_CODE.search(answer):
+    if kind == "code" and not FENCED_CODE.search(answer):
         return FormatResult(False, "no fenced code block with a language tag after </think>")
     return FormatResult(True)
 

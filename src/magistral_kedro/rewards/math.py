@@ -1,9 +1,10 @@
-"""Math answers: extraction from ``\\boxed{}``, normalisation, and equivalence.
+"""Math answer equivalence: whether a predicted answer equals the reference, as a judge decides.
 
 ``math_equal`` decides in three layers, cheapest first:
 
-1. rule-based normalisation (spacing, ``\\dfrac``, ``\\left``, units in ``\\text{}`` on either
-   side, thousands separators, ``x =`` prefixes, ``∞``, repeating decimals...) and string equality;
+1. rule-based normalisation (``rewards.answers``: spacing, ``\\dfrac``, ``\\left``, units in
+   ``\\text{}`` on either side, thousands separators, ``x =`` prefixes, ``∞``, repeating
+   decimals...) and string equality;
 2. math-verify (SymPy underneath) on both sides: numbers, fractions, expressions equal after
    simplification, equations, tuples, intervals, sets, matrices; ``i`` is the imaginary unit
    when it is the only symbol on both sides;
@@ -21,14 +22,20 @@ from __future__ import annotations
 
 import logging
 import re
-from functools import cache
 from typing import Any
 
+from magistral_kedro.rewards.answers import (
+    extract_boxed,
+    is_bare_answer,
+    load_math_verify,
+    normalize_answer,
+    parse_answer,
+)
 from magistral_kedro.rewards.decimals import (
     Precision,
     decimal_places,
     decimal_value,
-    expand_repeating,
+    half_unit,
     is_rounded,
     rationalise,
     within,
@@ -36,190 +43,10 @@ from magistral_kedro.rewards.decimals import (
 
 logger = logging.getLogger(__name__)
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-#: Longer answers are not parsed (no real final answer is this long)...
-MAX_ANSWER_CHARS = 2000
-#: ...nor longer texts (whole responses whose answer math-verify looks for).
+#: Longer texts are not compared (whole responses whose answer math-verify looks for).
 MAX_TEXT_CHARS = 100_000
 #: math_equal's default wall-clock limit per comparison.
 DEFAULT_TIMEOUT_S = 5.0
-
-
-def extract_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces handled.
-
-    Returns None when there is no box or its braces never close.
-    """
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for pos in range(start, len(text)):
-            char = text[pos]
-            escaped = text[pos - 1] == "\\"
-            if char == "{" and not escaped:
-                depth += 1
-            elif char == "}" and not escaped:
-                depth -= 1
-                if depth == 0:
-                    return text[start:pos].strip()
-    return None
-
-
-_UNIT_WORDS = (
-    r"(?:cm|mm|km|m|kg|g|mg|s|sec|seconds?|minutes?|min|hours?|h|days?|weeks?|years?|"
-    r"dollars?|cents?|units?|degrees?|meters?|metres?|centimeters?|inches|inch|feet|foot|ft|"
-    r"miles?|mph|km/h|m/s|sq\s*units|square\s*units|cubic\s*units|points?|people|students?|"
-    r"apples?)"
-)
-#: Unit words that may follow a number bare ("72 degrees"): no single letters, which are variables.
-_BARE_UNITS = (
-    r"(?:cm|mm|km|kg|mg|sec|seconds?|minutes?|min|hours?|days?|weeks?|years?|dollars?|cents?|"
-    r"units?|degrees?|meters?|metres?|centimeters?|inches|inch|feet|foot|ft|miles?|mph|"
-    r"square\s+units|cubic\s+units)"
-)
-_POWER = r"(?:\^\s*\{?\s*[23]\s*\}?|[²³])?"  # cm^2, cm^{3}, cm²
-_TEXT = r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{"
-_SPACING = r"(?:\s|~|\\[,;:! ])*"
-
-
-def _sign_of_infinity(match: re.Match[str]) -> str:
-    return "-" if match[1].lower() == "negative" else ""
-
-
-def _strip_units(text: str) -> str:
-    """``\\text{5 cm}`` -> ``5``; ``12\\text{ cm}^2``, ``7\\,\\mathrm{m}``, ``72 degrees`` -> the
-    number: a unit never changes the value a judge compares."""
-    after_number = r"(?<=[\d}])\s*"
-    unit_like = r"(?:" + _UNIT_WORDS + r"|[A-Za-z]{2}[A-Za-z\s./]*)"
-    celsius = r"(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))"  # 25^\circ C, 25°F
-    patterns = (
-        (r"(?:\^\s*\{?\s*\\circ\s*\}?|°)\s*" + celsius, ""),
-        (_TEXT + r"\s*([-+]?\d[\d.,]*)" + _SPACING + unit_like + _POWER + r"\s*\}", r"\1"),
-        (_TEXT + _SPACING + _UNIT_WORDS + r"\s*\}\s*" + _POWER, ""),
-        # 17 \text{ words}; \mathrm only for words (\mathrm{e} is a number).
-        (after_number + r"\\(?:text|mbox|textbf|textit)\{[^{}]*\}\s*" + _POWER + r"\s*$", ""),
-        (
-            after_number + r"\\mathrm\{" + _SPACING + r"[A-Za-z]{2}[^{}]*\}\s*" + _POWER + r"\s*$",
-            "",
-        ),
-        (r"(?<=[\d}])\s+" + _BARE_UNITS + r"\s*" + _POWER + r"\s*$", ""),
-    )
-    for pattern, replacement in patterns:
-        text = re.sub(pattern, replacement, text)
-    return text
-
-
-def normalize_answer(answer: str) -> str:
-    """Remove what never changes an answer's value; equivalence beyond this is SymPy's job.
-
-    Drops ``$``, spaces, ``\\!``/``\\,``/``\\;``/``\\quad``, ``\\left``/``\\right``, units (in
-    ``\\text{}`` on either side of the number, or a bare unit word), a trailing period, thousands
-    separators (``1,000``, ``1\\,000``), ``^\\circ`` and a leading ``x =``; turns
-    ``\\dfrac``/``\\tfrac`` into ``\\frac``, shorthand ``\\frac34`` and ``\\sqrt3`` into braced
-    forms, ``bmatrix`` into ``pmatrix``, ``\\%`` into ``%``, ``∞``, ``+\\infty`` and
-    ``infinity`` into ``\\infty``, and repeating decimals (``0.\\overline{3}``) into fractions.
-    """
-    text = answer.strip()
-    if len(text) > MAX_ANSWER_CHARS:  # no real answer is this long; keep the rules linear-time
-        return re.sub(r"\s+", "", text)
-    text = text.split("\\approx")[0].replace("\\$", "")
-    text = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", text)  # "\\dfrac" typed with an escaped backslash
-    text = text.replace("$", "").replace("\\(", "").replace("\\)", "").strip()
-    text = text.replace("∞", "\\infty ").replace("−", "-")
-    # Thousands separators, only in a plain number: "1,000", "1{,}000", "1\\,000", "1 000".
-    if re.fullmatch(r"-?\d{1,3}((,|\{,\}|\\,| )\d{3})+(\.\d+)?", text):
-        text = re.sub(r"\{,\}|\\,|[, ]", "", text)
-    text = expand_repeating(text)
-    text = re.sub(r"\\[dt]frac", r"\\frac", text)
-    text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)
-    text = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", text)
-    text = re.sub(r"\\sqrt(\d+|[a-zA-Z])", r"\\sqrt{\1}", text)
-    text = re.sub(r"\b[bBvV]?matrix\b", "pmatrix", text)
-    text = _strip_units(text)
-    text = re.sub(r"\\(?:mbox|mathrm|textbf|textit|text)\{([^{}]*)\}", r"\1", text)
-    signed = r"(?<![A-Za-z])(negative|positive)\s*(?=infinity)"
-    text = re.sub(signed, _sign_of_infinity, text, flags=re.IGNORECASE)
-    text = re.sub(r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])|\\infin(?![a-z])", r"\\infty",
-                  text, flags=re.I)  # fmt: skip
-    text = re.sub(r"(^|[(\[,{])\s*\+\s*(?=\\infty)", r"\1", text)  # +\infty is \infty
-    text = re.sub(r"\^\s*\{?\\circ\}?|°", "", text)
-    text = re.sub(r"\\left|\\right|\\!|\\,|\\;|\\:|\\quad|\\qquad|~", "", text)
-    text = re.sub(r"\\?%$", "", text)  # 50\% is graded as 50, the paper's convention
-    text = re.sub(r"\s+", "", text)
-    text = re.sub(r"^[a-zA-Z]=(?=[^=]+$)", "", text)  # x=3 -> 3 (one variable, one equation)
-    return text.rstrip(".")
-
-
-_MATH_DELIMITERS = re.compile(r"^\s*(\$\$|\$|\\\(|\\\[)(.*?)(\$\$|\$|\\\)|\\\])\s*$", re.DOTALL)
-
-
-def _unwrap(text: str) -> str:
-    """``$x$``, ``$$x$$``, ``\\(x\\)``, ``\\[x\\]`` -> ``x`` (a bare answer in math mode)."""
-    match = _MATH_DELIMITERS.match(text)
-    return match[2] if match and "$" not in match[2] else text
-
-
-_UNIT_TEXT = re.compile(r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{\s*[^{}\s]*(\s+[^{}\s]+)?\s*\}")
-
-
-def _is_prose(text: str) -> bool:
-    """A whole response or sentence (math-verify finds the answer in it), not a bare answer
-    (one or two words in ``\\text{}``, like ``square units``, do not make prose)."""
-    formula = re.sub(r"\\[a-zA-Z]+", "", _UNIT_TEXT.sub(" ", text))
-    return (
-        len(text) > 200
-        or any(mark in text.replace("\\$", "") for mark in ("$", "\\(", "\\["))
-        or re.search(r"[A-Za-z]{3,}[ ,.:;]+[A-Za-z]{2,}", formula) is not None
-    )
-
-
-def _as_latex(answer: str) -> str:
-    """Wrap a bare answer in ``$...$``: bare text is otherwise parsed as a Python expression."""
-    if "$" in answer or "\\boxed" in answer or "\\(" in answer or "\\[" in answer:
-        return answer
-    return f"${answer}$"
-
-
-class _KnownNoise(logging.Filter):
-    """math-verify warns once per process that its own timeout is off: ours is the worker's
-    deadline, so with a pool of replaceable workers the line would fill the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-@cache
-def _math_verify() -> Any:
-    """The math_verify module, its known warning filtered once (at the loggers that emit it)."""
-    import math_verify
-
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logging.getLogger(name).addFilter(_KnownNoise())
-    return math_verify
-
-
-def _parse(answer: str, normalise: bool) -> list[Any]:
-    """math-verify's parse of a whole text (it finds the answer in it), or of a bare answer put in
-    ``$...$`` (bare text is otherwise read as a Python expression), normalised or as given.
-
-    Repeating decimals become fractions either way (math-verify would read ``0.\\overline{3}``
-    as 0). A bare answer that math-verify reads only in part (it stops at LaTeX it does not
-    know, so ``1 - \\frac{1}{\\mathrm{e}}`` would read as ``1``) gives nothing rather than a
-    wrong value.
-    """
-    parse = _math_verify().parse
-    answer = expand_repeating(_unwrap(answer))
-    if _is_prose(answer):
-        return list(parse(answer, parsing_timeout=None))
-    if len(answer) > MAX_ANSWER_CHARS:
-        return []
-    text = normalize_answer(answer) if normalise else answer.strip()
-    parsed = list(parse(_as_latex(text), parsing_timeout=None))
-    squeezed = re.sub(r"\s", "", text)
-    read = re.sub(r"\s", "", str(parsed[-1])) if parsed else ""
-    if read and squeezed.startswith(read) and len(read) < 0.8 * len(squeezed):
-        return []  # stopped early: the rest of the answer was not read
-    return parsed
 
 
 def _nonzero(difference: Any) -> bool:
@@ -338,7 +165,7 @@ def _complex_verdict(
     places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
     if not places or not (gold.is_number and pred.is_number) or sympy.im(gold) == 0:
         return None
-    tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -max(places)
+    tolerance = half_unit(max(places))
     answer = rationalise(pred)
     for gold_part, pred_part in (
         (sympy.re(gold), sympy.re(answer)),
@@ -372,8 +199,7 @@ def _decimal_verdict(
     answer = decimal_value(pred_text) if pred_places is not None else rationalise(pred)
     gold_places = decimal_places(gold_text)
     if gold_places is not None and is_rounded(decimal_value(gold_text), precision):
-        tolerance = sympy.Rational(1, 2) * sympy.Integer(10) ** -gold_places
-        return within(answer, decimal_value(gold_text), tolerance)
+        return within(answer, decimal_value(gold_text), half_unit(gold_places))
     if precision is None or pred_places is None or gold.has(sympy.Float):
         return None
     tolerance = precision.tolerance(gold, pred_places)
@@ -384,7 +210,7 @@ def _equivalent(
     gold: str, pred: str, normalise: bool, texts: tuple[str, str], precision: Precision | None
 ) -> bool:
     """One reading of both sides (normalised or as given), compared as a judge would."""
-    gold_parsed, pred_parsed = _parse(gold, normalise), _parse(pred, normalise)
+    gold_parsed, pred_parsed = parse_answer(gold, normalise), parse_answer(pred, normalise)
     if not (gold_parsed and pred_parsed):
         return False
     gold_value, pred_value = _comparable(gold_parsed[0], pred_parsed[0])
@@ -393,21 +219,10 @@ def _equivalent(
         return verdict
     gold_value, pred_value = rationalise(gold_value), rationalise(pred_value)
     return (
-        bool(_math_verify().verify([gold_value], [pred_value], timeout_seconds=None))
+        bool(load_math_verify().verify([gold_value], [pred_value], timeout_seconds=None))
         and not _exactly_different(gold_value, pred_value)
         and not _constraint_vs_value(gold_value, pred_value)
     )
-
-
-def answer_parses(answer: str) -> bool:
-    """Whether the verifier reads ``answer`` as a value at all (math-verify gives back only the
-    raw string for what it cannot read, e.g. ``\\frac{3}{``): a reference it cannot read can
-    never be matched. Unbounded like the parser: call inside a worker with limits."""
-    try:
-        parsed = _parse(answer, normalise=True) if answer.strip() else []
-        return any(not isinstance(value, str) for value in parsed)
-    except Exception:  # malformed LaTeX, recursion: unreadable
-        return False
 
 
 def math_equal_in_process(pred: str, gold: str, precision: Precision | None = None) -> bool:
@@ -419,7 +234,7 @@ def math_equal_in_process(pred: str, gold: str, precision: Precision | None = No
         return bool(gold.strip())
     boxed = extract_boxed(pred)
     bare_pred = boxed if boxed is not None else pred
-    bare = not _is_prose(_unwrap(bare_pred))
+    bare = is_bare_answer(bare_pred)
     gold_text = normalize_answer(gold)
     pred_text = normalize_answer(bare_pred) if bare else ""
     if bare and pred_text == gold_text:
@@ -427,7 +242,7 @@ def math_equal_in_process(pred: str, gold: str, precision: Precision | None = No
     # Both as given (math-verify reads whole responses, several boxes, "percent"...), then the
     # normalised reference against the normalised last box (shorthand LaTeX, units, bmatrix...).
     for pred_source, normalise in ((pred, False), (bare_pred, True)):
-        texts = (gold_text, pred_text if normalise or pred_source is bare_pred else "")
+        texts = (gold_text, pred_text if pred_source is bare_pred else "")
         try:
             if _equivalent(gold, pred_source, normalise, texts, precision):
                 return True

@@ -3,7 +3,7 @@
 Each worker is a fresh interpreter (``python -m magistral_kedro.rewards.pool``: no state inherited
 from a multi-threaded parent, and no dependence on how the parent was started) with an
 address-space limit, talking length-prefixed pickles over its stdin/stdout. A task that outlives
-its deadline gets its worker killed (with every process the worker started, see ``rewards.code``)
+its deadline gets its worker killed (with every process the worker started, see ``rewards.sandbox``)
 and replaced; a task that crashes its worker is reported, and the worker replaced. The caller
 always gets one :class:`Outcome` per task, in order.
 """
@@ -147,7 +147,7 @@ class WorkerPool:
                     started = time.monotonic()
                     try:
                         self._workers[w].send((fn, tasks[task]))
-                    except (BrokenPipeError, OSError):
+                    except OSError:  # a broken pipe: the worker is gone
                         self._replace(w)
                         self._workers[w].send((fn, tasks[task]))
                     busy[w] = (task, started, started + float(timeouts[task]))

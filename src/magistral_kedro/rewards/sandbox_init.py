@@ -1,6 +1,6 @@
 """The first process inside the code sandbox's namespaces: hide, lock, drop privileges, exec.
 
-``rewards.code`` runs it as ``unshare [--user --map-root-user] --net --pid --mount --fork
+``rewards.sandbox`` runs it as ``unshare [--user --map-root-user] --net --pid --mount --fork
 --kill-child --mount-proc -- python3 -I -S sandbox_init.py SPEC /abs/program ARGS...`` with the
 system interpreter and the box (the program's directory) as working directory. It imports only
 the standard library, all at start: the project and its environment may be hidden once it runs.

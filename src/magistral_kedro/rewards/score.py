@@ -18,7 +18,6 @@ when equal to it, unless the problem asks to round or for a decimal (``requested
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
@@ -26,15 +25,16 @@ from typing import Annotated
 from pydantic import Field
 
 from magistral_kedro.config import config
-from magistral_kedro.rewards.code import isolation_mode, run_code
+from magistral_kedro.rewards.answers import extract_boxed
+from magistral_kedro.rewards.code import run_code
 from magistral_kedro.rewards.decimals import requested_precision
-from magistral_kedro.rewards.format import check_format, split_thoughts
+from magistral_kedro.rewards.format import FENCED_CODE, check_format, split_thoughts
 from magistral_kedro.rewards.language import language_of
-from magistral_kedro.rewards.math import extract_boxed, math_equal
+from magistral_kedro.rewards.math import math_equal
+from magistral_kedro.rewards.sandbox import isolation_mode
 from magistral_kedro.tasks.schema import Problem
 
 NonNegative = Annotated[float, Field(ge=0)]
-_FIRST_CODE_BLOCK = re.compile(r"```([A-Za-z0-9_+#-]+)[^\n]*\n(.*?)```", re.DOTALL)
 
 
 @config
@@ -87,7 +87,7 @@ def _correct(answer: str, problem: Problem, cfg: RewardConfig, seed: int) -> boo
             timeout_s=cfg.math_timeout_s,
             precision=requested_precision(problem.prompt),
         )
-    block = _FIRST_CODE_BLOCK.search(answer)
+    block = FENCED_CODE.search(answer)
     if block is None or not problem.tests:
         return False
     result = run_code(
