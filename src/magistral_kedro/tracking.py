@@ -1,8 +1,10 @@
-"""MLflow glue for nodes: per-step metrics and checkpoint artifacts from inside long nodes.
+"""Where training reports: the :class:`Tracker` seam the loops log through, and its MLflow side.
 
 kedro-mlflow opens one MLflow run per ``kedro run``; :class:`MlflowTracker` logs into it (or, for
 a resumed training, into the run that training started in). When no run is active (a node function
-called from a test or a notebook), it logs nothing.
+called from a test or a notebook), it logs nothing. The training library knows only the protocol
+(tests use a list); nothing here knows Kedro but :func:`as_metrics_dataset`, the node-output form
+kedro-mlflow's metrics dataset takes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 from pydantic import BaseModel
@@ -56,6 +58,19 @@ def as_metrics_dataset(metrics: Mapping[str, float], step: int = 0) -> dict[str,
         for k, v in metrics.items()
         if math.isfinite(float(v))
     }
+
+
+class Tracker(Protocol):
+    """Receives a training run's metrics and checkpoints."""
+
+    def attach(self, run_id: str | None) -> str | None:
+        """Continue ``run_id`` (a resumed run's) or the current run; returns the run used."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """One step's metrics."""
+
+    def log_checkpoint(self, path: Path, step: int) -> None:
+        """A model + tokenizer directory."""
 
 
 class MlflowTracker:

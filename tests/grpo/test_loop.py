@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from magistral_kedro.grpo import loop
-from magistral_kedro.grpo.loop import GRPOConfig, Stage, train_grpo
+from magistral_kedro.grpo import curriculum, rollouts, update
+from magistral_kedro.grpo.config import GRPOConfig, Stage
+from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import Checkpoint, build_prompt, build_tiny_model
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
@@ -62,7 +63,7 @@ def _run(tokenizer, problems, directory, tracker=None, steps=4, backend="torch",
 
 @pytest.fixture()
 def fake_reward(monkeypatch):
-    monkeypatch.setattr(loop, "score_batch", parity_reward)
+    monkeypatch.setattr(rollouts, "score_batch", parity_reward)
 
 
 def test_trains_on_policy_logs_everything_and_is_deterministic(tokenizer, math_problems, tmp_path,
@@ -112,14 +113,17 @@ def test_a_crashed_run_resumes_into_the_same_run_without_repeating_steps(
             raise RuntimeError("killed")
         return parity_reward(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "score_batch", crash_at_step_3)
+    monkeypatch.setattr(rollouts, "score_batch", crash_at_step_3)
     first = ListTracker()
     with pytest.raises(RuntimeError, match="killed"):
         _run(tokenizer, math_problems[:20], tmp_path / "run", first)
-    monkeypatch.setattr(loop, "score_batch", parity_reward)
+    monkeypatch.setattr(rollouts, "score_batch", parity_reward)
     second = ListTracker()
     resumed, samples = _run(tokenizer, math_problems[:20], tmp_path / "run", second)
-    assert [s for s, _ in first.metrics] == [1, 2] and [s for s, _ in second.metrics] == [3, 4]
+    assert [s for s, _ in first.metrics] == [1, 2]
+    # The resumed run says where it resumed, then logs the steps after its checkpoint.
+    assert second.metrics[0] == (2, {"rl/resumed_at_step": 2.0})
+    assert [s for s, _ in second.metrics[1:]] == [3, 4]
     assert second.attached == ["run-1"]  # the first run's id, read back from the checkpoint
     assert sorted({row["step"] for row in samples}) == [1, 2, 3, 4]
     for key, value in reference.state_dict().items():
@@ -130,7 +134,7 @@ def test_a_batch_with_every_group_dropped_is_skipped_and_counted(
     tokenizer, math_problems, tmp_path, monkeypatch
 ):
     zero = RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0)
-    monkeypatch.setattr(loop, "score_batch", lambda texts, *a, **k: [zero] * len(texts))
+    monkeypatch.setattr(rollouts, "score_batch", lambda texts, *a, **k: [zero] * len(texts))
     tracker = ListTracker()
     _run(tokenizer, math_problems[:20], tmp_path / "z", tracker, steps=2)
     assert [m["train/skipped_steps"] for _, m in tracker.metrics] == [1, 2]
@@ -140,19 +144,19 @@ def test_a_batch_with_every_group_dropped_is_skipped_and_counted(
 KILL_SCRIPT = """
 import json, sys
 from pathlib import Path
-from magistral_kedro.grpo import loop
+from magistral_kedro.grpo import rollouts
 from tests.grpo.test_loop import _run, parity_reward, ListTracker
 from tests.conftest import *  # noqa
 from magistral_kedro.tasks import LANGUAGES, generate_math_problems
 from magistral_kedro.models import train_tokenizer
-loop.score_batch = parity_reward
+rollouts.score_batch = parity_reward
 levels = dict.fromkeys(range(1, 6), 1.0)
 problems = generate_math_problems(300, 0, dict.fromkeys(LANGUAGES, 1.0), levels)
 tokenizer = train_tokenizer([t for p in problems for t in (p.prompt, p.reference)], 400)
 class FileTracker(ListTracker):
     def log_metrics(self, metrics, step):
         with open(sys.argv[2], "a") as out:
-            out.write(json.dumps({"step": step, "reward": metrics["reward/total"]}) + "\\n")
+            out.write(json.dumps({"step": step, **metrics}) + "\\n")
 _run(tokenizer, problems[:20], Path(sys.argv[1]), FileTracker(), steps=int(sys.argv[3]))
 """
 
@@ -181,17 +185,31 @@ def test_kill_9_mid_run_then_the_same_command_continues(tmp_path):
         command, cwd=root, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    steps = [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 41))  # every step once: none lost, none twice
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    (mark,) = [i for i, row in enumerate(rows) if "rl/resumed_at_step" in row]
+    resumed_at = rows[mark]["step"]
+    before, after = rows[:mark], rows[mark + 1 :]
+    # Logged live: the killed run got past its last checkpoint; the resumed run says where it
+    # resumed and logs every step after it again. No step is lost, and a step logged twice has
+    # the same value both times (sync mode is deterministic), the later one counting.
+    assert resumed_at >= 4 and resumed_at % 2 == 0
+    assert [r["step"] for r in before] == list(range(1, len(before) + 1))
+    assert len(before) >= resumed_at
+    assert [r["step"] for r in after] == list(range(resumed_at + 1, 41))
+    def measured(row):  # what the step computed, not how long it took
+        return {k: v for k, v in row.items() if not k.startswith(("time/", "throughput/"))}
+
+    for again in after[: len(before) - resumed_at]:
+        assert measured(again) == measured(before[again["step"] - 1])
 
 
 def test_curriculum_switches_by_step_or_by_reward():
     stages = [Stage(), Stage(start_step=10, min_reward=0.5), Stage(start_step=20)]
-    assert loop._stage_index(stages, 3, 0, last_reward=0.1) == 0
-    assert loop._stage_index(stages, 3, 0, last_reward=0.6) == 1  # reward reached early
-    assert loop._stage_index(stages, 10, 0, last_reward=0.0) == 1
-    assert loop._stage_index(stages, 25, 1, last_reward=0.0) == 2
-    assert loop._stage_index(stages, 5, 2, last_reward=0.0) == 2  # never back
+    assert curriculum.stage_index(stages, 3, 0, last_reward=0.1) == 0
+    assert curriculum.stage_index(stages, 3, 0, last_reward=0.6) == 1  # reward reached early
+    assert curriculum.stage_index(stages, 10, 0, last_reward=0.0) == 1
+    assert curriculum.stage_index(stages, 25, 1, last_reward=0.0) == 2
+    assert curriculum.stage_index(stages, 5, 2, last_reward=0.0) == 2  # never back
 
 
 def test_nan_loss_stops_with_step_and_last_checkpoint(tokenizer, math_problems, tmp_path,
@@ -199,24 +217,26 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tokenizer, math_problems, 
     def nan_loss(*args, **kwargs):
         raise FloatingPointError("GRPO loss is nan")
 
-    monkeypatch.setattr(loop, "_policy_loss", nan_loss)
+    monkeypatch.setattr(update, "minibatch_loss", nan_loss)
     with pytest.raises(FloatingPointError, match=r"step 0.*Last good checkpoint: none"):
         _run(tokenizer, math_problems[:20], tmp_path / "nan")
 
 
-def test_metrics_of_a_checkpoint_written_just_before_a_kill_are_logged_on_resume(
+def test_a_kill_while_a_checkpoint_goes_to_the_tracker_loses_no_step_and_no_model(
     tokenizer, math_problems, tmp_path, fake_reward
 ):
-    class DiesWhileLogging(ListTracker):
-        def log_metrics(self, metrics, step):
-            raise KeyboardInterrupt  # the process dies after the checkpoint, before any logging
+    class DiesWhileLoggingTheCheckpoint(ListTracker):
+        def log_checkpoint(self, path, step):
+            raise KeyboardInterrupt  # after the checkpoint is on disk, before the tracker has it
 
+    first = DiesWhileLoggingTheCheckpoint()
     with pytest.raises(KeyboardInterrupt):
-        _run(tokenizer, math_problems[:20], tmp_path / "run", DiesWhileLogging())
+        _run(tokenizer, math_problems[:20], tmp_path / "run", first)
     resumed = ListTracker()
     _run(tokenizer, math_problems[:20], tmp_path / "run", resumed)
-    assert [step for step, _ in resumed.metrics] == [1, 2, 3, 4]
-    assert resumed.checkpoints == [2, 4]
+    assert first.steps == [1, 2]  # a step is logged before its checkpoint is written
+    assert resumed.steps == [2, 3, 4] and "rl/resumed_at_step" in resumed.metrics[0][1]
+    assert resumed.checkpoints == [2, 4]  # the model the first run could not hand over
 
 
 def test_async_mode_trains_on_completions_at_most_two_versions_old(
@@ -241,7 +261,7 @@ def test_async_generation_errors_reach_the_trainer(tokenizer, math_problems, tmp
     def broken(*args, **kwargs):
         raise ValueError("verifier crashed")
 
-    monkeypatch.setattr(loop, "score_batch", broken)
+    monkeypatch.setattr(rollouts, "score_batch", broken)
     with pytest.raises(RuntimeError, match="asynchronous generation failed") as caught:
         _run(tokenizer, math_problems[:20], tmp_path / "broken", mode="async")
     assert "verifier crashed" in str(caught.value.__cause__)
@@ -251,7 +271,7 @@ def test_async_staleness_counts_weight_updates_not_steps(tokenizer, math_problem
                                                          monkeypatch):  # fmt: skip
     """Steps that drop every group change no weight: their batches are not stale."""
     zero = RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0)
-    monkeypatch.setattr(loop, "score_batch", lambda texts, *a, **k: [zero] * len(texts))
+    monkeypatch.setattr(rollouts, "score_batch", lambda texts, *a, **k: [zero] * len(texts))
     tracker = ListTracker()
     _run(tokenizer, math_problems[:20], tmp_path / "z", tracker, steps=4, mode="async")
     assert [m["train/skipped_steps"] for _, m in tracker.metrics] == [1, 2, 3, 4]

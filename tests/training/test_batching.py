@@ -1,14 +1,6 @@
 import random
 
-import torch
-
-from magistral_kedro.training import batching
-from magistral_kedro.training.batching import (
-    collate_causal_lm,
-    greedy_collate,
-    token_entropy,
-    token_logprobs,
-)
+from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 
 
 def test_greedy_collate_hand_computed():
@@ -42,36 +34,3 @@ def test_collate_masks_only_completion_tokens():
     assert batch["input_ids"].tolist() == [[1, 2, 3, 4], [5, 6, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     assert batch["loss_mask"].tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
-
-
-def test_token_logprobs_matches_a_manual_log_softmax():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 7)
-    ids = torch.randint(0, 7, (2, 5))
-    got = token_logprobs(logits, ids)
-    assert got.shape == (2, 5)
-    assert torch.all(got[:, 0] == 0)
-    expected = torch.log_softmax(logits[1, 2], -1)[ids[1, 3]]
-    torch.testing.assert_close(got[1, 3], expected)
-
-
-def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(monkeypatch):
-    """Chunks of 3 positions (recomputed in backward) give the values and gradients of one
-    log-softmax over all positions, temperature included."""
-    monkeypatch.setattr(batching, "SOFTMAX_ELEMENTS", 3 * 7)  # 3 positions of a 7-token vocabulary
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 7, requires_grad=True)
-    ids = torch.randint(0, 7, (2, 5))
-    weights = torch.randn(2, 5)
-    got = token_logprobs(logits, ids, temperature=0.7)
-    (got * weights).sum().backward()
-    chunked_grad = logits.grad.clone()
-    logits.grad = None
-    whole = torch.log_softmax(logits[:, :-1] / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
-    expected = torch.nn.functional.pad(whole, (1, 0))
-    (expected * weights).sum().backward()
-    torch.testing.assert_close(got, expected)
-    torch.testing.assert_close(chunked_grad, logits.grad)
-    probs = torch.softmax(logits.detach()[:, :-1] / 0.7, -1)
-    entropy = -(probs * probs.log()).sum(-1)
-    torch.testing.assert_close(token_entropy(logits, 0.7)[:, 1:], entropy)

@@ -120,7 +120,10 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
     assert manager.resumable().name == "step_000003"
     resumed_tracker = ListTracker()
     resumed = _train(fresh(), tokenizer, examples, tmp_path / "b", tracker=resumed_tracker)
-    assert resumed_tracker.steps == [4, 5, 6, 7]  # no step counted twice, none lost
+    # It says where it resumed, then goes on after its checkpoint: no step lost.
+    assert resumed_tracker.metrics[0] == (3, {"sft/resumed_at_step": 3.0})
+    assert resumed_tracker.steps[1:] == [4, 5, 6, 7]
+    assert resumed_tracker.attached == ["run-1"]  # the run it started in, as GRPO does
     for key, value in _weights(reference).items():
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
 

@@ -1,15 +1,27 @@
-"""Magistral's GRPO (MAGISTRAL.md section 1): advantages, the clipped loss, collation, the loop.
+"""Magistral's GRPO (MAGISTRAL.md section 1): advantages, the clipped loss, the loop.
 
-Plain torch, no Kedro. The loss in a few lines::
+Plain torch, no Kedro. The loss in a few lines (``core.py``)::
 
     A     = r - mean(r of its group)                  # no division by the group's std
     keep  = groups whose rewards are not all equal    # dropped before anything is counted
     A     = (A - mean(A_kept)) / (std(A_kept) + eps)  # normalised over the minibatch
     rho_t = exp(logp_t - logp_old_t)                  # against the generator's own log-probs
     loss  = -sum_t min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A) / total kept tokens
+
+The loop (``loop.py``) reads as the algorithm: ``config.py`` (settings), ``curriculum.py`` (what a
+step samples), ``rollouts.py`` (who generates, and verification), ``batch.py`` (a step across
+ranks), ``update.py`` (minibatches and the optimiser steps).
 """
 
+from magistral_kedro.grpo.config import GRPOConfig, Stage
 from magistral_kedro.grpo.core import loss_denominator, magistral_advantages, magistral_loss
 from magistral_kedro.training.batching import greedy_collate
 
-__all__ = ["greedy_collate", "loss_denominator", "magistral_advantages", "magistral_loss"]
+__all__ = [
+    "GRPOConfig",
+    "Stage",
+    "greedy_collate",
+    "loss_denominator",
+    "magistral_advantages",
+    "magistral_loss",
+]

@@ -1,6 +1,11 @@
-"""The two functions that make GRPO Magistral's: advantages with group dropping, and the loss."""
+"""The functions that make GRPO Magistral's: advantages with group dropping, the loss, and the
+correction of the generator/trainer mismatch (truncated importance sampling).
+
+Pure tensor functions; the loop (``update.py``) decides which rows form a minibatch."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -9,20 +14,19 @@ from magistral_kedro.training import distributed
 EPS = 1e-8
 
 
-def magistral_advantages(
+def group_advantages(
     rewards: torch.Tensor, group_index: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group-relative advantages, non-diverse groups dropped, normalised over what is kept.
+    """Group-relative advantages, non-diverse groups dropped (MAGISTRAL.md section 1, 2-3).
 
     Args:
         rewards: [N] total reward of each completion.
         group_index: [N] integer id of the prompt (group) each completion answers.
 
     Returns:
-        (advantages [N], keep [N] bool). ``keep`` is False for every member of a group whose
-        rewards are all equal (zero advantage, no signal); their advantage is 0. The kept
-        advantages ``r - mean(group)`` are then normalised to zero mean and unit std over the
-        kept set (the minibatch), ``(A - mean) / (std + 1e-8)``.
+        (advantages [N] float64, keep [N] bool): ``r - mean(group)`` (no division by the
+        group's std); ``keep`` is False for every member of a group whose rewards are all equal
+        (no signal), whose advantage is then 0.
     """
     if rewards.shape != group_index.shape or rewards.dim() != 1:
         raise ValueError(
@@ -43,12 +47,35 @@ def magistral_advantages(
         0, inverse, rewards, "amin"
     )
     keep = (high - low > 1e-12)[inverse]
-    advantages = torch.zeros_like(rewards)
+    return torch.where(keep, centred, torch.zeros_like(centred)), keep
+
+
+def normalise_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """``(A - mean(A)) / (std(A) + 1e-8)`` over the rows given (a minibatch), population std.
+
+    Args:
+        advantages: [M] the kept completions' group-relative advantages (float64).
+
+    Returns:
+        [M] float32.
+    """
+    std = advantages.std(correction=0) if advantages.numel() > 1 else advantages.new_tensor(0.0)
+    return ((advantages - advantages.mean()) / (std + EPS)).float()
+
+
+def magistral_advantages(
+    rewards: torch.Tensor, group_index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`group_advantages` normalised over every kept completion (one minibatch).
+
+    Returns:
+        (advantages [N] float32, keep [N] bool); dropped completions' advantage is 0.
+    """
+    centred, keep = group_advantages(rewards, group_index)
+    advantages = torch.zeros_like(centred, dtype=torch.float32)
     if keep.any():
-        kept = centred[keep]
-        std = kept.std(correction=0) if kept.numel() > 1 else kept.new_tensor(0.0)
-        advantages[keep] = (kept - kept.mean()) / (std + EPS)
-    return advantages.float(), keep
+        advantages[keep] = normalise_advantages(centred[keep])
+    return advantages, keep
 
 
 def magistral_loss(
@@ -59,12 +86,15 @@ def magistral_loss(
     eps_low: float,
     eps_high: float,
     total_tokens: float | None = None,
+    weights: torch.Tensor | None = None,
+    max_log_ratio: float = 20.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate to minimise, normalised by the optimiser step's token count.
 
     Args:
         logprobs: [B, T] log-probs of the completion tokens under the policy being trained.
-        old_logprobs: [B, T] the generator's log-probs of the same tokens.
+        old_logprobs: [B, T] the old policy's log-probs of the same tokens (the generator's, or
+            the trainer's before the update when ``weights`` correct for the generator).
         advantages: [B] one advantage per sequence, shared by all its tokens.
         mask: [B, T] 1 for completion tokens that count, 0 for padding and prompt.
         eps_low: lower clip (ratio >= 1 - eps_low), 0.2 in the paper.
@@ -72,22 +102,28 @@ def magistral_loss(
         total_tokens: the denominator, i.e. every kept completion token of the whole optimiser
             step (across microbatches; across ranks see :func:`loss_denominator`); default
             ``mask.sum()``.
+        weights: [B, T] per-token importance weights (truncated importance sampling, see
+            :func:`truncated_importance_weights`), or None.
+        max_log_ratio: the log-ratio is clamped to +-this before ``exp``: one wild token
+            cannot make the loss infinite.
 
     Returns:
-        (loss, stats): ``-sum(min(rho A, clip(rho) A) * mask) / total_tokens`` (no KL, no entropy
-        term), and token-level statistics for logging: clip fractions at each bound, mean ratio
-        and the approximate KL to the generator's policy (``mean(rho - 1 - log rho)``).
+        (loss, stats): ``-sum(w * min(rho A, clip(rho) A) * mask) / total_tokens`` (no KL, no
+        entropy term), and token-level statistics for logging: clip fractions at each bound,
+        mean ratio and the approximate KL to the old policy (``mean(rho - 1 - log rho)``).
     """
     mask = mask.to(logprobs.dtype)
     denominator = float(total_tokens) if total_tokens is not None else float(mask.sum())
     if denominator <= 0:
         raise ValueError(f"total_tokens must be positive, got {denominator}")
-    log_ratio = logprobs - old_logprobs
+    log_ratio = (logprobs - old_logprobs).clamp(-max_log_ratio, max_log_ratio)
     ratio = torch.exp(log_ratio)
     adv = advantages.to(logprobs.dtype).unsqueeze(-1)  # [B, 1]
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     objective = torch.minimum(unclipped, clipped)
+    if weights is not None:
+        objective = objective * weights
     loss = -(objective * mask).sum() / denominator
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
@@ -101,6 +137,46 @@ def magistral_loss(
             "policy/approx_kl": float(((ratio - 1 - log_ratio) * mask).sum() / n),
         }
     return loss, stats
+
+
+def truncated_importance_weights(
+    trainer_logprobs: torch.Tensor, generator_logprobs: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """Per-token weights ``min(pi_trainer / pi_generator, cap)`` of tokens the generator drew
+    (truncated importance sampling): they correct the expectation for the difference between
+    the generator's distribution (vLLM kernels, bf16, staleness) and the trainer's.
+
+    Args:
+        trainer_logprobs: [B, T] the trainer's log-probs of the tokens, before the update.
+        generator_logprobs: [B, T] the generator's log-probs of the same tokens.
+        cap: the largest weight (C).
+
+    Returns:
+        [B, T] weights in (0, cap], no gradient.
+    """
+    log_ratio = (trainer_logprobs - generator_logprobs).detach()
+    return torch.exp(log_ratio.clamp(max=math.log(cap)))
+
+
+def mismatch_stats(
+    trainer_logprobs: torch.Tensor,
+    generator_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    cap: float,
+) -> dict[str, float]:
+    """How far the generator's log-probs are from the trainer's, over the masked tokens: mean
+    ``|delta|``, an estimate of KL(generator || trainer) (``mean(r - 1 - log r)``, r = pi_trainer
+    / pi_generator, unbiased for samples of the generator) and the share of tokens whose ratio
+    is beyond ``cap``."""
+    with torch.no_grad():
+        delta = (trainer_logprobs - generator_logprobs).double() * mask
+        ratio = torch.exp(delta.clamp(-20, 20))
+        n = mask.sum().clamp(min=1)
+        return {
+            "mismatch/abs_logprob_diff": float(delta.abs().sum() / n),
+            "mismatch/kl": float(((ratio - 1 - delta) * mask).sum() / n),
+            "mismatch/beyond_cap_frac": float(((ratio > cap) * mask).sum() / n),
+        }
 
 
 def loss_denominator(local_tokens: int) -> float:

@@ -1,50 +1,54 @@
-"""Where a GRPO step's completions come from: generated now (sync) or ahead of time (async).
+"""Where a GRPO step's completions come from: one object, whoever generates.
 
-Asynchronous generation (MAGISTRAL.md section 3): a generator thread keeps its own copy of the
-policy and keeps sampling while the trainer steps. Each finished batch is verified and queued;
-the trainer takes one batch per step and publishes its new weights, which the generator loads
-between two decoding steps, so the sequences in flight continue (their KV cache computed by the
-older weights is kept). Each completion records the policy versions that produced its first and
-last tokens; the loss uses the generator's own log-probs as the old policy, which corrects for
-that. Staleness is bounded: at most ``max_in_flight`` sequences are generated but not yet trained
-on. Sampling here is not bit-reproducible (which weights produce which token depends on timing);
-the synchronous mode is.
+The trainer orders each step's :class:`Work` (:meth:`Rollouts.order`), takes the verified
+completions (:meth:`Rollouts.next`), and after each optimiser step hands its new weights over
+(:meth:`Rollouts.sync_weights`). :func:`open_rollouts` is the one place that decides who
+generates:
+
+- the trained model itself (transformers, synchronous): generation in the step, from the
+  engine's own weights (ZeRO-3 shards gathered for it); nothing to hand over;
+- an engine with its own copy of the weights (vLLM): the trainer's weights are pushed to it
+  after each optimiser step (and at the start: a resumed run's differ from the checkpoint it
+  loaded);
+- a generator thread (``grpo.mode: async``, MAGISTRAL.md section 3): it keeps its own copy of
+  the policy and samples ahead while the trainer steps. New weights are loaded between two
+  decoding steps, so sequences in flight continue on their KV cache; each completion records
+  the policy versions of its first and last token; the loss uses the generator's own log-probs
+  as the old policy, which corrects for that. Staleness is bounded by the orders: at most
+  ``max_batches_in_flight`` steps are ordered and not yet trained on. Not bit-reproducible
+  (timing decides which weights write which token); the synchronous modes are.
 """
 
 from __future__ import annotations
 
+import abc
+import collections
+import contextlib
 import copy
+import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.generation import Generator, Sample, SamplingConfig, TransformersGenerator
-from magistral_kedro.rewards import RewardBreakdown
-
-
-class _Stopped(Exception):
-    """Raised inside generation to abandon it when the trainer closes the rollouts."""
-
-
-@dataclass(frozen=True)
-class Work:
-    """What one step samples on this rank."""
-
-    step: int
-    stage: int  # curriculum stage in force when it was drawn
-    chosen: list[int]  # problem index of each group
-    sampling: SamplingConfig
-    seed: int
-
-
-#: Draws step ``k``'s work.
-Plan = Callable[[int], Work]
-#: Scores a step's completions (flat, group-major).
-Verify = Callable[[Work, list[list[Sample]]], list[RewardBreakdown]]
+from magistral_kedro.generation import (
+    GenerationConfig,
+    Generator,
+    Sample,
+    TransformersGenerator,
+    open_generator,
+)
+from magistral_kedro.generation.base import WeightSyncedGenerator
+from magistral_kedro.grpo.config import GRPOConfig, Stage, check_generation_mode
+from magistral_kedro.grpo.curriculum import Work
+from magistral_kedro.models.factory import Checkpoint, CheckpointRef, ModelSource
+from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
+from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.training.engine import TrainEngine
 
 
 @dataclass
@@ -58,64 +62,155 @@ class Rollout:
     verify_s: float
 
 
-def rollout(
-    generator: Generator,
-    prompts: Sequence[str],
-    group_size: int,
-    plan: Plan,
-    verify: Verify,
-    step: int,
-) -> Rollout:
-    """Generate and verify step ``step``'s groups now, with the generator's current weights."""
-    work = plan(step)
-    began = time.perf_counter()
-    groups = generator.generate(
-        [prompts[i] for i in work.chosen], group_size, work.sampling, work.seed
-    )
-    generated = time.perf_counter()
-    rewards = verify(work, groups)
-    return Rollout(work, groups, rewards, generated - began, time.perf_counter() - generated)
+@dataclass(frozen=True)
+class Verifier:
+    """Scores a step's completions with the Magistral reward at its stage's length limits."""
+
+    problems: Sequence[Problem]
+    stages: Sequence[Stage]
+    reward: RewardConfig
+    workers: int
+    seed: int
+
+    def __call__(self, work: Work, groups: list[list[Sample]]) -> list[RewardBreakdown]:
+        """One verdict per completion, flat and group-major."""
+        stage = self.stages[work.stage]
+        config = dataclasses.replace(self.reward, l_max=stage.l_max, l_cache=stage.l_cache)
+        flat = [(i, s) for i, group in zip(work.chosen, groups, strict=True) for s in group]
+        return score_batch(
+            [s.text for _, s in flat],
+            [self.problems[i] for i, _ in flat],
+            [len(s.token_ids) for _, s in flat],
+            config,
+            n_workers=self.workers,
+            seed=self.seed + work.step,
+        )
 
 
-class AsyncRollouts:
-    """A generator thread that runs ahead of the trainer (at most ``ahead`` steps' batches).
+class Rollouts(abc.ABC):
+    """Rollouts generated in the trainer's step: each ordered step is generated and verified
+    when the trainer asks for it."""
 
-    ``ahead`` = max_in_flight // sequences per step: 2 (the paper's bound, 2 * n_batch) lets the
-    generator fill the next batch while the trainer trains on the current one and start another.
-    """
+    def __init__(
+        self,
+        generator: Generator,
+        prompt_ids: Sequence[list[int]],
+        group_size: int,
+        verify: Verifier,
+    ) -> None:
+        self.generator = generator
+        self.prompt_ids = prompt_ids
+        self.group_size = group_size
+        self.verify = verify
+        self._orders: collections.deque[Work] = collections.deque()
+
+    def order(self, work: Work) -> None:
+        """Queue a step's work (the trainer decides its stage when it orders it)."""
+        self._orders.append(work)
+
+    def next(self) -> Rollout:
+        """The oldest ordered step, generated and verified now."""
+        return self._rollout(self._orders.popleft())
+
+    def _rollout(self, work: Work) -> Rollout:
+        began = time.perf_counter()
+        with self._generating() as generator:
+            prompts = [self.prompt_ids[i] for i in work.chosen]
+            groups = generator.generate(prompts, self.group_size, work.sampling, work.seed)
+        generated = time.perf_counter()
+        rewards = self.verify(work, groups)
+        return Rollout(work, groups, rewards, generated - began, time.perf_counter() - generated)
+
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[Generator]:
+        yield self.generator
+
+    @abc.abstractmethod
+    def sync_weights(self, engine: TrainEngine, version: int) -> None:
+        """Hand the trainer's weights, after ``version`` optimiser updates, to the generator."""
+
+
+class EngineRollouts(Rollouts):
+    """An inference engine with its own copy of the weights (vLLM) generates; the trainer's
+    weights are pushed to it after every optimiser step."""
+
+    def __init__(
+        self,
+        generator: WeightSyncedGenerator,
+        prompt_ids: Sequence[list[int]],
+        group_size: int,
+        verify: Verifier,
+    ) -> None:
+        super().__init__(generator, prompt_ids, group_size, verify)
+        self.engine = generator
+
+    def sync_weights(self, engine: TrainEngine, version: int) -> None:
+        """Push the trainer's weights, whole (ZeRO-3 shards gathered, tied weights under each
+        of their names), in place: no restart."""
+        with engine.full_weights() as whole:
+            self.engine.load_weights(whole.state_dict().items())
+
+
+class OwnModelRollouts(Rollouts):
+    """The trained model generates, in the step, with its current weights: nothing to sync."""
+
+    def __init__(
+        self,
+        engine: TrainEngine,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_ids: Sequence[list[int]],
+        group_size: int,
+        verify: Verifier,
+    ) -> None:
+        generator = TransformersGenerator(engine.model, tokenizer)  # type: ignore[arg-type]
+        super().__init__(generator, prompt_ids, group_size, verify)
+        self.engine = engine
+
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[Generator]:
+        with self.engine.full_weights():  # ZeRO-3: every shard, for the duration of sampling
+            yield self.generator
+
+    def sync_weights(self, engine: TrainEngine, version: int) -> None:
+        """The generator is the trained model: its weights are already the new ones."""
+
+
+class _Stopped(Exception):
+    """Raised inside generation to abandon it when the trainer closes the rollouts."""
+
+
+class AsyncRollouts(Rollouts):
+    """A generator thread that samples the ordered steps ahead of the trainer with its own copy
+    of the policy, loading published weights between two decoding steps."""
 
     def __init__(
         self,
         model: torch.nn.Module,
-        tokenizer: object,
-        prompts: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_ids: Sequence[list[int]],
         group_size: int,
-        plan: Plan,
-        verify: Verify,
-        first_step: int,
-        ahead: int,
+        verify: Verifier,
+        first_version: int,
     ) -> None:
-        if ahead < 1:
-            raise ValueError(f"max_in_flight must allow at least one batch ahead, got {ahead}")
         self.policy = copy.deepcopy(model).eval().requires_grad_(False)
+        generator = TransformersGenerator(
+            self.policy,  # type: ignore[arg-type]
+            tokenizer,
+            between_steps=self._between_steps,
+        )
+        super().__init__(generator, prompt_ids, group_size, verify)
         # On CPU the generator and the trainer run at once: each gets half of torch's threads
         # (two full-width thread pools on the same cores slow both down several times).
         self._threads = torch.get_num_threads()
         if next(model.parameters()).device.type == "cpu":
             torch.set_num_threads(max(1, self._threads // 2))
-        self.version = first_step  # optimiser steps behind the policy's weights
+        self.version = first_version  # optimiser updates behind the policy's weights
         self._published: tuple[int, dict[str, torch.Tensor]] | None = None
         self._lock = threading.Lock()
-        self._room = threading.Semaphore(ahead)
+        self._work: queue.Queue[Work] = queue.Queue()
         self._ready: queue.Queue[Rollout | BaseException] = queue.Queue()
         self._stop = threading.Event()
-        self._generator = TransformersGenerator(
-            self.policy,  # type: ignore[arg-type]
-            tokenizer,  # type: ignore[arg-type]
-            between_steps=self._between_steps,
-        )
-        args = (prompts, group_size, plan, verify, first_step)
-        self._thread = threading.Thread(target=self._run, args=args, daemon=True, name="rollouts")
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rollouts")
         self._thread.start()
 
     def _between_steps(self) -> int:
@@ -133,33 +228,35 @@ class AsyncRollouts:
             self.version = version
         return ran
 
-    def _run(
-        self, prompts: Sequence[str], group_size: int, plan: Plan, verify: Verify, step: int
-    ) -> None:
+    def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                while not self._room.acquire(timeout=0.1):
-                    if self._stop.is_set():
-                        return
+                try:
+                    work = self._work.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 self._between_steps()  # a new batch starts with the newest weights
-                self._ready.put(rollout(self._generator, prompts, group_size, plan, verify, step))
-                step += 1
+                self._ready.put(self._rollout(work))
         except _Stopped:
             return
         except BaseException as error:  # handed to the trainer, which re-raises it
             self._ready.put(error)
 
+    def order(self, work: Work) -> None:
+        """Hand a step's work to the generator thread, which starts on it when free."""
+        self._work.put(work)
+
     def next(self) -> Rollout:
-        """The oldest finished batch (waits for it); frees room for one more."""
+        """The oldest ordered step (waits for the thread to finish it)."""
         item = self._ready.get()
         if isinstance(item, BaseException):
             raise RuntimeError("asynchronous generation failed") from item
-        self._room.release()
         return item
 
-    def publish(self, model: torch.nn.Module, version: int) -> None:
-        """Hand the trainer's new weights to the generator (copied: training goes on)."""
-        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def sync_weights(self, engine: TrainEngine, version: int) -> None:
+        """Publish the trainer's new weights (copied: training goes on)."""
+        with engine.full_weights() as whole:
+            weights = {k: v.detach().clone() for k, v in whole.state_dict().items()}
         with self._lock:
             self._published = (version, weights)
 
@@ -168,3 +265,39 @@ class AsyncRollouts:
         self._stop.set()
         self._thread.join(timeout=600)
         torch.set_num_threads(self._threads)
+
+
+@contextlib.contextmanager
+def open_rollouts(
+    start: ModelSource,
+    engine: TrainEngine,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[list[int]],
+    grpo: GRPOConfig,
+    generation: GenerationConfig,
+    verify: Verifier,
+    seed: int,
+    version: int,
+) -> Iterator[Rollouts]:
+    """The rollouts of a run (see the module docstring for who generates); ``version`` counts
+    the optimiser updates the engine's weights have had (a resumed run's are not 0)."""
+    check_generation_mode(grpo, generation)
+    with contextlib.ExitStack() as stack:
+        rollouts: Rollouts
+        if grpo.mode == "async":
+            with engine.full_weights() as whole:
+                thread = AsyncRollouts(
+                    whole, tokenizer, prompt_ids, grpo.group_size, verify, version
+                )
+            stack.callback(thread.close)
+            rollouts = thread
+        elif generation.backend == "transformers":
+            rollouts = OwnModelRollouts(engine, tokenizer, prompt_ids, grpo.group_size, verify)
+        else:
+            with engine.full_weights() as whole:  # a model in memory: written for the engine
+                source = start if isinstance(start, CheckpointRef) else Checkpoint(whole, tokenizer)  # type: ignore[arg-type]
+                generator = stack.enter_context(open_generator(source, generation, seed))
+            assert isinstance(generator, WeightSyncedGenerator)
+            rollouts = EngineRollouts(generator, prompt_ids, grpo.group_size, verify)
+            rollouts.sync_weights(engine, version)  # a resumed run's weights are not the start's
+        yield rollouts

@@ -6,13 +6,11 @@ Plain torch, no Kedro: the sft pipeline and the rl pipeline both train through h
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.checkpointing import CheckpointManager
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, TrainEngine, create_engine
-from magistral_kedro.training.tracker import Tracker
 
 __all__ = [
     "CheckpointManager",
     "EngineConfig",
     "OptimConfig",
-    "Tracker",
     "TrainEngine",
     "collate_causal_lm",
     "create_engine",

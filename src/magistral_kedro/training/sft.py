@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import torch
@@ -22,18 +22,14 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
-from magistral_kedro.models.factory import (
-    Checkpoint,
-    CheckpointRef,
-    ModelSource,
-    dtype_name,
-    load_model,
-    save_checkpoint,
-)
-from magistral_kedro.training.batching import collate_causal_lm, greedy_collate, token_logprobs
-from magistral_kedro.training.checkpointing import HF_DIR, CheckpointManager
+from magistral_kedro.models.factory import CheckpointRef, ModelSource, dtype_name, load_model
+from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
-from magistral_kedro.training.tracker import Tracker
+from magistral_kedro.training.logprobs import token_logprobs
+from magistral_kedro.training.run import TrainingRun
+
+if TYPE_CHECKING:
+    from magistral_kedro.tracking import Tracker
 
 Positive = Annotated[int, Field(gt=0)]
 
@@ -142,6 +138,38 @@ def evaluate_loss(
     return total / max(1, n_tokens)
 
 
+def _sft_step(
+    engine: TrainEngine,
+    train: Sequence[SFTExample],
+    loop: SFTConfig,
+    step: int,
+    seed: int,
+    pad_id: int,
+) -> dict[str, float]:
+    """One optimiser step on step ``step``'s examples: the summed token loss over the step's
+    completion tokens, microbatch by microbatch. Raises FloatingPointError before the update
+    on a non-finite loss."""
+    began = time.perf_counter()
+    examples = [train[i] for i in batch_indices(len(train), loop.batch_size, step, seed)]
+    batches, n_tokens, padded = _microbatches(examples, loop.max_tokens_per_microbatch, pad_id)
+    loss_sum = 0.0
+    for batch in batches:
+        loss = summed_token_nll(engine.forward, batch) / n_tokens
+        engine.backward(loss)
+        loss_sum += float(loss.detach())
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(f"loss is {loss_sum}")
+    stats = engine.step()
+    elapsed = time.perf_counter() - began
+    return {
+        "sft/loss": loss_sum,
+        "sft/lr": stats["lr"],
+        "sft/grad_norm": stats["grad_norm"],
+        "sft/tokens_per_s": padded / elapsed,
+        "sft/padding_fraction": 1.0 - sum(len(e.input_ids) for e in examples) / padded,
+    }
+
+
 def train_sft(
     start: ModelSource,
     train: Sequence[SFTExample],
@@ -158,20 +186,19 @@ def train_sft(
 
     ``seed`` fixes the data order (and, with the model's initialisation, the whole run). Resumes
     from the latest checkpoint in ``checkpoint_dir`` when an unfinished run with the same
-    ``fingerprint`` left one; returns at once, loading nothing, when a finished one did. A model
-    in memory is consumed (under ZeRO-3 it is partitioned in place). Returns the trained model:
-    the Hugging Face directory of the last checkpoint (whole weights, ZeRO-3 shards gathered),
-    to be loaded in ``start``'s dtype.
+    ``fingerprint`` left one; returns at once, loading nothing, when a finished one did (see
+    :class:`TrainingRun`). A model in memory is consumed (under ZeRO-3 it is partitioned in
+    place). Returns the trained model: the Hugging Face directory of the last checkpoint (whole
+    weights, ZeRO-3 shards gathered), to be loaded in ``start``'s dtype.
     """
     if not train:
         raise ValueError("SFT needs at least one training example; the training set is empty")
     max_steps = engine_config.optim.max_steps
     eval_set = list(evaluation[: loop.eval_size])
-    manager = CheckpointManager(checkpoint_dir, loop.keep_checkpoints, fingerprint)
-    finished = manager.finished()
+    run = TrainingRun("sft", checkpoint_dir, loop.keep_checkpoints, fingerprint, tracker)
+    finished = run.finished()
     if finished is not None:
-        tqdm.write(f"sft: reusing {finished}: a finished run with the same inputs")
-        return CheckpointRef(finished / HF_DIR, dtype_name(start))
+        return CheckpointRef(finished, dtype_name(start))
     loaded = load_model(start)
     model, tokenizer = loaded.model, loaded.tokenizer
     pad_id = tokenizer.pad_token_id
@@ -179,63 +206,23 @@ def train_sft(
 
     torch.manual_seed(seed)
     model.train()
-    engine: TrainEngine = create_engine(model, engine_config)
-    start_step = 0
-    resume_from = manager.resumable()
-    if resume_from is not None:
-        start_step = manager.load(resume_from, engine)["step"]
-        tqdm.write(f"sft: resuming from {resume_from} (step {start_step})")
-    else:
-        manager.start_fresh()
-    if tracker is not None:
-        tracker.attach(None)  # an SFT resume opens a new run (kedro-mlflow's)
-
-    def export_hf(path: Path) -> None:
-        save_checkpoint(Checkpoint(engine.model, tokenizer), path)  # type: ignore[arg-type]
-
-    def checkpoint(step: int) -> None:
-        path = manager.save(step, engine, {"max_steps": max_steps}, export_hf)
-        if tracker is not None:
-            tracker.log_checkpoint(path / "hf", step)
-
-    progress = tqdm(total=max_steps, initial=start_step, desc="sft", unit="step", leave=False)
-    for step in range(start_step, max_steps):
-        began = time.perf_counter()
-        order = batch_indices(len(train), loop.batch_size, step, seed)
-        examples = [train[i] for i in order]
-        batches, n_tokens, padded = _microbatches(examples, loop.max_tokens_per_microbatch, pad_id)
-        loss_sum = 0.0
-        for batch in batches:
-            loss = summed_token_nll(engine.forward, batch) / n_tokens
-            engine.backward(loss)
-            loss_sum += float(loss.detach())
-        if not math.isfinite(loss_sum):
-            last = manager.checkpoints()
-            raise FloatingPointError(
-                f"SFT loss is {loss_sum} at step {step}; training stopped. Last good checkpoint: "
-                f"{last[-1] if last else 'none'}. Try a lower sft.optim.lr."
-            )
-        stats = engine.step()
-        elapsed = time.perf_counter() - began
-        metrics = {
-            "sft/loss": loss_sum,
-            "sft/lr": stats["lr"],
-            "sft/grad_norm": stats["grad_norm"],
-            "sft/tokens_per_s": padded / elapsed,
-            "sft/padding_fraction": 1.0 - sum(len(e.input_ids) for e in examples) / padded,
-        }
+    engine = create_engine(model, engine_config)
+    first = run.begin(engine)["step"]
+    progress = tqdm(total=max_steps, initial=first, desc="sft", unit="step", leave=False)
+    for step in range(first, max_steps):
+        try:
+            metrics = _sft_step(engine, train, loop, step, seed, pad_id)
+        except FloatingPointError as error:
+            raise run.stop(error, step) from error
         done = step + 1
         if eval_set and (done % loop.eval_every == 0 or done == max_steps):
             metrics["sft/eval_loss"] = evaluate_loss(
                 engine.model, eval_set, loop.max_tokens_per_microbatch, pad_id
             )
-        if tracker is not None:
-            tracker.log_metrics(metrics, done)
+        run.log(metrics, done)
         progress.update(1)
-        progress.set_postfix(loss=f"{loss_sum:.3f}")
+        progress.set_postfix(loss=f"{metrics['sft/loss']:.3f}")
         if done % loop.checkpoint_every == 0 or done == max_steps:
-            checkpoint(done)
+            run.save(done, engine, tokenizer, {"max_steps": max_steps})
     progress.close()
-    manager.mark_complete()
-    engine.close()
-    return CheckpointRef(manager.checkpoints()[-1] / HF_DIR, dtype_name(start))
+    return CheckpointRef(run.end(engine), dtype_name(start))

@@ -1,0 +1,39 @@
+"""Per-token log-probabilities and entropies, chunked or whole."""
+
+import torch
+
+from magistral_kedro.training import logprobs
+from magistral_kedro.training.logprobs import token_entropy, token_logprobs
+
+
+def test_token_logprobs_matches_a_manual_log_softmax():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    ids = torch.randint(0, 7, (2, 5))
+    got = token_logprobs(logits, ids)
+    assert got.shape == (2, 5)
+    assert torch.all(got[:, 0] == 0)
+    expected = torch.log_softmax(logits[1, 2], -1)[ids[1, 3]]
+    torch.testing.assert_close(got[1, 3], expected)
+
+
+def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(monkeypatch):
+    """Chunks of 3 positions (recomputed in backward) give the values and gradients of one
+    log-softmax over all positions, temperature included."""
+    monkeypatch.setattr(logprobs, "SOFTMAX_ELEMENTS", 3 * 7)  # 3 positions of a 7-token vocabulary
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7, requires_grad=True)
+    ids = torch.randint(0, 7, (2, 5))
+    weights = torch.randn(2, 5)
+    got = token_logprobs(logits, ids, temperature=0.7)
+    (got * weights).sum().backward()
+    chunked_grad = logits.grad.clone()
+    logits.grad = None
+    whole = torch.log_softmax(logits[:, :-1] / 0.7, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    expected = torch.nn.functional.pad(whole, (1, 0))
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(chunked_grad, logits.grad)
+    probs = torch.softmax(logits.detach()[:, :-1] / 0.7, -1)
+    entropy = -(probs * probs.log()).sum(-1)
+    torch.testing.assert_close(token_entropy(logits, 0.7)[:, 1:], entropy)
