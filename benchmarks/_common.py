@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from magistral_kedro.grpo.loop import GRPOConfig, Stage
+from magistral_kedro.grpo.config import GRPOConfig, Stage
 from magistral_kedro.models import Checkpoint, build_prompt, load_checkpoint
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.schema import Problem

@@ -35,7 +35,9 @@ from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
 from benchmarks._common import StepRows
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
-from magistral_kedro.grpo.loop import GRPOConfig, Stage, _policy_loss, train_grpo
+from magistral_kedro.grpo.config import GRPOConfig, Stage
+from magistral_kedro.grpo.loop import train_grpo
+from magistral_kedro.grpo.update import minibatch_loss
 from magistral_kedro.models import Checkpoint, build_prompt, train_tokenizer
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks import generate_math_problems
@@ -186,7 +188,7 @@ def main() -> int:
         if device == "cuda":
             torch.cuda.synchronize()
         began = time.perf_counter()
-        stats = _policy_loss(engine, sequences, prompt_lengths, old, advantages,
+        stats = minibatch_loss(engine, sequences, prompt_lengths, old, advantages,
                              tokenizer.pad_token_id, grpo)  # fmt: skip
         on_policy = on_policy or stats
         engine.step()

@@ -31,7 +31,7 @@ import torch
 
 from benchmarks._common import embedded_rl
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
-from magistral_kedro.grpo import loop
+from magistral_kedro.grpo import curriculum, update
 from magistral_kedro.grpo.core import magistral_advantages
 from magistral_kedro.rewards import RewardConfig, score_batch
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
@@ -47,7 +47,7 @@ def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 def _ours_train(engine: Any, sequences: list[list[int]], lengths: list[int],
                 old: list[list[float]], advantages: torch.Tensor, pad_id: int,
                 grpo: Any) -> None:  # fmt: skip
-    loop._policy_loss(engine, sequences, lengths, old, advantages, pad_id, grpo)
+    update.minibatch_loss(engine, sequences, lengths, old, advantages, pad_id, grpo)
     engine.step()
 
 
@@ -97,7 +97,7 @@ def main() -> int:
     sampling = SamplingConfig(max_new_tokens=stage.l_max, temperature=grpo.temperature,
                               batch_size=grpo.generation_batch_size)  # fmt: skip
     reward = dataclasses.replace(RewardConfig(), l_max=stage.l_max, l_cache=stage.l_cache)
-    chosen = loop._draw(setup.problems, stage, 0, 0)
+    chosen = curriculum.draw(setup.problems, stage, 0, 0)
     prompts = [setup.prompts[i] for i in chosen]
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     generator = TransformersGenerator(model, tokenizer)

@@ -43,7 +43,7 @@ import torch
 from benchmarks._common import ROOT, StepRows, embedded_rl
 from magistral_kedro.evaluation import evaluate_generation
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
-from magistral_kedro.grpo import loop
+from magistral_kedro.grpo import curriculum, loop
 from magistral_kedro.models import Checkpoint
 from magistral_kedro.rewards import RewardConfig, score_batch
 
@@ -117,7 +117,7 @@ def _trl(steps: int, eval_problems: int) -> dict[str, Any]:
     setup = embedded_rl(steps)
     stage, grpo = setup.stages[0], setup.grpo
     # Our loop's draws, step by step, so that TRL trains on the same prompts in the same order.
-    order = [i for step in range(steps) for i in loop._draw(setup.problems, stage, 0, step)]
+    order = [i for step in range(steps) for i in curriculum.draw(setup.problems, stage, 0, step)]
     dataset = Dataset.from_dict(
         {"prompt": [setup.prompts[i] for i in order], "problem_index": order}
     )

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from magistral_kedro import params as typed
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
-from magistral_kedro.grpo.loop import check_generation_mode
+from magistral_kedro.grpo.config import check_generation_mode
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.settings import CONFIG_LOADER_ARGS
 

@@ -16,7 +16,7 @@ from magistral_kedro.curation.code_tests import CodeTestConfig
 from magistral_kedro.curation.difficulty import PassRateBounds
 from magistral_kedro.curation.sources import SourceMapping
 from magistral_kedro.generation.base import SamplingConfig
-from magistral_kedro.grpo.loop import GRPOConfig, Stage
+from magistral_kedro.grpo.config import GRPOConfig, Stage
 from magistral_kedro.models.factory import TinyModelConfig
 from magistral_kedro.tasks.math import LEVELS, check_known
 from magistral_kedro.tasks.schema import LANGUAGES

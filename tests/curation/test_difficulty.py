@@ -21,7 +21,8 @@ def answer(value: str) -> str:
 
 
 class ScriptedGenerator:
-    """A generator whose completions are given per prompt (cycled), to test the bookkeeping."""
+    """A generator whose completions are given per prompt (its token ids, cycled), to test the
+    bookkeeping."""
 
     def __init__(self, scripts: dict[str, list[str]]):
         self.scripts = scripts
@@ -31,7 +32,13 @@ class ScriptedGenerator:
         self.calls.append(len(prompts))
         return [
             [
-                Sample(i, [1] * 5, [0.0] * 5, self.scripts[p][j % len(self.scripts[p])], "stop")
+                Sample(
+                    i,
+                    [1] * 5,
+                    [0.0] * 5,
+                    self.scripts[tuple(p)][j % len(self.scripts[tuple(p)])],
+                    "stop",
+                )
                 for j in range(n)
             ]
             for i, p in enumerate(prompts)
@@ -67,16 +74,16 @@ def test_sampling_batches_across_problems_and_grades_with_the_reward():
         math("mixed", "10"),
     ]
     scripts = {
-        "question easy": [answer("2")],
-        "question hard": [answer("3"), "<think>x</think> no answer"],
-        "question wrongref": [answer("8")] * 3 + [answer("9")],
-        "question mixed": [answer("10"), answer("10.0"), answer("11"), answer("12")],
+        (0,): [answer("2")],
+        (1,): [answer("3"), "<think>x</think> no answer"],
+        (2,): [answer("8")] * 3 + [answer("9")],
+        (3,): [answer("10"), answer("10.0"), answer("11"), answer("12")],
     }
     generator = ScriptedGenerator(scripts)
     rates, seconds = sample_pass_rates(
         generator,
         problems,
-        [p.prompt for p in problems],
+        [[k] for k in range(len(problems))],  # prompts as token ids
         n_samples=4,
         sampling=SamplingConfig(),
         reward=RewardConfig(),

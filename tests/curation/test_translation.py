@@ -61,12 +61,14 @@ def user_problem(problem_id: str, prompt: str, answer: str, **extra: str) -> Pro
 class EchoGenerator:
     """Answers every translation request with a fixed text per target language."""
 
-    def __init__(self, replies: dict[str, tuple[str, str]]):
+    def __init__(self, replies: dict[str, tuple[str, str]], tokenizer):
         self.replies = replies
+        self.tokenizer = tokenizer
 
     def generate(self, prompts, n, sampling, seed):
         out = []
-        for i, prompt in enumerate(prompts):
+        for i, prompt_ids in enumerate(prompts):
+            prompt = self.tokenizer.decode(prompt_ids)
             key = next(k for k in self.replies if k in prompt)
             text, finish = self.replies[key]
             out.append([Sample(i, [1], [0.0], text, finish)])
@@ -90,7 +92,8 @@ def test_the_model_translator_keeps_only_checked_translations(tokenizer):
                 "stop",
             ),
             "Italian": ("Un contadino ha 12 mucche e ne compra 7 in più. Quante", "length"),
-        }
+        },
+        tokenizer,
     )
     translator = ModelTranslator(generator, tokenizer, SamplingConfig(temperature=0.0))
     results = translator.translate([problem] * 4, ["fr", "de", "es", "it"])
@@ -134,7 +137,9 @@ def test_translators_are_tried_in_order_and_failures_keep_the_original(tokenizer
     # A model after the templates translates what they could not.
     german = "Was ist 6 mal 7?"
     model = ModelTranslator(
-        EchoGenerator({"German": (german, "stop")}), tokenizer, SamplingConfig(temperature=0.0)
+        EchoGenerator({"German": (german, "stop")}, tokenizer),
+        tokenizer,
+        SamplingConfig(temperature=0.0),
     )
     out, log = translate_problems(problems, plan, [TemplateTranslator(), model])
     assert out[1].prompt == german and log[1]["translator"] == "model"

@@ -5,14 +5,17 @@ import copy
 import pytest
 import torch
 
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
+from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
 from magistral_kedro.models import build_prompt, build_tiny_model
-from magistral_kedro.training.batching import token_logprobs
+from magistral_kedro.training.logprobs import token_logprobs
 from tests.conftest import MICRO_MODEL
 
 
 def _prompts(tokenizer, math_problems, n=3):
-    return [build_prompt(tokenizer, p.prompt, None) for p in math_problems[:n]]
+    """The first ``n`` problems' prompts, as token ids."""
+    return encode_prompts(
+        tokenizer, [build_prompt(tokenizer, p.prompt, None) for p in math_problems[:n]]
+    )
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -22,8 +25,7 @@ def test_sampled_logprobs_match_a_forward_pass(micro_checkpoint, math_problems, 
     sampling = SamplingConfig(max_new_tokens=12, temperature=temperature, batch_size=4)
     samples = TransformersGenerator(model, tok).generate(prompts, n=2, sampling=sampling, seed=0)
     assert [len(s) for s in samples] == [2, 2, 2]
-    for prompt, group in zip(prompts, samples, strict=True):
-        prompt_ids = tok(prompt, add_special_tokens=False).input_ids
+    for prompt_ids, group in zip(prompts, samples, strict=True):
         for sample in group:
             ids = torch.tensor([prompt_ids + sample.token_ids])
             with torch.no_grad():
@@ -44,7 +46,8 @@ def test_sampling_is_reproducible_from_the_seed(micro_checkpoint, math_problems)
 
 
 def test_greedy_is_the_argmax_and_leaves_the_global_rng_alone(micro_checkpoint, math_problems):
-    gen = TransformersGenerator(micro_checkpoint.model, micro_checkpoint.tokenizer)
+    model = micro_checkpoint.model
+    gen = TransformersGenerator(model, micro_checkpoint.tokenizer)
     prompts = _prompts(micro_checkpoint.tokenizer, math_problems, 2)
     torch.manual_seed(123)
     state = torch.get_rng_state()
@@ -52,9 +55,13 @@ def test_greedy_is_the_argmax_and_leaves_the_global_rng_alone(micro_checkpoint, 
         prompts, n=1, sampling=SamplingConfig(max_new_tokens=8, temperature=0), seed=0
     )
     assert torch.equal(torch.get_rng_state(), state)
-    for sample in (a, b):
-        assert sample.finish_reason in ("stop", "length")
+    for prompt_ids, sample in zip(prompts, (a, b), strict=True):
         assert len(sample.token_ids) == len(sample.logprobs) <= 8
+        ids = list(prompt_ids)  # decode by hand: each next token is the argmax of a forward
+        for token in sample.token_ids:
+            with torch.no_grad():
+                assert token == int(model(torch.tensor([ids])).logits[0, -1].argmax())
+            ids.append(token)
 
 
 def test_weights_loaded_between_decoding_steps_take_over_mid_sequence(tokenizer, math_problems):
@@ -79,7 +86,7 @@ def test_weights_loaded_between_decoding_steps_take_over_mid_sequence(tokenizer,
     )
     assert len(sample.token_ids) > 3, "seed 0's sample must outlive the swap"
     assert sample.policy_versions == (0, 1)
-    prompt_ids = tokenizer(prompts[0], add_special_tokens=False).input_ids
+    prompt_ids = prompts[0]
     tok_ids = torch.tensor([prompt_ids + sample.token_ids])
     with torch.no_grad():
         before = token_logprobs(old(tok_ids).logits, tok_ids)[0, len(prompt_ids) :]
@@ -88,3 +95,36 @@ def test_weights_loaded_between_decoding_steps_take_over_mid_sequence(tokenizer,
     torch.testing.assert_close(got[:3], before[:3], atol=1e-4, rtol=1e-4)  # the old weights'
     assert not torch.allclose(got[3:], before[3 : len(got)], atol=1e-3)  # then the new weights'
     assert not torch.allclose(got[3:], after[3 : len(got)], atol=1e-3)  # on the old KV cache
+
+
+def test_samples_follow_the_model_not_the_checkpoints_generation_config(
+    micro_checkpoint, math_problems
+):
+    """The sampled tokens' frequencies match exp(log-prob) of the model (chi-square over many
+    draws of the first token), although the checkpoint ships a repetition penalty and bans
+    repeated tokens: nothing but temperature sampling may shape what the trainer scores."""
+    from scipy.stats import chisquare
+
+    tok, model = micro_checkpoint.tokenizer, micro_checkpoint.model
+    model.generation_config.repetition_penalty = 1.3
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.top_k = 5
+    (prompt,) = _prompts(tok, math_problems, 1)
+    sampling = SamplingConfig(max_new_tokens=1, temperature=1.0, batch_size=1000)
+    (group,) = TransformersGenerator(model, tok).generate([prompt], n=4000, sampling=sampling,
+                                                          seed=0)  # fmt: skip
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([prompt])).logits[0, -1].double(), -1)
+    counts = torch.bincount(torch.tensor([s.token_ids[0] for s in group]), minlength=len(probs))
+    # Tokens expected at least 5 times each are compared one by one, the rest pooled with the
+    # least likely of those.
+    expected = probs * len(group)
+    common = torch.nonzero(expected >= 5).squeeze(-1)
+    rare = torch.ones_like(probs, dtype=torch.bool)
+    rare[common] = False
+    observed = counts[common].double()
+    observed[expected[common].argmin()] += counts[rare].sum()
+    pooled = expected[common].clone()
+    pooled[expected[common].argmin()] += expected[rare].sum()
+    assert chisquare(observed.numpy(), pooled.numpy()).pvalue > 1e-3
+    assert model.generation_config.repetition_penalty == 1.3  # the checkpoint's own, kept

@@ -4,14 +4,15 @@ Outside that environment vLLM is not installed and these tests skip, unless REQU
 by ``make test-vllm``) turns the skip into a failure.
 """
 
+import copy
 import os
 
 import pytest
 import torch
 
 from magistral_kedro.evaluation import evaluate_generation
-from magistral_kedro.generation import GenerationConfig, SamplingConfig
-from magistral_kedro.grpo import loop
+from magistral_kedro.generation import GenerationConfig, SamplingConfig, encode_prompts
+from magistral_kedro.grpo import rollouts
 from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import (
     Checkpoint,
@@ -23,8 +24,8 @@ from magistral_kedro.models import (
 )
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
-from magistral_kedro.training.batching import token_logprobs
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
+from magistral_kedro.training.logprobs import token_logprobs
 from tests.conftest import ListTracker
 from tests.grpo.test_loop import GRPO, STAGES, parity_reward
 
@@ -44,9 +45,9 @@ MODEL = TinyModelConfig(
 VLLM = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=256)
 
 
-def _check_logprobs(model, tokenizer, prompts, groups, temperature):
-    for prompt, group in zip(prompts, groups, strict=True):
-        prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+def _check_logprobs(model, prompts, groups, temperature):
+    """Every sampled token's log-prob equals the trainer's, after the prompt's token ids."""
+    for prompt_ids, group in zip(prompts, groups, strict=True):
         for sample in group:
             assert len(sample.token_ids) == len(sample.logprobs) > 0
             ids = torch.tensor([prompt_ids + sample.token_ids])
@@ -63,28 +64,30 @@ def test_vllm_logprobs_match_the_trainer_and_pushed_weights_take_over(
     model = build_tiny_model(tokenizer, MODEL, seed=0).eval()
     save_checkpoint(Checkpoint(model, tokenizer), tmp_path / "start")
     generator = VLLMGenerator(tmp_path / "start", VLLM, seed=0)
-    prompts = [build_prompt(tokenizer, p.prompt, None) for p in math_problems[:3]]
+    prompts = encode_prompts(
+        tokenizer, [build_prompt(tokenizer, p.prompt, None) for p in math_problems[:3]]
+    )
     for temperature in (1.0, 0.7):
         sampling = SamplingConfig(max_new_tokens=12, temperature=temperature)
         groups = generator.generate(prompts, n=2, sampling=sampling, seed=0)
         assert [len(g) for g in groups] == [2, 2, 2]
-        _check_logprobs(model, tokenizer, prompts, groups, temperature)
+        _check_logprobs(model, prompts, groups, temperature)
     assert groups == generator.generate(prompts, n=2, sampling=sampling, seed=0)  # seeded
 
     trained = build_tiny_model(tokenizer, MODEL, seed=1).eval()  # "after a step"
     generator.load_weights(trained.state_dict().items())
     sampling = SamplingConfig(max_new_tokens=12, temperature=1.0)
     groups = generator.generate(prompts, n=2, sampling=sampling, seed=0)
-    _check_logprobs(trained, tokenizer, prompts, groups, 1.0)  # the new weights, no restart
+    _check_logprobs(trained, prompts, groups, 1.0)  # the new weights, no restart
     with pytest.raises(AssertionError):
-        _check_logprobs(model, tokenizer, prompts, groups, 1.0)
+        _check_logprobs(model, prompts, groups, 1.0)
 
 
 def test_grpo_with_vllm_is_on_policy_at_every_step(tokenizer, math_problems, tmp_path, monkeypatch):
     """The loop with vLLM generating (generation.backend: vllm): at every step the trainer's
     log-probs equal the engine's (ratio 1), so the trainer's weights reached the engine after
     each optimiser step; and the model trained."""
-    monkeypatch.setattr(loop, "score_batch", parity_reward)
+    monkeypatch.setattr(rollouts, "score_batch", parity_reward)
     model = build_tiny_model(tokenizer, MODEL, seed=0)
     problems = math_problems[:20]
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
@@ -105,7 +108,8 @@ def test_grpo_with_vllm_is_on_policy_at_every_step(tokenizer, math_problems, tmp
     )
     steps = [m for _, m in tracker.metrics if "train/grad_norm" in m]
     assert len(steps) >= 2, "at least two steps must train"
-    for metrics in steps:
+    for metrics in steps:  # the engine sampled from the trainer's current weights
+        assert metrics["mismatch/abs_logprob_diff"] < 1e-4
         assert metrics["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-4)
     initial = build_tiny_model(tokenizer, MODEL, seed=0).state_dict()
     weights = trained.load().model.state_dict()
@@ -133,3 +137,27 @@ def test_evaluation_through_vllm_reads_the_same_model_and_frees_the_engine(
     assert len(tables[0]) == 4 and (tables[0]["completion_tokens"] > 0).all()
     assert list(tables[0]["completion"]) == list(tables[1]["completion"])
     assert list(tables[0]["completion"]) == list(tables[2]["completion"])
+
+
+def test_the_engine_continues_the_trainers_prompt_ids_with_a_bos_adding_tokenizer(
+    tokenizer, math_problems, tmp_path
+):
+    """Mistral's and Llama's tokenizers add a BOS to every string they encode; the chat template
+    has written one already. Given the string, vLLM would sample after [BOS, BOS, ...] while
+    the trainer scores after [BOS, ...]; given the trainer's token ids, it samples after them."""
+    from tokenizers.processors import TemplateProcessing
+
+    bos_adding = copy.deepcopy(tokenizer)
+    bos = bos_adding.bos_token_id
+    bos_adding.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos_adding.bos_token} $A", special_tokens=[(bos_adding.bos_token, bos)]
+    )
+    model = build_tiny_model(tokenizer, MODEL, seed=0).eval()
+    save_checkpoint(Checkpoint(model, bos_adding), tmp_path / "model")
+    generator = VLLMGenerator(tmp_path / "model", VLLM, seed=0)
+    texts = [build_prompt(bos_adding, p.prompt, None) for p in math_problems[:3]]
+    assert generator.llm.get_tokenizer()(texts[0])["input_ids"][:2] == [bos, bos]  # the hazard
+    prompts = encode_prompts(bos_adding, texts)
+    assert all(ids[0] == bos and ids[1] != bos for ids in prompts)
+    groups = generator.generate(prompts, n=2, sampling=SamplingConfig(max_new_tokens=8), seed=0)
+    _check_logprobs(model, prompts, groups, 1.0)

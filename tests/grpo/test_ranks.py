@@ -63,14 +63,14 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems) -> None:
     """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it."""
     import os
 
-    from magistral_kedro.grpo import loop
+    from magistral_kedro.grpo import rollouts
     from magistral_kedro.training import distributed
     from tests.grpo.test_loop import _run, parity_reward
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     distributed.init_from_env()
-    loop.score_batch = parity_reward
+    rollouts.score_batch = parity_reward
     tracker = ListTracker()
     model, samples = _run(tokenizer, problems, Path(out) / "state", tracker, backend="deepspeed")
     assert (tracker.metrics != []) == (rank == 0), "only rank 0 logs"
@@ -98,3 +98,67 @@ def test_two_deepspeed_ranks_train_one_model(tokenizer, math_problems, tmp_path)
     assert steps == [1, 2, 3, 4] and second["metrics"] == []
     assert first["samples"] > 0 and second["samples"] == 0
     assert any("train/grad_norm" in m for _, m in first["metrics"])
+
+
+def _minibatch(tokenizer, rows):
+    """A fixed minibatch of four sequences of different lengths; ``rows`` of it."""
+    from magistral_kedro.grpo.update import Minibatch
+
+    generator = torch.Generator().manual_seed(1)
+    sequences = [torch.randint(5, 300, (n,), generator=generator).tolist() for n in (9, 14, 6, 11)]
+    prompt_lengths = [4, 5, 3, 6]
+    logprobs = [
+        (-torch.rand(len(s) - p, generator=generator)).tolist()
+        for s, p in zip(sequences, prompt_lengths, strict=True)
+    ]
+    advantages = torch.tensor([1.0, -0.5, 2.0, -1.0])
+    return Minibatch(
+        [sequences[i] for i in rows], [prompt_lengths[i] for i in rows],
+        [logprobs[i] for i in rows], advantages[rows],
+    )  # fmt: skip
+
+
+def _step(tokenizer, rows, backend):
+    """One optimiser step on ``rows`` of the minibatch; (grad norm, weights after)."""
+    from magistral_kedro.grpo.config import GRPOConfig
+    from magistral_kedro.grpo.update import minibatch_loss
+    from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
+
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    optim = OptimConfig(lr=1e-2, warmup_steps=0, grad_clip=0.0)
+    engine = create_engine(model, EngineConfig(backend=backend, zero_stage=2, optim=optim))
+    grpo = GRPOConfig(max_tokens_per_microbatch=20)  # several microbatches per rank
+    minibatch_loss(engine, _minibatch(tokenizer, rows), 0, grpo, tis=False)
+    grad_norm = engine.step()["grad_norm"]
+    return grad_norm, {k: v.detach().clone() for k, v in engine.model.state_dict().items()}
+
+
+def _deepspeed_rank(rank: int, port: int, out: str, tokenizer) -> None:
+    import os
+
+    from magistral_kedro.training import distributed
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    distributed.init_from_env()
+    grad_norm, weights = _step(tokenizer, [0, 2] if rank == 0 else [1, 3], "deepspeed")
+    if rank == 0:
+        torch.save({"grad_norm": grad_norm, "weights": weights}, out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_deepspeed_ranks_step_as_one_rank_on_the_whole_minibatch(tokenizer, tmp_path):
+    """The loss denominator and DeepSpeed's gradient averaging, end to end: two gloo ranks,
+    each with half the minibatch (unequal token counts, unequal microbatch counts), give the
+    gradient norm and the step of one process on all of it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = str(tmp_path / "rank0.pt")
+    mp.spawn(_deepspeed_rank, args=(port, out, tokenizer), nprocs=2, join=True)
+    ranks = torch.load(out, weights_only=False)
+    grad_norm, weights = _step(tokenizer, [0, 1, 2, 3], "torch")
+    assert ranks["grad_norm"] == pytest.approx(grad_norm, rel=1e-4)
+    for key, value in weights.items():
+        torch.testing.assert_close(ranks["weights"][key], value, rtol=1e-4, atol=1e-6, msg=key)

@@ -89,7 +89,7 @@ def pass_rate_of(problem_id: str, completions: Sequence[str], correct: Sequence[
 def sample_pass_rates(
     generator: Generator,
     problems: Sequence[Problem],
-    prompts: Sequence[str],
+    prompts: Sequence[list[int]],
     n_samples: int,
     sampling: SamplingConfig,
     reward: RewardConfig,

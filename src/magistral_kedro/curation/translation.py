@@ -19,7 +19,7 @@ from typing import Protocol
 
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.generation.base import Generator, SamplingConfig
+from magistral_kedro.generation.base import Generator, SamplingConfig, encode_prompts
 from magistral_kedro.models.tokenizer import build_prompt
 from magistral_kedro.rewards.language import language_of
 from magistral_kedro.tasks.math import translate_math_problem
@@ -118,10 +118,11 @@ class ModelTranslator:
     def translate(
         self, problems: Sequence[Problem], languages: Sequence[str]
     ) -> list[tuple[Problem | None, str]]:
-        prompts = [
+        texts = [
             build_prompt(self.tokenizer, self.instruction(p, lang), None)
             for p, lang in zip(problems, languages, strict=True)
         ]
+        prompts = encode_prompts(self.tokenizer, texts)
         groups = self.generator.generate(prompts, 1, self.sampling, self.seed)
         out: list[tuple[Problem | None, str]] = []
         for problem, language, (sample,) in zip(problems, languages, groups, strict=True):
@@ -161,10 +162,15 @@ def translate_problems(
     (``problem_id``, ``language``, ``translator``, ``status``: translated / failed, ``detail``)."""
     out = list(problems)
     log = {
-        index: {"problem_id": problems[index].id, "language": language, "translator": "",
-                "status": "failed", "detail": "no translator"}
+        index: {
+            "problem_id": problems[index].id,
+            "language": language,
+            "translator": "",
+            "status": "failed",
+            "detail": "no translator",
+        }
         for index, language in plan
-    }  # fmt: skip
+    }
     pending = list(plan)
     for translator in translators:
         if not pending:

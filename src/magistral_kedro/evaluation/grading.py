@@ -10,7 +10,13 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.evaluation.metrics import summarise
-from magistral_kedro.generation import GenerationConfig, Generator, SamplingConfig, open_generator
+from magistral_kedro.generation import (
+    GenerationConfig,
+    Generator,
+    SamplingConfig,
+    encode_prompts,
+    open_generator,
+)
 from magistral_kedro.models import ModelSource, build_prompt, tokenizer_of
 from magistral_kedro.rewards import RewardConfig, final_answer, score_batch
 from magistral_kedro.tasks.frames import frame_to_problems
@@ -43,7 +49,7 @@ def grade_samples(
     """Answer every problem greedily (if ``greedy``) and ``k`` times at ``temperature``, grade
     each answer with the Magistral reward; one row per completion (see
     :mod:`magistral_kedro.evaluation.metrics` for the columns)."""
-    prompts = build_prompts(problems, tokenizer, system_prompt)
+    prompts = encode_prompts(tokenizer, build_prompts(problems, tokenizer, system_prompt))
     typed = frame_to_problems(problems)
     runs = []
     if greedy:

@@ -3,7 +3,7 @@
 :func:`open_generator` is the one place that picks the backend from the ``generation`` parameters.
 """
 
-from magistral_kedro.generation.base import Generator, Sample, SamplingConfig
+from magistral_kedro.generation.base import Generator, Sample, SamplingConfig, encode_prompts
 from magistral_kedro.generation.factory import GenerationConfig, open_generator
 from magistral_kedro.generation.hf import TransformersGenerator
 
@@ -13,5 +13,6 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "TransformersGenerator",
+    "encode_prompts",
     "open_generator",
 ]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, Protocol, runtime_checkable
 
 import torch
 from pydantic import Field
+from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
 
@@ -44,15 +45,28 @@ class Sample:
 
 
 class Generator(Protocol):
-    """Anything that turns prompts into ``n`` sampled completions each."""
+    """Anything that turns prompts into ``n`` sampled completions each.
+
+    Prompts are token ids, encoded once by the caller (:func:`encode_prompts`): the engine then
+    continues exactly the tokens the trainer scores, whatever special tokens its own tokenizer
+    would add to a string (a second BOS after a chat template's, say)."""
 
     def generate(
-        self, prompts: Sequence[str], n: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Sample]]:
         """``n`` samples for each prompt, in prompt order: result[i][j] is sample j of prompt i."""
         ...
 
 
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> list[list[int]]:
+    """Prompt texts (chat template applied: special tokens already written) as token ids."""
+    if not prompts:
+        return []
+    ids: list[list[int]] = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    return ids
+
+
+@runtime_checkable
 class WeightSyncedGenerator(Generator, Protocol):
     """A generator holding its own copy of the weights (vLLM): the trainer pushes each update."""
 

@@ -1,11 +1,19 @@
-"""The transformers backend: batched ``generate`` with a KV cache, on CPU or GPU."""
+"""The transformers backend: batched ``generate`` with a KV cache, on CPU or GPU.
+
+Every sampling setting is explicit: ``generate()`` would otherwise fill each setting left unset
+with the checkpoint's own ``generation_config`` (a repetition penalty, banned n-grams, top-k
+50...), and the samples would come from another distribution than the one whose log-probs the
+trainer compares against. The checkpoint's generation config is set aside for the call.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from transformers import (
+    GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
     PreTrainedModel,
@@ -25,6 +33,55 @@ class _BetweenSteps(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.versions.append(self.hook())
         return scores
+
+
+def sampler_config(sampling: SamplingConfig, pad_id: int, eos_id: int) -> GenerationConfig:
+    """The whole sampler: temperature sampling (top-p if asked, never top-k) or greedy
+    decoding, and no logits processor besides (no penalty, no banned tokens)."""
+    greedy = sampling.temperature == 0
+    return GenerationConfig(
+        max_new_tokens=sampling.max_new_tokens,
+        do_sample=not greedy,
+        temperature=1.0 if greedy else sampling.temperature,
+        top_p=1.0 if greedy else sampling.top_p,
+        top_k=0,  # generate() defaults to top_k=50: a biased sampler
+        min_p=None,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        num_beams=1,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
+
+
+@contextlib.contextmanager
+def _checkpoint_config_set_aside(model: PreTrainedModel) -> Iterator[None]:
+    """``generate()`` fills unset settings from ``model.generation_config``: a blank one for
+    the call, so that nothing the checkpoint ships applies."""
+    shipped = model.generation_config
+    model.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        model.generation_config = shipped
+
+
+def left_padded(
+    prompts: Sequence[list[int]], pad_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """``input_ids`` [B, T] and ``attention_mask`` [B, T] of prompts padded on the left."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, tokens in enumerate(prompts):
+        input_ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+        attention_mask[row, width - len(tokens) :] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
 
 
 class TransformersGenerator:
@@ -51,29 +108,20 @@ class TransformersGenerator:
 
     @torch.no_grad()
     def _generate_batch(
-        self, prompts: Sequence[str], sampling: SamplingConfig
+        self, prompts: Sequence[list[int]], sampling: SamplingConfig
     ) -> list[tuple[list[int], list[float], bool, tuple[int, int] | None]]:
-        tokenizer = self.tokenizer
+        pad_id, eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        assert pad_id is not None and isinstance(eos_id, int), "the tokenizer needs pad and eos"
         hook = None if self.between_steps is None else _BetweenSteps(self.between_steps)
-        encoded = tokenizer(
-            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.model.device)
-        greedy = sampling.temperature == 0
-        output = self.model.generate(  # type: ignore[operator]
-            **encoded,
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
-            top_k=None if greedy else 0,  # generate() defaults to top_k=50: a biased sampler
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            return_dict_in_generate=True,
-            output_logits=True,
-            logits_processor=LogitsProcessorList([hook] if hook is not None else []),
-        )
+        encoded = left_padded(prompts, pad_id, self.model.device)
+        with _checkpoint_config_set_aside(self.model):
+            output = self.model.generate(  # type: ignore[operator]
+                **encoded,
+                generation_config=sampler_config(sampling, pad_id, eos_id),
+                logits_processor=LogitsProcessorList([hook] if hook is not None else []),
+            )
         new_tokens = output.sequences[:, encoded["input_ids"].shape[1] :]  # [B, T]
-        scale = 1.0 if greedy else sampling.temperature
+        scale = 1.0 if sampling.temperature == 0 else sampling.temperature
         # One step at a time: a [B, T, V] float copy would not fit at real vocabularies.
         logprobs = torch.stack(
             [
@@ -86,16 +134,16 @@ class TransformersGenerator:
         )  # [B, T]
         results = []
         for tokens, lps in zip(new_tokens.tolist(), logprobs.tolist(), strict=True):
-            stopped = tokenizer.eos_token_id in tokens
-            end = tokens.index(tokenizer.eos_token_id) + 1 if stopped else len(tokens)
+            stopped = eos_id in tokens
+            end = tokens.index(eos_id) + 1 if stopped else len(tokens)
             versions = None if hook is None else (hook.versions[0], hook.versions[end - 1])
             results.append((tokens[:end], lps[:end], stopped, versions))
         return results
 
     def generate(
-        self, prompts: Sequence[str], n: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Sample]]:
-        """``n`` completions per prompt; sampling is reproducible from ``seed`` alone."""
+        """``n`` completions per prompt (token ids); reproducible from ``seed`` alone."""
         was_training = self.model.training
         self.model.eval()
         flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]

@@ -92,9 +92,10 @@ class VLLMGenerator:
             self._asleep -= set(wanted)
 
     def generate(
-        self, prompts: Sequence[str], n: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Sample]]:
-        """``n`` completions per prompt, with the sampled tokens' log-probs."""
+        """``n`` completions per prompt (token ids, passed as they are: vLLM adds no special
+        token), with the sampled tokens' log-probs."""
         vllm = _import_vllm()
         self._wake(["weights", "kv_cache"])
         greedy = sampling.temperature == 0
@@ -108,7 +109,8 @@ class VLLMGenerator:
             seed=seed,
             skip_special_tokens=True,
         )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        requests = [vllm.inputs.TokensPrompt(prompt_token_ids=list(ids)) for ids in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
         samples: list[list[Sample]] = []
         for index, output in enumerate(outputs):
             group = []

@@ -30,7 +30,7 @@ from magistral_kedro.curation.translation import (
 )
 from magistral_kedro.curation.verifiability import verifiability_reasons
 from magistral_kedro.evaluation import build_prompts
-from magistral_kedro.generation import GenerationConfig, open_generator
+from magistral_kedro.generation import GenerationConfig, encode_prompts, open_generator
 from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.models.tokenizer import train_tokenizer
 from magistral_kedro.params import CurationParams, DifficultyStageParams, ModelParams, PromptParams
@@ -259,7 +259,8 @@ def measure_pass_rates(
     pool = problems[problems["kind"].isin(stage.kinds)]
     if stage.max_problems is not None and len(pool) > stage.max_problems:
         pool = pool.sample(n=stage.max_problems, random_state=seed).sort_index()
-    prompts = build_prompts(pool, tokenizer_of(model), prompt.system_prompt)
+    tokenizer = tokenizer_of(model)
+    prompts = encode_prompts(tokenizer, build_prompts(pool, tokenizer, prompt.system_prompt))
     with open_generator(model, generation, seed) as generator:
         rates, seconds = sample_pass_rates(
             generator,

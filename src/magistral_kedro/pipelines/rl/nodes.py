@@ -39,9 +39,18 @@ def train_rl_model(
     prompts = build_prompts(problems_frame, tokenizer_of(start), prompt.system_prompt)
     # What the run depends on: settings, the problems and prompts themselves, the start weights.
     run = fingerprint(
-        rl.init, rl.kinds, rl.engine, rl.grpo, rl.curriculum, reward, generation, seed,
-        data_digest(problems), data_digest(prompts), weights_digest(start),
-    )  # fmt: skip
+        rl.init,
+        rl.kinds,
+        rl.engine,
+        rl.grpo,
+        rl.curriculum,
+        reward,
+        generation,
+        seed,
+        data_digest(problems),
+        data_digest(prompts),
+        weights_digest(start),
+    )
     model, samples = train_grpo(
         start,
         problems,
@@ -70,7 +79,16 @@ def evaluate_rl(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The RL model on the eval split, graded by the Magistral reward (``rl_eval/...``)."""
     table, metrics = evaluate_generation(
-        checkpoint, evaluation, prompt.system_prompt, rl.eval_problems, rl.eval_sampling, reward,
-        generation, seed, prefix="rl_eval", k=rl.eval_k, temperature=rl.eval_temperature,
-    )  # fmt: skip
+        checkpoint,
+        evaluation,
+        prompt.system_prompt,
+        rl.eval_problems,
+        rl.eval_sampling,
+        reward,
+        generation,
+        seed,
+        prefix="rl_eval",
+        k=rl.eval_k,
+        temperature=rl.eval_temperature,
+    )
     return table, as_metrics_dataset(metrics)

@@ -81,9 +81,13 @@ def train_sft_model(
     """Fine-tune on the examples; per-step metrics and checkpoints go to MLflow as they happen.
     A finished run with the same settings, examples and starting weights is reused as it is."""
     run = fingerprint(
-        sft.engine, sft.loop, seed, data_digest(examples["train"]), data_digest(examples["eval"]),
+        sft.engine,
+        sft.loop,
+        seed,
+        data_digest(examples["train"]),
+        data_digest(examples["eval"]),
         weights_digest(base_model),
-    )  # fmt: skip
+    )
     return train_sft(
         base_model,
         examples["train"],
@@ -108,7 +112,16 @@ def evaluate_sft(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The SFT model on the eval split, graded by the Magistral reward (``sft_eval/...``)."""
     table, metrics = evaluate_generation(
-        checkpoint, evaluation, prompt.system_prompt, sft.eval_problems, sft.eval_sampling, reward,
-        generation, seed, prefix="sft_eval", k=sft.eval_k, temperature=sft.eval_temperature,
-    )  # fmt: skip
+        checkpoint,
+        evaluation,
+        prompt.system_prompt,
+        sft.eval_problems,
+        sft.eval_sampling,
+        reward,
+        generation,
+        seed,
+        prefix="sft_eval",
+        k=sft.eval_k,
+        temperature=sft.eval_temperature,
+    )
     return table, as_metrics_dataset(metrics)

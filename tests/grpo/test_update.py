@@ -1,0 +1,135 @@
+"""One GRPO update on hand-made batches: its direction, per-minibatch normalisation, and the
+correction of a generator whose log-probs are not the trainer's (truncated importance sampling).
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from magistral_kedro.generation import Sample, SamplingConfig
+from magistral_kedro.grpo import update as update_module
+from magistral_kedro.grpo.batch import gather_step
+from magistral_kedro.grpo.config import GRPOConfig
+from magistral_kedro.grpo.core import truncated_importance_weights
+from magistral_kedro.grpo.curriculum import Work
+from magistral_kedro.grpo.rollouts import Rollout
+from magistral_kedro.grpo.update import update
+from magistral_kedro.models import build_prompt, build_tiny_model
+from magistral_kedro.rewards import RewardBreakdown
+from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
+from magistral_kedro.training.logprobs import token_logprobs
+from tests.conftest import MICRO_MODEL
+
+GRPO = GRPOConfig(group_size=2, max_tokens_per_microbatch=4096)
+
+
+def _logprob_sums(model, prompt, completions):
+    """Sum of each completion's token log-probs under ``model``, [K]."""
+    sums = []
+    with torch.no_grad():
+        for tokens in completions:
+            ids = torch.tensor([prompt + tokens])
+            sums.append(float(token_logprobs(model(ids).logits, ids)[0, len(prompt) :].sum()))
+    return torch.tensor(sums)
+
+
+def _rollout(model, prompt, completions, rewards, shift=(0.0, 0.0)):
+    """One group of two completions of ``prompt`` with the given total rewards; the generator's
+    log-probs are the model's own, plus ``shift`` (one per completion) to fake a mismatch."""
+    samples = []
+    with torch.no_grad():
+        for tokens, delta in zip(completions, shift, strict=True):
+            ids = torch.tensor([prompt + tokens])
+            own = token_logprobs(model(ids).logits, ids)[0, len(prompt) :]
+            samples.append(Sample(0, tokens, (own + delta).tolist(), "text", "length"))
+    verdicts = [RewardBreakdown(0.1, r - 0.1, 0.0, 0.0, r) for r in rewards]
+    work = Work(step=0, stage=0, chosen=[0], sampling=SamplingConfig(), seed=0)
+    return Rollout(work, [samples], verdicts, 0.0, 0.0)
+
+
+@pytest.fixture()
+def setup(tokenizer, math_problems):
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    prompt = tokenizer(build_prompt(tokenizer, math_problems[0].prompt, None),
+                       add_special_tokens=False).input_ids  # fmt: skip
+    completions = [[11, 12, 13, 14, 15], [21, 22, 23]]
+    engine = create_engine(
+        model, EngineConfig(backend="torch", optim=OptimConfig(lr=1e-2, warmup_steps=0))
+    )
+    return engine, prompt, completions
+
+
+def _update(engine, rollout, prompt, grpo=GRPO, tis=False):
+    batch = gather_step(rollout)
+    return update(engine, rollout, batch, [prompt], grpo, seed=0, step=0, pad_id=0, tis=tis)
+
+
+@pytest.mark.parametrize("rewards", [(1.1, 0.1), (0.1, 1.1)])
+def test_an_update_raises_the_better_completion_and_lowers_the_worse(setup, rewards):
+    engine, prompt, completions = setup
+    before = _logprob_sums(engine.model, prompt, completions)
+    rollout = _rollout(engine.model, prompt, completions, list(rewards))
+    metrics, tokens = _update(engine, rollout, prompt)
+    moved = _logprob_sums(engine.model, prompt, completions) - before
+    better, worse = (0, 1) if rewards[0] > rewards[1] else (1, 0)
+    assert moved[better] > 0 > moved[worse]
+    assert tokens == 2 * len(prompt) + 8 and "train/grad_norm" in metrics
+
+
+def test_an_exact_generator_has_no_mismatch_and_weights_of_one(setup):
+    engine, prompt, completions = setup
+    metrics, _ = _update(engine, _rollout(engine.model, prompt, completions, [1.1, 0.1]), prompt,
+                         tis=True)  # fmt: skip
+    assert metrics["mismatch/abs_logprob_diff"] < 1e-5
+    assert metrics["mismatch/kl"] < 1e-8 and metrics["mismatch/beyond_cap_frac"] == 0.0
+    assert metrics["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-6)
+    own = torch.randn(3, 4)
+    assert torch.equal(truncated_importance_weights(own, own, cap=2.0), torch.ones(3, 4))
+
+
+def test_a_perturbed_generator_is_measured_and_its_weights_capped(setup):
+    engine, prompt, completions = setup
+    # The generator gave the first completion's tokens e^-1.5 of the trainer's probability:
+    # ratio e^1.5 = 4.5 > the cap 2. The second completion is exact.
+    rollout = _rollout(engine.model, prompt, completions, [1.1, 0.1], shift=(-1.5, 0.0))
+    metrics, _ = _update(engine, rollout, prompt, tis=True)
+    share = 5 / 8  # the first completion's tokens among all
+    assert metrics["mismatch/abs_logprob_diff"] == pytest.approx(1.5 * share, rel=1e-4)
+    assert metrics["mismatch/beyond_cap_frac"] == pytest.approx(share)
+    expected_kl = (torch.exp(torch.tensor(1.5)) - 1 - 1.5) * share
+    assert metrics["mismatch/kl"] == pytest.approx(float(expected_kl), rel=1e-4)
+    trainer = torch.zeros(2, 3)
+    generator = torch.tensor([[-1.5, 0.0, -0.5], [0.5, 0.0, 0.0]])
+    weights = truncated_importance_weights(trainer, generator, cap=2.0)
+    torch.testing.assert_close(weights, torch.tensor([[2.0, 1.0, 1.6487], [0.6065, 1.0, 1.0]]),
+                               atol=1e-4, rtol=0)  # fmt: skip
+
+
+def test_advantages_are_normalised_over_each_minibatch(tokenizer, math_problems, monkeypatch):
+    """Two minibatches of one group each: each is normalised on its own (mean 0, std 1), so a
+    group of rewards (1.1, 0.1) and a group of (0.2, 0.1) push as hard as each other."""
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    prompt = tokenizer(build_prompt(tokenizer, math_problems[0].prompt, None),
+                       add_special_tokens=False).input_ids  # fmt: skip
+    first = _rollout(model, prompt, [[11, 12], [13, 14]], [1.1, 0.1])
+    second = _rollout(model, prompt, [[21, 22], [23, 24]], [0.2, 0.1])
+    samples = first.groups + second.groups
+    rollout = Rollout(dataclasses.replace(first.work, chosen=[0, 0]), samples,
+                      first.rewards + second.rewards, 0.0, 0.0)  # fmt: skip
+    batch = gather_step(rollout)
+    seen = []
+
+    def spy(engine, minibatch, *args):
+        seen.append(minibatch.advantages.tolist())
+        return real(engine, minibatch, *args)
+
+    real = update_module.minibatch_loss
+    monkeypatch.setattr(update_module, "minibatch_loss", spy)
+    engine = create_engine(model, EngineConfig(backend="torch", optim=OptimConfig(lr=1e-3)))
+    grpo = dataclasses.replace(GRPO, n_minibatches=2)
+    metrics, _ = update(engine, rollout, batch, [prompt], grpo, 0, 0, 0, tis=False)
+    assert len(seen) == 2
+    for advantages in seen:
+        assert sorted(advantages) == pytest.approx([-1.0, 1.0], abs=1e-6)
+    assert "mismatch/abs_logprob_diff" in metrics  # measured before the first update
