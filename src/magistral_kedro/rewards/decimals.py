@@ -11,7 +11,8 @@ The rule a competition judge applies, and ``math_equal`` with it:
   there: ``0.333`` and 1/3 for ``0.33``; sqrt(17) for ``4.123105625617661``; not ``0.3`` for
   ``0.33``. A reference that is a simple fraction (``0.5``, ``2.5``, ``0.25``: denominator at most
   20) is taken for exact unless the problem asks to round: ``0.54`` and 13/25 are not ``0.5``.
-  A complex reference is judged part by part (``0.5+0.866i``: 1/2 exactly, 0.866 rounded).
+  A complex reference is judged part by part (``0.5+0.866i``: 1/2 exactly, 0.866 rounded); a
+  part that is not a plain decimal is exact (``0.5\\sqrt{3}`` is sqrt(3)/2).
 * **A problem that asks to round or for a decimal** (:func:`requested_precision`) allows a decimal
   answer for an exact reference when it is the reference correctly rounded: to the places the
   problem states ("nearest hundredth": within 0.005), else to the answer's own last digit
@@ -130,10 +131,13 @@ def is_rounded(reference: Any, precision: Precision | None) -> bool:
     """Whether a decimal reference stands for a rounded value (then it states a precision) rather
     than an exact one: always when the problem asks to round; otherwise unless it is a simple
     fraction (``0.5``, ``2.5``, ``0.25``, ``0.125``: denominator at most 20 in lowest terms),
-    which is far likelier the exact answer than a rounding (``0.33``, ``3.14``, ``0.866``)."""
+    which is far likelier the exact answer than a rounding (``0.33``, ``3.14``, ``0.866``).
+    A value that is not rational (``0.5\\sqrt{3}``) is no written decimal: never rounded."""
     import sympy
 
-    exact = sympy.Rational(reference)
+    exact = rationalise(sympy.sympify(reference))
+    if not exact.is_Rational:
+        return False
     return precision is not None or exact.q > SIMPLE_DENOMINATOR
 
 

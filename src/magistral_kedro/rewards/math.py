@@ -159,7 +159,8 @@ def _complex_verdict(
     gold: Any, pred: Any, gold_text: str, precision: Precision | None
 ) -> bool | None:
     """A complex decimal reference (``0.5+0.866i``), part by part: a rounded decimal part states
-    the precision of the reference's longest decimal, any other part must be exact."""
+    the precision of the reference's longest decimal, any other part must be exact (an
+    irrational one too, decimal coefficient or not: ``0.5\\sqrt{3}`` is sqrt(3)/2)."""
     import sympy
 
     places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
