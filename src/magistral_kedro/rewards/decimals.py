@@ -38,10 +38,8 @@ _REPEATING = re.compile(
 )
 _ELLIPSIS = re.compile(r"(?<![\d.])(\d{0,30})\.(\d{1,60})\s*(?:\\[lc]?dots|\.\.\.|…)")
 _PARENTHESISED = re.compile(r"([+-]?)(\d{0,30})\.(\d{0,30})\((\d{1,30})\)")
-_WORD_NUMBERS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5,
-}  # fmt: skip
+_ENGLISH_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+_WORD_NUMBERS = _ENGLISH_NUMBERS | {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5}
 _NUMBER = r"(\d+|one|two|three|four|five|six|一|两|二|三|四|五)"
 #: Units to round to, by name (several languages), and the decimal places they stand for.
 _UNIT_PLACES = (
@@ -56,9 +54,11 @@ _PLACES_PHRASES = (
     r"nachkommastellen?|dezimalstellen?|знак\w* после запятой)",
     r"保留\s*" + _NUMBER + r"\s*位小数",
 )
-_SIGNIFICANT = _NUMBER + r"\s*(?:significant (?:figures?|digits?)|chiffres significatifs|" \
-    r"cifras significativas|cifre significative|signifikante(?:n)? (?:stellen|ziffern)|" \
-    r"значащ\w* цифр\w*|位有效数字)"  # fmt: skip
+_SIGNIFICANT = (
+    _NUMBER + r"\s*(?:significant (?:figures?|digits?)|chiffres significatifs|"
+    r"cifras significativas|cifre significative|signifikante(?:n)? (?:stellen|ziffern)|"
+    r"значащ\w* цифр\w*|位有效数字)"
+)
 _ASKS_TO_ROUND = re.compile(
     r"\bround(?:ed)?\b(?:\s+off)?\s+(?:to|your|the|it|all|each|answers?)|\bto the nearest\b|"
     r"\bas a decimal\b|\bin decimal form\b|\bdecimal approximation\b|"

@@ -90,8 +90,12 @@ def _probe(mode: IsolationMode) -> str:
             os.chown(box, SANDBOX_UID, SANDBOX_GID)
         done = subprocess.run(
             _namespaced(mode, box, ["true"], processes=4),
-            cwd=box, capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+            cwd=box,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
     except (OSError, subprocess.SubprocessError) as error:
         return str(error)
@@ -150,9 +154,10 @@ def _hidden_paths(box: Path) -> list[str]:
     candidates += [path for path in (_project_dir(),) if path is not None]
     needed = [Path(p) for p in ("/usr", "/etc", "/bin", "/lib", _python_executable())]
     usable = [
-        path for path in dict.fromkeys(c.resolve() for c in candidates)
+        path
+        for path in dict.fromkeys(c.resolve() for c in candidates)
         if path.is_dir() and not any(n.is_relative_to(path) for n in needed)
-    ]  # fmt: skip
+    ]
     return [
         str(path)
         for path in usable
@@ -169,9 +174,9 @@ def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: 
     interpreter = _python_executable()
     if "/" not in interpreter:
         interpreter = sys.executable
-    return ["unshare", *user, "--net", "--pid", "--mount", "--fork", "--kill-child",
-            "--mount-proc", "--", interpreter, "-I", "-S", str(_INIT), json.dumps(spec),
-            program, *argv[1:]]  # fmt: skip
+    namespaces = ["--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
+    init = [interpreter, "-I", "-S", str(_INIT), json.dumps(spec)]
+    return ["unshare", *user, *namespaces, "--", *init, program, *argv[1:]]
 
 
 def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Any:
