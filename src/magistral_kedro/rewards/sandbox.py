@@ -36,11 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: 
     return ["unshare", *user, *namespaces, "--", *init, program, *argv[1:]]
 
 
-def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Any:
+def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Callable[[], None]:
     """rlimits for the child before exec; ``processes`` None when ``sandbox_init`` sets
     ``RLIMIT_NPROC`` inside the namespace (here it would count every process of the user)."""
 
