@@ -2,14 +2,17 @@
 
 import errno
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from magistral_kedro.rewards import run_code, sandbox
-from magistral_kedro.rewards.sandbox import _boxes_dir, isolation_mode
+from magistral_kedro.rewards.code import precompiled_header_dir
+from magistral_kedro.rewards.sandbox import _boxes_dir, _sandbox_base, isolation_mode
 from magistral_kedro.tasks import generate_code_problems
 from tests.rewards.hostile_programs import hostile_programs, processes_in
 
@@ -50,8 +53,20 @@ def test_compile_errors_and_unknown_languages():
 HOSTILE = hostile_programs(PROJECT)
 
 
+@pytest.fixture()
+def own_boxes(monkeypatch):
+    """A sandbox directory of the test's own: the shared one also holds the boxes of every other
+    run of the same user on the machine (another test session), whose processes are not the
+    program's leftovers."""
+    precompiled_header_dir()  # the shared header, cached now: not rebuilt in the new directory
+    base = Path(tempfile.mkdtemp(prefix="test-", dir=_sandbox_base()))
+    monkeypatch.setenv("MAGISTRAL_SANDBOX_DIR", str(base))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_programs_fail_within_limits_and_leave_nothing(name):
+def test_hostile_programs_fail_within_limits_and_leave_nothing(name, own_boxes):
     language, code, statuses = HOSTILE[name]
     started = time.monotonic()
     result = run_code(code, language, TESTS[:1], time_limit_s=2.0)
@@ -60,6 +75,7 @@ def test_hostile_programs_fail_within_limits_and_leave_nothing(name):
     assert time.monotonic() - started < 20
     assert not (PROJECT / "PWNED").exists()
     boxes = str(_boxes_dir())  # every process of the program is gone (give it a moment)
+    assert Path(boxes).is_relative_to(own_boxes)
     deadline = time.monotonic() + 5
     while processes_in(boxes) and time.monotonic() < deadline:
         time.sleep(0.1)
