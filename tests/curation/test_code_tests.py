@@ -10,7 +10,9 @@ from magistral_kedro.tasks import TestCase, generate_code_problems
 from magistral_kedro.tasks.code import input_sampler
 
 PROBLEMS = generate_code_problems(5, seed=3, tests_per_problem=20)
-CONFIG = CodeTestConfig(min_tests=20, time_limit_s=2.0)
+# Runs take 0.1 s of their 2 s even at load 12 on 2 cores; compiles took 4 s of the default 10 s
+# there, and nothing here is meant to hit the compile limit: 60 s keeps a slow machine in.
+CONFIG = CodeTestConfig(min_tests=20, time_limit_s=2.0, compile_timeout_s=60.0)
 
 
 @pytest.fixture(scope="module")

@@ -92,9 +92,9 @@ def check_escape_report(stdout: str, targets: list[str]) -> None:
 
 
 def processes_in(directory: str) -> list[int]:
-    """Processes working under ``directory`` (the boxes of one user's sandbox): other sandboxes
-    on the machine, such as a concurrent root-mode run whose programs are nobody too, do not
-    count."""
+    """Processes working under ``directory`` (the boxes of one sandbox directory): give a test a
+    directory of its own (``MAGISTRAL_SANDBOX_DIR``), the default one holds the boxes of every run
+    of the same user on the machine."""
     found = []
     for entry in Path("/proc").iterdir():
         try:

@@ -134,6 +134,32 @@ JUDGE_CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("i", "1", False),
         ("-1", "i^3", False),
     ],
+    # A part that is irrational is exact however it is written, decimal coefficient or not
+    # (``0.5\sqrt{3}`` is sqrt(3)/2): only a part that is a plain decimal states a precision.
+    "complex_irrational_parts": [
+        ("\\frac{1}{2}+\\frac{\\sqrt{3}}{2}i", "0.5+0.5\\sqrt{3}i", True),
+        ("0.5+0.5\\sqrt{3}i", "\\frac{1}{2}+\\frac{\\sqrt{3}}{2}i", True),
+        ("\\frac{1+\\sqrt{3}i}{2}", "0.5+0.5\\sqrt{3}i", True),
+        ("0.5+0.5\\sqrt{3}i", "\\frac{1+\\sqrt{3}i}{2}", True),
+        ("\\frac{\\sqrt{3}}{2}i+\\frac{1}{2}", "0.5+0.5\\sqrt{3}i", True),
+        ("0.5+0.5i\\sqrt{3}", "0.5+\\sqrt{3}\\cdot 0.5i", True),
+        ("e^{i\\pi/3}", "0.5+0.5\\sqrt{3}i", True),
+        ("0.5+0.5\\sqrt{3}i", "e^{i\\pi/3}", True),
+        ("-\\frac{1}{2}-\\frac{\\sqrt{3}}{2}i", "-0.5-0.5\\sqrt{3}i", True),
+        ("\\frac{1}{2}+\\frac{3\\sqrt{2}}{2}i", "0.5+1.5\\sqrt{2}i", True),
+        ("\\sqrt{2}+\\frac{\\sqrt{3}}{2}i", "\\sqrt{2}+0.5\\sqrt{3}i", True),
+        ("0.25+i\\pi", "\\frac{1}{4}+\\pi i", True),
+        ("\\frac{1}{4}+\\pi i", "0.25+\\pi i", True),
+        # A decimal for an irrational part of an exact reference is a truncation or a rounding.
+        ("0.5+0.866i", "0.5+0.5\\sqrt{3}i", False),
+        ("0.5+0.8660254i", "0.5+0.5\\sqrt{3}i", False),
+        ("0.5+0.8660254i", "\\frac{1}{2}+\\frac{\\sqrt{3}}{2}i", False),
+        ("0.25+3.14159i", "0.25+\\pi i", False),
+        ("\\frac{1}{2}-\\frac{\\sqrt{3}}{2}i", "0.5+0.5\\sqrt{3}i", False),
+        ("\\frac{1}{2}+\\frac{\\sqrt{2}}{2}i", "0.5+0.5\\sqrt{3}i", False),
+        ("e^{i\\pi/6}", "0.5+0.5\\sqrt{3}i", False),
+        ("0.50001+\\frac{\\sqrt{3}}{2}i", "0.5+0.5\\sqrt{3}i", False),
+    ],
     "infinity": [
         ("+\\infty", "\\infty", True),
         ("\\infty", "+\\infty", True),

@@ -1,19 +1,25 @@
 """The code verifier: right programs pass; hostile ones fail within limits, harming nothing."""
 
+import errno
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from magistral_kedro.rewards import run_code
-from magistral_kedro.rewards.sandbox import _boxes_dir, isolation_mode
+from magistral_kedro.rewards import run_code, sandbox
+from magistral_kedro.rewards.code import precompiled_header_dir
+from magistral_kedro.rewards.sandbox import _boxes_dir, _sandbox_base, isolation_mode
 from magistral_kedro.tasks import generate_code_problems
 from tests.rewards.hostile_programs import hostile_programs, processes_in
 
 PROBLEM = generate_code_problems(1, seed=3, tests_per_problem=24)[0]
 TESTS = [t.model_dump() for t in PROBLEM.tests]
 PROJECT = Path(__file__).resolve().parents[2]
+NOBODY = 65534
 
 
 @pytest.mark.parametrize("language", ["python", "cpp"])
@@ -47,8 +53,20 @@ def test_compile_errors_and_unknown_languages():
 HOSTILE = hostile_programs(PROJECT)
 
 
+@pytest.fixture()
+def own_boxes(monkeypatch):
+    """A sandbox directory of the test's own: the shared one also holds the boxes of every other
+    run of the same user on the machine (another test session), whose processes are not the
+    program's leftovers."""
+    precompiled_header_dir()  # the shared header, cached now: not rebuilt in the new directory
+    base = Path(tempfile.mkdtemp(prefix="test-", dir=_sandbox_base()))
+    monkeypatch.setenv("MAGISTRAL_SANDBOX_DIR", str(base))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_programs_fail_within_limits_and_leave_nothing(name):
+def test_hostile_programs_fail_within_limits_and_leave_nothing(name, own_boxes):
     language, code, statuses = HOSTILE[name]
     started = time.monotonic()
     result = run_code(code, language, TESTS[:1], time_limit_s=2.0)
@@ -57,6 +75,7 @@ def test_hostile_programs_fail_within_limits_and_leave_nothing(name):
     assert time.monotonic() - started < 20
     assert not (PROJECT / "PWNED").exists()
     boxes = str(_boxes_dir())  # every process of the program is gone (give it a moment)
+    assert Path(boxes).is_relative_to(own_boxes)
     deadline = time.monotonic() + 5
     while processes_in(boxes) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -76,15 +95,34 @@ def test_compile_time_explosion_is_contained():
     assert time.monotonic() - started < 15
 
 
-@pytest.mark.skipif(isolation_mode() != "root", reason="as root, programs run as nobody")
-def test_isolation_runs_as_nobody_without_network():
+@pytest.mark.skipif(isolation_mode() != "root", reason="as root, programs run as their own uid")
+def test_isolation_runs_as_the_boxs_own_uid_without_network():
     probe = (
         "import os, socket\n"
-        "print(os.getuid(), len(socket.if_nameindex()), os.listdir('/tmp') or 'empty')"
+        "print(os.getuid(), os.getgid(), len(socket.if_nameindex()), os.listdir('/tmp') or 'empty')"
     )
-    result = run_code(probe, "python", [{"input": "", "output": "65534 1 empty\n"}])
-    assert result.passed, result
+    runs = [run_code(probe, "python", [{"input": "", "output": "-"}]) for _ in range(2)]
+    printed = [run.tests[0].stdout.split() for run in runs]
+    assert [words[1:] for words in printed] == [["65534", "1", "empty"]] * 2, printed
+    uids = {int(words[0]) for words in printed}
+    assert len(uids) == 2 and uids <= set(sandbox.BOX_UIDS)  # one uid per box, no account's
     assert os.geteuid() == 0
+
+
+def test_a_namespace_without_the_box_uids_gives_the_box_to_nobody(tmp_path, monkeypatch):
+    """A container that maps only 65536 uids refuses the box uids (EINVAL): nobody, as before."""
+    chown = os.chown
+    owners = []
+
+    def mapped_below_65536(path, uid, gid):
+        if uid >= 65536:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        owners.append(uid)
+        chown(path, os.getuid(), os.getgid())  # record only: tmp_path stays ours
+
+    monkeypatch.setattr(sandbox.os, "chown", mapped_below_65536)
+    sandbox._give_own_uid(tmp_path)
+    assert owners == [sandbox.NOBODY_UID]
 
 
 def test_a_project_under_tmp_is_hidden_with_tmp(tmp_path, monkeypatch):
@@ -98,3 +136,36 @@ def test_a_project_under_tmp_is_hidden_with_tmp(tmp_path, monkeypatch):
     assert all(not Path(a).is_relative_to(b) for a in hidden for b in hidden if a != b)
     result = run_code("print(int(input()) * 2)", "python", [{"input": "3\n", "output": "6\n"}])
     assert result.passed, result
+
+
+@pytest.fixture()
+def crowd_of_nobody():
+    """40 processes of ``nobody`` elsewhere on the machine, as when another sandbox's fork bomb
+    or many concurrent runs are under way (other test sessions, other scoring workers)."""
+    sandbox.isolation_mode()  # probed before the crowd, like a worker that has been running
+    crowd = [
+        subprocess.Popen(["sleep", "300"], user=NOBODY, group=NOBODY, extra_groups=[])
+        for _ in range(40)
+    ]
+    yield
+    for process in crowd:
+        process.kill()
+    for process in crowd:
+        process.wait()
+
+
+@pytest.mark.skipif(isolation_mode() != "root", reason="as root only: the uid is then ours to pick")
+def test_processes_of_nobody_elsewhere_leave_a_program_its_process_quota(crowd_of_nobody):
+    """RLIMIT_NPROC counts a uid's processes on the whole machine: when every box ran as nobody,
+    others' processes used up a program's quota, so g++ could not start cc1plus, a Python program
+    could not start at all, and the probe fell back to running programs as root in a user
+    namespace."""
+    cpp = "#include <iostream>\nint main() { long a; std::cin >> a; std::cout << a + 1; }"
+    sums = [{"input": "1\n", "output": "2\n"}]
+    assert run_code(cpp, "cpp", sums).passed
+    assert run_code("print(int(input()) + 1)", "python", sums).passed
+    sandbox.isolation_mode.cache_clear()
+    try:
+        assert isolation_mode() == "root"
+    finally:
+        sandbox.isolation_mode.cache_clear()

@@ -8,7 +8,7 @@ import pytest
 
 from magistral_kedro.rewards import math_equal
 from magistral_kedro.rewards.answers import normalize_answer
-from magistral_kedro.rewards.decimals import requested_precision
+from magistral_kedro.rewards.decimals import Precision, is_rounded, requested_precision
 from magistral_kedro.rewards.math import math_equal_in_process
 from tests.conftest import SHARED_DATA
 from tests.rewards.equivalence_cases import ALL_CASES, CASES
@@ -97,6 +97,18 @@ def test_no_precision_is_requested(text):
 def test_significant_figures_become_places_at_the_reference_magnitude():
     precision = requested_precision("Round to 3 significant figures.")
     assert precision is not None and precision.places is None and precision.significant == 3
+
+
+def test_an_irrational_value_is_never_a_rounded_decimal():
+    """``0.5\\sqrt{3}`` is sqrt(3)/2 exactly, asked to round or not: only a plain decimal can
+    stand for a rounding (this used to raise, and the complex verdict counted it as "no")."""
+    import sympy
+
+    half_root = sympy.sqrt(3) / 2
+    assert is_rounded(half_root, None) is False
+    assert is_rounded(half_root, Precision(places=2)) is False
+    assert is_rounded(sympy.Rational(866, 1000), None) is True
+    assert is_rounded(sympy.Rational(1, 2), None) is False
 
 
 @pytest.mark.skipif(

@@ -3,7 +3,9 @@
 import os
 import time
 
-from magistral_kedro.rewards.pool import WorkerPool
+from magistral_kedro.rewards import pool as pool_module
+from magistral_kedro.rewards.math import math_equal
+from magistral_kedro.rewards.pool import WorkerPool, in_worker
 
 
 def _allocate(gigabytes: int) -> int:
@@ -39,3 +41,21 @@ def _dispatch(kind: str, arg: int) -> int:
     if kind == "memory":
         return _allocate(arg)
     return arg
+
+
+def _judge_in_worker() -> tuple[bool, bool, int]:
+    return in_worker(), math_equal("0.5", "\\frac12"), len(pool_module._SHARED)
+
+
+def test_a_worker_knows_it_is_one_and_judges_in_place():
+    """Work inside a worker is already under its limits: math_equal there must not start a pool
+    of its own (a cold worker inside the worker, whose imports alone can outlast a short
+    comparison deadline on a loaded machine)."""
+    pool = WorkerPool(n_workers=1)
+    try:
+        outcome = pool.run(_judge_in_worker, (), timeout_s=60)
+    finally:
+        pool.close()
+    assert outcome.ok, outcome.error
+    assert outcome.value == (True, True, 0)
+    assert not in_worker()

@@ -51,8 +51,9 @@ def _score(args: argparse.Namespace) -> int:
         int(c.get("n_tokens", len(t.split()))) for c, t in zip(completions, texts, strict=True)
     ]
     cfg = RewardConfig(l_max=args.l_max, l_cache=args.l_cache)
-    rewards = score_batch(texts, [by_id[c["id"]] for c in completions], n_tokens, cfg,
-                          n_workers=args.workers)  # fmt: skip
+    rewards = score_batch(
+        texts, [by_id[c["id"]] for c in completions], n_tokens, cfg, n_workers=args.workers
+    )
     with args.out.open("w") as out:
         for completion, reward in zip(completions, rewards, strict=True):
             out.write(json.dumps({"id": completion["id"], **reward.__dict__}) + "\n")
@@ -65,10 +66,12 @@ def _score(args: argparse.Namespace) -> int:
     for name in sorted(groups, key=lambda g: (g == "all", g)):
         rows = groups[name]
         n = len(rows)
-        print(f"{name:<12}{n:>6}{sum(r.format > 0 for r in rows) / n:>9.3f}"
-              f"{sum(r.correct > 0 for r in rows) / n:>9.3f}"
-              f"{sum(r.language > 0 for r in rows) / n:>10.3f}"
-              f"{sum(r.total for r in rows) / n:>9.3f}")  # fmt: skip
+        print(
+            f"{name:<12}{n:>6}{sum(r.format > 0 for r in rows) / n:>9.3f}"
+            f"{sum(r.correct > 0 for r in rows) / n:>9.3f}"
+            f"{sum(r.language > 0 for r in rows) / n:>10.3f}"
+            f"{sum(r.total for r in rows) / n:>9.3f}"
+        )
     print(f"wrote {len(rewards)} rewards to {args.out}")
     return 0
 

@@ -116,8 +116,12 @@ def normalize_answer(answer: str) -> str:
     text = re.sub(_TEXT_COMMAND + r"\{([^{}]*)\}", r"\1", text)
     signed = r"(?<![A-Za-z])(negative|positive)\s*(?=infinity)"
     text = re.sub(signed, _sign_of_infinity, text, flags=re.IGNORECASE)
-    text = re.sub(r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])|\\infin(?![a-z])", r"\\infty",
-                  text, flags=re.I)  # fmt: skip
+    text = re.sub(
+        r"(?<![A-Za-z\\])(?:infinity|infty)(?![A-Za-z])|\\infin(?![a-z])",
+        r"\\infty",
+        text,
+        flags=re.I,
+    )
     text = re.sub(r"(^|[(\[,{])\s*\+\s*(?=\\infty)", r"\1", text)  # +\infty is \infty
     text = re.sub(r"\^\s*\{?\\circ\}?|°", "", text)
     text = re.sub(r"\\left|\\right|\\!|\\,|\\;|\\:|\\quad|\\qquad|~", "", text)

@@ -32,9 +32,15 @@ logger = logging.getLogger(__name__)
 Status = Literal["pass", "wrong_answer", "timeout", "memory", "runtime_error", "compile_error"]
 CompileStatus = Literal["ok", "compile_error", "timeout", "memory", "skipped"]
 LANGUAGE_ALIASES = {
-    "python": "python", "python3": "python", "py": "python",
-    "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp", "c++20": "cpp",
-}  # fmt: skip
+    "python": "python",
+    "python3": "python",
+    "py": "python",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cc": "cpp",
+    "cxx": "cpp",
+    "c++20": "cpp",
+}
 _MEMORY_MARKERS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _COMPILER_MEMORY_MB = 2048
 
@@ -101,13 +107,20 @@ def precompiled_header_dir() -> str | None:
         deps = subprocess.run(
             ["g++", *CPP_FLAGS, "-M", "-x", "c++", "-"],
             input="#include <bits/stdc++.h>\n",
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         header = next(tok for tok in deps.split() if tok.endswith("bits/stdc++.h"))
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
-        subprocess.run(["g++", *CPP_FLAGS, "-x", "c++-header", header, "-o", str(tmp)],
-                       capture_output=True, timeout=120, check=True)  # fmt: skip
+        subprocess.run(
+            ["g++", *CPP_FLAGS, "-x", "c++-header", header, "-o", str(tmp)],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         tmp.rename(target)
         for path in (base, target.parent):
             path.chmod(0o755)
@@ -185,8 +198,9 @@ def run_code(
     """
     lang = LANGUAGE_ALIASES.get(language.strip().lower())
     if lang is None:
-        return CodeResult(False, compile_status="compile_error",
-                          detail=f"unsupported language {language!r}")  # fmt: skip
+        return CodeResult(
+            False, compile_status="compile_error", detail=f"unsupported language {language!r}"
+        )
     if not tests:
         return CodeResult(False, detail="no tests to run")
     chosen = list(tests)
@@ -200,14 +214,19 @@ def run_code(
                 box, code, compile_timeout_s, precompiled_header
             )
             if compile_status != "ok":
-                return CodeResult(False, compile_status=compile_status,
-                                  compile_seconds=compile_seconds, skipped=len(chosen),
-                                  detail=detail)  # fmt: skip
+                return CodeResult(
+                    False,
+                    compile_status=compile_status,
+                    compile_seconds=compile_seconds,
+                    skipped=len(chosen),
+                    detail=detail,
+                )
             argv = ["./main"]
         else:
             (box / "main.py").write_text(code)
             argv = [_python_executable(), "-I", "-S", "main.py"]
         outcomes = _run_tests(box, argv, chosen, time_limit_s, memory_mb, stop_on_failure)
         passed = len(outcomes) == len(chosen) and all(o.status == "pass" for o in outcomes)
-        return CodeResult(passed, outcomes, compile_status, compile_seconds,
-                          skipped=len(chosen) - len(outcomes))  # fmt: skip
+        return CodeResult(
+            passed, outcomes, compile_status, compile_seconds, skipped=len(chosen) - len(outcomes)
+        )

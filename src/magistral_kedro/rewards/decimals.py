@@ -11,7 +11,8 @@ The rule a competition judge applies, and ``math_equal`` with it:
   there: ``0.333`` and 1/3 for ``0.33``; sqrt(17) for ``4.123105625617661``; not ``0.3`` for
   ``0.33``. A reference that is a simple fraction (``0.5``, ``2.5``, ``0.25``: denominator at most
   20) is taken for exact unless the problem asks to round: ``0.54`` and 13/25 are not ``0.5``.
-  A complex reference is judged part by part (``0.5+0.866i``: 1/2 exactly, 0.866 rounded).
+  A complex reference is judged part by part (``0.5+0.866i``: 1/2 exactly, 0.866 rounded); a
+  part that is not a plain decimal is exact (``0.5\\sqrt{3}`` is sqrt(3)/2).
 * **A problem that asks to round or for a decimal** (:func:`requested_precision`) allows a decimal
   answer for an exact reference when it is the reference correctly rounded: to the places the
   problem states ("nearest hundredth": within 0.005), else to the answer's own last digit
@@ -37,10 +38,8 @@ _REPEATING = re.compile(
 )
 _ELLIPSIS = re.compile(r"(?<![\d.])(\d{0,30})\.(\d{1,60})\s*(?:\\[lc]?dots|\.\.\.|…)")
 _PARENTHESISED = re.compile(r"([+-]?)(\d{0,30})\.(\d{0,30})\((\d{1,30})\)")
-_WORD_NUMBERS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5,
-}  # fmt: skip
+_ENGLISH_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+_WORD_NUMBERS = _ENGLISH_NUMBERS | {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5}
 _NUMBER = r"(\d+|one|two|three|four|five|six|一|两|二|三|四|五)"
 #: Units to round to, by name (several languages), and the decimal places they stand for.
 _UNIT_PLACES = (
@@ -55,9 +54,11 @@ _PLACES_PHRASES = (
     r"nachkommastellen?|dezimalstellen?|знак\w* после запятой)",
     r"保留\s*" + _NUMBER + r"\s*位小数",
 )
-_SIGNIFICANT = _NUMBER + r"\s*(?:significant (?:figures?|digits?)|chiffres significatifs|" \
-    r"cifras significativas|cifre significative|signifikante(?:n)? (?:stellen|ziffern)|" \
-    r"значащ\w* цифр\w*|位有效数字)"  # fmt: skip
+_SIGNIFICANT = (
+    _NUMBER + r"\s*(?:significant (?:figures?|digits?)|chiffres significatifs|"
+    r"cifras significativas|cifre significative|signifikante(?:n)? (?:stellen|ziffern)|"
+    r"значащ\w* цифр\w*|位有效数字)"
+)
 _ASKS_TO_ROUND = re.compile(
     r"\bround(?:ed)?\b(?:\s+off)?\s+(?:to|your|the|it|all|each|answers?)|\bto the nearest\b|"
     r"\bas a decimal\b|\bin decimal form\b|\bdecimal approximation\b|"
@@ -130,10 +131,13 @@ def is_rounded(reference: Any, precision: Precision | None) -> bool:
     """Whether a decimal reference stands for a rounded value (then it states a precision) rather
     than an exact one: always when the problem asks to round; otherwise unless it is a simple
     fraction (``0.5``, ``2.5``, ``0.25``, ``0.125``: denominator at most 20 in lowest terms),
-    which is far likelier the exact answer than a rounding (``0.33``, ``3.14``, ``0.866``)."""
+    which is far likelier the exact answer than a rounding (``0.33``, ``3.14``, ``0.866``).
+    A value that is not rational (``0.5\\sqrt{3}``) is no written decimal: never rounded."""
     import sympy
 
-    exact = sympy.Rational(reference)
+    exact = rationalise(sympy.sympify(reference))
+    if not exact.is_Rational:
+        return False
     return precision is not None or exact.q > SIMPLE_DENOMINATOR
 
 

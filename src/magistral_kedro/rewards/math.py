@@ -40,6 +40,7 @@ from magistral_kedro.rewards.decimals import (
     rationalise,
     within,
 )
+from magistral_kedro.rewards.pool import in_worker, shared_pool
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ def _complex_verdict(
     gold: Any, pred: Any, gold_text: str, precision: Precision | None
 ) -> bool | None:
     """A complex decimal reference (``0.5+0.866i``), part by part: a rounded decimal part states
-    the precision of the reference's longest decimal, any other part must be exact."""
+    the precision of the reference's longest decimal, any other part must be exact (an
+    irrational one too, decimal coefficient or not: ``0.5\\sqrt{3}`` is sqrt(3)/2)."""
     import sympy
 
     places = [len(match[1]) for match in re.finditer(r"\d*\.(\d+)", gold_text)]
@@ -198,8 +200,10 @@ def _decimal_verdict(
     pred_places = decimal_places(pred_text)
     answer = decimal_value(pred_text) if pred_places is not None else rationalise(pred)
     gold_places = decimal_places(gold_text)
-    if gold_places is not None and is_rounded(decimal_value(gold_text), precision):
-        return within(answer, decimal_value(gold_text), half_unit(gold_places))
+    if gold_places is not None:
+        written = decimal_value(gold_text)
+        if is_rounded(written, precision):
+            return within(answer, written, half_unit(gold_places))
     if precision is None or pred_places is None or gold.has(sympy.Float):
         return None
     tolerance = precision.tolerance(gold, pred_places)
@@ -264,8 +268,6 @@ def math_equal(
     """
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
         return False
-    from magistral_kedro.rewards.pool import in_worker, shared_pool
-
     if in_worker():  # already inside a sandboxed worker with its own limits
         return math_equal_in_process(pred, gold, precision)
     outcome = shared_pool().run(math_equal_in_process, (pred, gold, precision), timeout_s=timeout_s)

@@ -1,7 +1,8 @@
 """Worker processes that run untrusted work under a hard wall-clock limit.
 
-Each worker is a fresh interpreter (``python -m magistral_kedro.rewards.pool``: no state inherited
-from a multi-threaded parent, and no dependence on how the parent was started) with an
+Each worker is a fresh interpreter (no state inherited from a multi-threaded parent, and no
+dependence on how the parent was started) running :func:`_worker_main` of this module as imported
+(not as ``__main__``, a second copy whose flag :func:`in_worker` would not see) with an
 address-space limit, talking length-prefixed pickles over its stdin/stdout. A task that outlives
 its deadline gets its worker killed (with every process the worker started, see ``rewards.sandbox``)
 and replaced; a task that crashes its worker is reported, and the worker replaced. The caller
@@ -27,6 +28,10 @@ from typing import IO, Any
 _IN_WORKER = False
 #: Address-space limit of a worker (SymPy on a pathological input must fail, not swap).
 WORKER_MEMORY_MB = 2048
+_WORKER_COMMAND = (
+    "import sys; from magistral_kedro.rewards.pool import _worker_main; "
+    "_worker_main(int(sys.argv[1]))"
+)
 
 
 def in_worker() -> bool:
@@ -89,7 +94,7 @@ class _Worker:
     def __init__(self, memory_mb: int) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "magistral_kedro.rewards.pool", str(memory_mb)],
+            [sys.executable, "-c", _WORKER_COMMAND, str(memory_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -204,7 +209,3 @@ def shared_pool(n_workers: int = 1) -> WorkerPool:
         pool = _SHARED[n_workers] = WorkerPool(n_workers)
         atexit.register(pool.close)
     return pool
-
-
-if __name__ == "__main__":
-    _worker_main(int(sys.argv[1]))

@@ -9,8 +9,9 @@ Every program (and the C++ compiler working on untrusted source) runs
   network interface, every process dies with the namespace, empty read-only file systems over
   ``/tmp``, ``/dev/shm``, ``/run``, ``$HOME``, the project and the other boxes, and every other
   mount read-only, so the program can neither read the project nor write outside its box.
-  As root the program then runs as ``nobody``; as an ordinary user the same isolation comes from
-  an unprivileged user namespace (``unshare --user``), the program keeping no capability in it.
+  As root the program then runs as a uid of its own box, one no account has (group ``nogroup``);
+  as an ordinary user the same isolation comes from an unprivileged user namespace
+  (``unshare --user``), the program keeping no capability in it.
   Which of the two works is probed once per process; where neither does (no ``unshare``, or a
   kernel that forbids user namespaces) a warning says so, once, and programs run under the
   resource limits alone;
@@ -24,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import logging
 import math
 import os
 import resource
+import secrets
 import selectors
 import shutil
 import signal
@@ -36,15 +39,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 logger = logging.getLogger(__name__)
 
-SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
+NOBODY_UID = SANDBOX_GID = 65534  # nobody / nogroup
+#: As root, the programs of each box run as a uid of their own, drawn from a range no account
+#: uses (the top of systemd's range for containers). RLIMIT_NPROC counts a uid's processes on the
+#: whole machine: with one uid for every box (``nobody``), other programs' processes (a fork bomb,
+#: many concurrent runs) used up a program's quota, and g++ or the program itself could not start.
+BOX_UIDS = range(0x60000000, 0x70000000)
 _FILE_SIZE_MB = 16
 STDERR_CAP = 4096
 _INIT = Path(__file__).with_name("sandbox_init.py")
@@ -54,10 +62,10 @@ IsolationMode = Literal["root", "user"]
 
 @cache
 def isolation_mode() -> IsolationMode | None:
-    """How this process isolates programs: ``"root"`` (namespaces, program as nobody), ``"user"``
-    (an unprivileged user namespace), or None (resource limits only; a warning says why, once,
-    from the process that scores rather than from each worker). Probed once per process by
-    running the real set-up on an empty command."""
+    """How this process isolates programs: ``"root"`` (namespaces, program as its box's own uid),
+    ``"user"`` (an unprivileged user namespace), or None (resource limits only; a warning says
+    why, once, from the process that scores rather than from each worker). Probed once per
+    process by running the real set-up on an empty command."""
     if shutil.which("unshare") is None:
         reasons = ["util-linux `unshare` is not installed"]
     else:
@@ -87,11 +95,15 @@ def _probe(mode: IsolationMode) -> str:
     box = Path(tempfile.mkdtemp(prefix="probe-", dir=_boxes_dir()))
     try:
         if mode == "root":
-            os.chown(box, SANDBOX_UID, SANDBOX_GID)
+            _give_own_uid(box)
         done = subprocess.run(
             _namespaced(mode, box, ["true"], processes=4),
-            cwd=box, capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+            cwd=box,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
     except (OSError, subprocess.SubprocessError) as error:
         return str(error)
@@ -122,15 +134,27 @@ def _boxes_dir() -> Path:
 @contextlib.contextmanager
 def open_box() -> Iterator[Path]:
     """A fresh box for one program (its compilation and its runs), removed afterwards with all
-    it holds; owned by ``nobody`` when programs run as ``nobody``."""
+    it holds; as root, owned by the uid of its own that its programs run as."""
     box = Path(tempfile.mkdtemp(prefix="run-", dir=_boxes_dir()))
     try:
         if isolation_mode() == "root":
-            os.chown(box, SANDBOX_UID, SANDBOX_GID)
+            _give_own_uid(box)
         box.chmod(0o700)
         yield box
     finally:
         shutil.rmtree(box, ignore_errors=True)
+
+
+def _give_own_uid(box: Path) -> None:
+    """Make ``box`` the property of a uid drawn from :data:`BOX_UIDS` (at random, by the operating
+    system's generator: a seeded ``random`` would give every process the same uids). A container
+    that maps only 65536 uids has none of them: there the box goes to ``nobody``, shared."""
+    try:
+        os.chown(box, BOX_UIDS[secrets.randbelow(len(BOX_UIDS))], SANDBOX_GID)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # EINVAL: a uid this user namespace does not map
+            raise
+        os.chown(box, NOBODY_UID, SANDBOX_GID)
 
 
 def _project_dir() -> Path | None:
@@ -150,9 +174,10 @@ def _hidden_paths(box: Path) -> list[str]:
     candidates += [path for path in (_project_dir(),) if path is not None]
     needed = [Path(p) for p in ("/usr", "/etc", "/bin", "/lib", _python_executable())]
     usable = [
-        path for path in dict.fromkeys(c.resolve() for c in candidates)
+        path
+        for path in dict.fromkeys(c.resolve() for c in candidates)
         if path.is_dir() and not any(n.is_relative_to(path) for n in needed)
-    ]  # fmt: skip
+    ]
     return [
         str(path)
         for path in usable
@@ -164,17 +189,18 @@ def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: 
     """``unshare`` into new namespaces, then ``sandbox_init`` (with the system interpreter, which
     stays visible) sets up and execs ``argv`` (its program resolved here, on the caller's PATH)."""
     spec = {"mode": mode, "box": str(box), "hide": _hidden_paths(box), "nproc": processes}
+    spec["uid"] = box.stat().st_uid  # as root, the program runs as its box's owner
     user = ["--user", "--map-root-user"] if mode == "user" else []
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=_PATH) or argv[0]
     interpreter = _python_executable()
     if "/" not in interpreter:
         interpreter = sys.executable
-    return ["unshare", *user, "--net", "--pid", "--mount", "--fork", "--kill-child",
-            "--mount-proc", "--", interpreter, "-I", "-S", str(_INIT), json.dumps(spec),
-            program, *argv[1:]]  # fmt: skip
+    namespaces = ["--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
+    init = [interpreter, "-I", "-S", str(_INIT), json.dumps(spec)]
+    return ["unshare", *user, *namespaces, "--", *init, program, *argv[1:]]
 
 
-def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Any:
+def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Callable[[], None]:
     """rlimits for the child before exec; ``processes`` None when ``sandbox_init`` sets
     ``RLIMIT_NPROC`` inside the namespace (here it would count every process of the user)."""
 

@@ -11,9 +11,11 @@ In order, it
 2. puts the box back at its path, a bind mount of the working directory: the one writable place;
 3. makes every other mount read-only (a program cannot write outside its box, even where its
    user could: the shared /tmp, /var/tmp, the user's own files);
-4. drops privileges: as root to ``nobody``; in a user namespace every capability (bounding set,
-   securebits "noroot", no_new_privs), so the program cannot unmount what hides the rest;
-   ``RLIMIT_NPROC`` is set here, where it counts only the sandbox's processes;
+4. drops privileges: as root to ``SPEC["uid"]``, its box's own uid (see ``rewards.sandbox``),
+   and group ``nogroup``; in a user namespace every capability (bounding set, securebits
+   "noroot", no_new_privs), so the program cannot unmount what hides the rest; ``RLIMIT_NPROC``
+   is set here, where it counts only the sandbox's processes (its box's uid as root, its user
+   namespace's otherwise);
 5. execs the program.
 
 Any failure exits with status 125 and the reason on stderr: the run is then a runtime error,
@@ -33,9 +35,15 @@ import sys
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND = 32, 4096
 _OPTION_FLAGS = {
-    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "nosymfollow": 256,
-    "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
-}  # fmt: skip
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "nosymfollow": 256,
+    "noatime": 1024,
+    "nodiratime": 2048,
+    "relatime": 1 << 21,
+    "strictatime": 1 << 24,
+}
 PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 24, 28, 38, 47
 SECBIT_NOROOT_AND_LOCKED = 0b11
 SETUP_FAILED = 125
@@ -83,8 +91,9 @@ def _read_only_everywhere(box: str, hidden: list[str]) -> None:
                 raise
 
 
-def _drop_privileges(as_root: bool) -> None:
-    """No capability survives exec; as root, become nobody (then RLIMIT_NPROC binds)."""
+def _drop_privileges(as_root: bool, uid: int) -> None:
+    """No capability survives exec; as root, become ``uid`` (then RLIMIT_NPROC binds, counting
+    that uid's processes: only the box's own)."""
     last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: SIM115
     for capability in range(last + 1):
         _LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
@@ -92,7 +101,7 @@ def _drop_privileges(as_root: bool) -> None:
     if as_root:
         os.setgroups([])
         os.setgid(65534)
-        os.setuid(65534)
+        os.setuid(uid)
     elif _LIBC.prctl(PR_SET_SECUREBITS, SECBIT_NOROOT_AND_LOCKED, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "cannot set securebits noroot")
     if _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -109,7 +118,8 @@ def _set_up(spec: dict[str, object]) -> None:
     _read_only_everywhere(box, hidden)
     processes = int(spec["nproc"])  # type: ignore[call-overload]
     resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-    _drop_privileges(as_root=spec["mode"] == "root")
+    uid = int(spec["uid"])  # type: ignore[call-overload]
+    _drop_privileges(as_root=spec["mode"] == "root", uid=uid)
 
 
 def main(argv: list[str]) -> None:

@@ -31,6 +31,7 @@ from magistral_kedro.rewards.decimals import requested_precision
 from magistral_kedro.rewards.format import FENCED_CODE, check_format, split_thoughts
 from magistral_kedro.rewards.language import language_of
 from magistral_kedro.rewards.math import math_equal
+from magistral_kedro.rewards.pool import shared_pool
 from magistral_kedro.rewards.sandbox import isolation_mode
 from magistral_kedro.tasks.schema import Problem
 
@@ -66,6 +67,11 @@ class RewardBreakdown:
     language: float
     total: float
     reason: str = ""
+
+    @classmethod
+    def nothing(cls, reason: str) -> RewardBreakdown:
+        """Reward 0 in every component, and why."""
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, reason=reason)
 
 
 def length_penalty(n_tokens: int, cfg: RewardConfig) -> float:
@@ -120,7 +126,7 @@ def score(
     """
     fmt = check_format(completion, problem.kind)
     if not fmt.ok:
-        return RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, reason=fmt.reason)
+        return RewardBreakdown.nothing(fmt.reason)
     thoughts, answer = split_thoughts(completion)
     correct = cfg.correct_reward if _correct(answer, problem, cfg, seed) else 0.0
     length = length_penalty(n_tokens, cfg)
@@ -155,8 +161,6 @@ def score_batch(
     Each item runs under a hard wall-clock limit (:func:`item_timeout_s`); an item that hangs or
     crashes its worker gets reward 0 with the reason, and the batch goes on.
     """
-    from magistral_kedro.rewards.pool import shared_pool
-
     if not len(completions) == len(problems) == len(n_tokens):
         raise ValueError(
             f"score_batch needs one problem and one token count per completion; got "
@@ -171,7 +175,4 @@ def score_batch(
     outcomes = shared_pool(n_workers).map(
         score, tasks, timeout_s=[item_timeout_s(p, cfg) for p in problems]
     )
-    return [
-        o.value if o.ok else RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, reason=o.error.split("\n")[0])
-        for o in outcomes
-    ]
+    return [o.value if o.ok else RewardBreakdown.nothing(o.error.split("\n")[0]) for o in outcomes]
