@@ -37,6 +37,8 @@ SECTIONS: dict[str, Any] = {
     "reward": RewardConfig,
     "generation": GenerationConfig,
     "curation": typed.CurationParams,
+    "difficulty_stage1": typed.DifficultyStageParams,
+    "difficulty_stage2": typed.DifficultyStageParams,
     "sft": typed.SFTParams,
     "rl": typed.RLParams,
     "eval": typed.EvalParams,
@@ -162,13 +164,12 @@ def _samplings(validated: dict[str, Any]) -> list[tuple[str, SamplingConfig, int
     (what the problems it keeps are trained at). Translation samples with its own model."""
     stages = validated["rl"].curriculum
     longest, first = max(stage.l_max for stage in stages), stages[0].l_max
-    difficulty = validated["curation"].difficulty
     return [
         ("sft.eval_sampling", validated["sft"].eval_sampling, longest),
         ("rl.eval_sampling", validated["rl"].eval_sampling, longest),
         ("eval.sampling", validated["eval"].sampling, longest),
-        ("curation.difficulty.stage1.sampling", difficulty.stage1.sampling, first),
-        ("curation.difficulty.stage2.sampling", difficulty.stage2.sampling, first),
+        ("difficulty_stage1.sampling", validated["difficulty_stage1"].sampling, first),
+        ("difficulty_stage2.sampling", validated["difficulty_stage2"].sampling, first),
     ]
 
 

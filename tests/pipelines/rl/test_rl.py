@@ -14,7 +14,7 @@ def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
     }
     trained = run(sft(), {**MICRO, "params:sft": sft_params(str(tmp_path / "sft")), **data})
     stage1 = filtered(data, trained["sft_model"])
-    rates = stage1["difficulty_stage1_pass_rates"]
+    rates = stage1["difficulty_stage1.pass_rates"]
     assert len(rates) == 24 and set(rates["n_samples"]) == {4}  # micro: 24 problems x 4
     rl_problems = stage1["rl_problems"]
     assert set(rates["problem_id"]) | set(rl_problems.loc[rl_problems["kind"] == "code", "id"]) >= (
