@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from magistral_kedro.params import (
     CurationParams,
     DifficultyStageParams,
+    ModelEvalParams,
     ModelParams,
     PromptParams,
     RLParams,
@@ -21,7 +22,9 @@ SECTIONS = {
     "difficulty_stage1": DifficultyStageParams,
     "difficulty_stage2": DifficultyStageParams,
     "sft": SFTParams,
+    "sft_eval": ModelEvalParams,
     "rl": RLParams,
+    "rl_eval": ModelEvalParams,
 }
 
 
@@ -36,7 +39,7 @@ def test_shipped_parameters_validate(env):
 
 def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
     raw = raw_parameters("gpu")
-    for name in ("prompt", "curation", "difficulty_stage1", "difficulty_stage2", "sft", "rl"):
+    for name in SECTIONS.keys() - {"model"}:
         SECTIONS[name].model_validate(raw[name])
     with pytest.raises(ValidationError, match=r"Qwen2\.5-1\.5B-Instruct"):
         ModelParams.model_validate(raw["model"])

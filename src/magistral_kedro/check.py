@@ -40,7 +40,9 @@ SECTIONS: dict[str, Any] = {
     "difficulty_stage1": typed.DifficultyStageParams,
     "difficulty_stage2": typed.DifficultyStageParams,
     "sft": typed.SFTParams,
+    "sft_eval": typed.ModelEvalParams,
     "rl": typed.RLParams,
+    "rl_eval": typed.ModelEvalParams,
     "eval": typed.EvalParams,
     "analysis": typed.AnalysisParams,
 }
@@ -165,8 +167,8 @@ def _samplings(validated: dict[str, Any]) -> list[tuple[str, SamplingConfig, int
     stages = validated["rl"].curriculum
     longest, first = max(stage.l_max for stage in stages), stages[0].l_max
     return [
-        ("sft.eval_sampling", validated["sft"].eval_sampling, longest),
-        ("rl.eval_sampling", validated["rl"].eval_sampling, longest),
+        ("sft_eval.sampling", validated["sft_eval"].sampling, longest),
+        ("rl_eval.sampling", validated["rl_eval"].sampling, longest),
         ("eval.sampling", validated["eval"].sampling, longest),
         ("difficulty_stage1.sampling", validated["difficulty_stage1"].sampling, first),
         ("difficulty_stage2.sampling", validated["difficulty_stage2"].sampling, first),

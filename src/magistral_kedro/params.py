@@ -158,10 +158,19 @@ class SFTParams(_Params):
     engine: EngineConfig
     loop: SFTConfig
     checkpoint_dir: str
-    eval_problems: Annotated[int, Field(ge=0)]
-    eval_sampling: SamplingConfig
-    eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
-    eval_temperature: Annotated[float, Field(gt=0)]
+
+
+class ModelEvalParams(_Params):
+    """A trained model's evaluation on the eval split (``sft_eval``, ``rl_eval`` in
+    parameters_sft.yml / parameters_rl.yml, one per namespace of the evaluation's template)."""
+
+    metrics_prefix: Literal["sft_eval", "rl_eval"] = Field(
+        description="MLflow metrics are <prefix>/<metric>; compare_runs reads these two"
+    )
+    max_problems: Annotated[int, Field(ge=0, description="the first math eval problems")]
+    sampling: SamplingConfig = Field(description="the greedy answers' settings")
+    k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
+    temperature: Annotated[float, Field(gt=0)]
 
 
 def checkpoint_reference(key: str, value: str | None) -> str | None:
@@ -215,10 +224,6 @@ class RLParams(_Params):
     grpo: GRPOConfig
     curriculum: list[Stage] = Field(min_length=1)
     checkpoint_dir: str
-    eval_problems: Annotated[int, Field(ge=0)]
-    eval_sampling: SamplingConfig
-    eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
-    eval_temperature: Annotated[float, Field(gt=0)]
 
     @field_validator("curriculum")
     @classmethod

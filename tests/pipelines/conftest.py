@@ -16,6 +16,7 @@ from magistral_kedro.models import Checkpoint
 from magistral_kedro.params import (
     CurationParams,
     DifficultyStageParams,
+    ModelEvalParams,
     ModelParams,
     PromptParams,
     SFTParams,
@@ -84,11 +85,15 @@ def sft_params(checkpoint_dir: str) -> SFTParams:
             "engine": {"backend": "torch", "optim": {"max_steps": 6}},
             "loop": {"checkpoint_every": 3, "eval_every": 3, "eval_size": 8},
             "checkpoint_dir": checkpoint_dir,
-            "eval_problems": 6,
-            "eval_sampling": {"max_new_tokens": 16, "batch_size": 6},
         },
     )
     return SFTParams.model_validate(raw)
+
+
+#: The micro SFT model's evaluation, shorter still (6 problems, 16 tokens).
+SFT_EVAL = ModelEvalParams.model_validate(
+    merge(RAW["sft_eval"], {"max_problems": 6, "sampling": {"max_new_tokens": 16, "batch_size": 6}})
+)
 
 
 class KeptDataset(MemoryDataset):
