@@ -15,6 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from magistral_kedro.rewards.score import RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem, validate_rows
 
@@ -51,9 +53,11 @@ def _score(args: argparse.Namespace) -> int:
         int(c.get("n_tokens", len(t.split()))) for c, t in zip(completions, texts, strict=True)
     ]
     cfg = RewardConfig(l_max=args.l_max, l_cache=args.l_cache)
-    rewards = score_batch(
-        texts, [by_id[c["id"]] for c in completions], n_tokens, cfg, n_workers=args.workers
-    )
+    problems_of = [by_id[c["id"]] for c in completions]
+    with tqdm(total=len(texts), desc="scoring", unit="completion", file=sys.stderr) as bar:
+        rewards = score_batch(
+            texts, problems_of, n_tokens, cfg, n_workers=args.workers, on_done=bar.update
+        )
     with args.out.open("w") as out:
         for completion, reward in zip(completions, rewards, strict=True):
             out.write(json.dumps({"id": completion["id"], **reward.__dict__}) + "\n")
