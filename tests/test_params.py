@@ -3,12 +3,29 @@
 import pytest
 from pydantic import ValidationError
 
-from magistral_kedro.params import CurationParams, ModelParams, PromptParams, RLParams, SFTParams
+from magistral_kedro.params import (
+    CurationParams,
+    DifficultyStageParams,
+    ModelEvalParams,
+    ModelParams,
+    PromptParams,
+    RLParams,
+    SFTParams,
+)
 from magistral_kedro.rewards import RewardConfig
 from tests.params import raw_parameters
 
-SECTIONS = {"model": ModelParams, "prompt": PromptParams, "curation": CurationParams,
-            "sft": SFTParams, "rl": RLParams}  # fmt: skip
+SECTIONS = {
+    "model": ModelParams,
+    "prompt": PromptParams,
+    "curation": CurationParams,
+    "difficulty_stage1": DifficultyStageParams,
+    "difficulty_stage2": DifficultyStageParams,
+    "sft": SFTParams,
+    "sft_eval": ModelEvalParams,
+    "rl": RLParams,
+    "rl_eval": ModelEvalParams,
+}
 
 
 @pytest.mark.parametrize("env", ["base", "micro"])
@@ -22,7 +39,7 @@ def test_shipped_parameters_validate(env):
 
 def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
     raw = raw_parameters("gpu")
-    for name in ("prompt", "curation", "sft", "rl"):
+    for name in SECTIONS.keys() - {"model"}:
         SECTIONS[name].model_validate(raw[name])
     with pytest.raises(ValidationError, match=r"Qwen2\.5-1\.5B-Instruct"):
         ModelParams.model_validate(raw["model"])
@@ -41,6 +58,8 @@ def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
         ("rl", {"grpo": {"group_size": 1}}, "group_size"),
         ("rl", {"curriculum": [{"start_step": 5}]}, "start at step 0"),
         ("rl", {"curriculum": []}, "curriculum"),
+        ("difficulty_stage2", {"bounds": {"low": 2.0}}, "low"),
+        ("difficulty_stage1", {"model": "/no/such/model"}, "/no/such/model"),
     ],
 )
 def test_wrong_values_name_the_key_and_the_value(section, override, needle):

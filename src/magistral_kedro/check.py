@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 from kedro.config import OmegaConfigLoader
 from pydantic import ValidationError
 
@@ -37,8 +38,12 @@ SECTIONS: dict[str, Any] = {
     "reward": RewardConfig,
     "generation": GenerationConfig,
     "curation": typed.CurationParams,
+    "difficulty_stage1": typed.DifficultyStageParams,
+    "difficulty_stage2": typed.DifficultyStageParams,
     "sft": typed.SFTParams,
+    "sft_eval": typed.ModelEvalParams,
     "rl": typed.RLParams,
+    "rl_eval": typed.ModelEvalParams,
     "eval": typed.EvalParams,
     "analysis": typed.AnalysisParams,
 }
@@ -64,24 +69,19 @@ def load_parameters(conf: Path, env: str, overrides: dict[str, Any]) -> dict[str
     return dict(loader["parameters"])
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.setdefault(key, {})
-    tree[leaf] = value
-
-
 def parse_overrides(text: str | None) -> dict[str, Any]:
-    """``a.b=1,c=x`` -> ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML scalars)."""
-    import yaml
+    """``--params`` read exactly as ``kedro run --params`` reads it, by Kedro's own parser
+    (``kedro.framework.cli.utils._split_params``): items split on commas, each ``key=value``
+    (Kedro 1.7 refuses ``key:value``, whatever its help text says), dotted keys nested, values
+    typed by OmegaConf's dot-list: ``a.b=1,c=x,d=null`` -> ``{"a": {"b": 1}, "c": "x",
+    "d": None}``. A malformed item raises :class:`click.UsageError` with Kedro's message."""
+    # Imported here: kedro.framework.cli configures logging on import (`--help` stays quiet).
+    from kedro.framework.cli.utils import _split_params
 
-    tree: dict[str, Any] = {}
-    for item in filter(None, (text or "").split(",")):
-        if "=" not in item:
-            raise ValueError(f"--params item {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        _set(tree, key.strip(), yaml.safe_load(value))
-    return tree
+    option = click.Option(["--params"], type=click.UNPROCESSED, default="")  # as kedro run's
+    with click.Context(click.Command("check")) as context:
+        parsed: dict[str, Any] = _split_params(context, option, text or "")
+    return parsed
 
 
 def _shard_parameters(directory: Path) -> tuple[int, list[str]]:
@@ -162,13 +162,12 @@ def _samplings(validated: dict[str, Any]) -> list[tuple[str, SamplingConfig, int
     (what the problems it keeps are trained at). Translation samples with its own model."""
     stages = validated["rl"].curriculum
     longest, first = max(stage.l_max for stage in stages), stages[0].l_max
-    difficulty = validated["curation"].difficulty
     return [
-        ("sft.eval_sampling", validated["sft"].eval_sampling, longest),
-        ("rl.eval_sampling", validated["rl"].eval_sampling, longest),
+        ("sft_eval.sampling", validated["sft_eval"].sampling, longest),
+        ("rl_eval.sampling", validated["rl_eval"].sampling, longest),
         ("eval.sampling", validated["eval"].sampling, longest),
-        ("curation.difficulty.stage1.sampling", difficulty.stage1.sampling, first),
-        ("curation.difficulty.stage2.sampling", difficulty.stage2.sampling, first),
+        ("difficulty_stage1.sampling", validated["difficulty_stage1"].sampling, first),
+        ("difficulty_stage2.sampling", validated["difficulty_stage2"].sampling, first),
     ]
 
 
@@ -249,15 +248,50 @@ def check(parameters: dict[str, Any], gpus: int) -> Report:
     return report
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, every option with its help (--env and --params as kedro run's)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m magistral_kedro.check",
+        description=__doc__.split("\n")[0],
+        epilog="Exit status 0 when nothing is wrong, 1 when a problem is found (each named).",
+    )
+    parser.add_argument(
+        "--env",
+        default="gpu",
+        help="configuration environment merged over conf/base, as kedro run --env (default: gpu)",
+    )
+    parser.add_argument(
+        "--params",
+        default="",
+        help="parameter overrides, read by Kedro's own parser as kedro run --params reads them: "
+        "comma-separated key=value items, dotted keys for nested ones, values typed as YAML "
+        "scalars, e.g. model.name_or_path=/models/Qwen2.5-7B,rl.grpo.group_size=16 "
+        "(Kedro 1.7 refuses key:value)",
+    )
+    parser.add_argument(
+        "--conf",
+        type=Path,
+        default=Path("conf"),
+        help="the project's configuration directory (default: ./conf)",
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=8,
+        help="GPUs in all, over every node, for the training memory per GPU (default: 8)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the facts and the problems; 1 if any problem."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="gpu")
-    parser.add_argument("--params", default=None, help="overrides, as kedro run's --params")
-    parser.add_argument("--conf", type=Path, default=Path("conf"))
-    parser.add_argument("--gpus", type=int, default=8, help="GPUs in all (for memory per GPU)")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    report = check(load_parameters(args.conf, args.env, parse_overrides(args.params)), args.gpus)
+    try:
+        overrides = parse_overrides(args.params)
+    except click.UsageError as error:
+        parser.error(error.format_message())
+    report = check(load_parameters(args.conf, args.env, overrides), args.gpus)
     for fact in report.facts:
         print(f"ok       {fact}")
     for problem in report.problems:

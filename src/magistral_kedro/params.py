@@ -8,9 +8,9 @@ language code) fails at once with a message that names the key and the value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from magistral_kedro.curation.code_tests import CodeTestConfig
 from magistral_kedro.curation.difficulty import PassRateBounds
@@ -112,7 +112,9 @@ class TranslationParams(_Params):
 
 
 class DifficultyStageParams(_Params):
-    """One pass of the difficulty filter: G samples per problem from a reference model."""
+    """One pass of the difficulty filter (``difficulty_stage1``, ``difficulty_stage2`` in
+    parameters_curation.yml, one per namespace of the filter's template): G samples per problem
+    from a reference model, and the pass-rate bounds that keep a problem."""
 
     model: str | None = Field(description="checkpoint directory; null: the pipeline's own model")
     kinds: list[Literal["math", "code"]]
@@ -124,14 +126,7 @@ class DifficultyStageParams(_Params):
     @field_validator("model")
     @classmethod
     def _exists(cls, value: str | None) -> str | None:
-        return local_checkpoint("curation.difficulty.<stage>.model", value)
-
-
-class DifficultyParams(_Params):
-    """Stage 1 (the SFT model by default) and stage 2 (the RL model by default)."""
-
-    stage1: DifficultyStageParams
-    stage2: DifficultyStageParams
+        return local_checkpoint("model", value)
 
 
 class CurationParams(_Params):
@@ -142,9 +137,18 @@ class CurationParams(_Params):
     code: CodeSourceParams
     code_tests: CodeTestConfig
     translation: TranslationParams
-    difficulty: DifficultyParams
     eval_size: Annotated[int, Field(gt=0)]
     vocab_size: Annotated[int, Field(ge=300)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "difficulty" in data:
+            raise ValueError(
+                "curation.difficulty has moved: its stage1 and stage2 are now the sections "
+                "difficulty_stage1 and difficulty_stage2 (one per namespace of the filter)"
+            )
+        return data
 
 
 class SFTParams(_Params):
@@ -154,10 +158,19 @@ class SFTParams(_Params):
     engine: EngineConfig
     loop: SFTConfig
     checkpoint_dir: str
-    eval_problems: Annotated[int, Field(ge=0)]
-    eval_sampling: SamplingConfig
-    eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
-    eval_temperature: Annotated[float, Field(gt=0)]
+
+
+class ModelEvalParams(_Params):
+    """A trained model's evaluation on the eval split (``sft_eval``, ``rl_eval`` in
+    parameters_sft.yml / parameters_rl.yml, one per namespace of the evaluation's template)."""
+
+    metrics_prefix: Literal["sft_eval", "rl_eval"] = Field(
+        description="MLflow metrics are <prefix>/<metric>; compare_runs reads these two"
+    )
+    max_problems: Annotated[int, Field(ge=0, description="the first math eval problems")]
+    sampling: SamplingConfig = Field(description="the greedy answers' settings")
+    k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
+    temperature: Annotated[float, Field(gt=0)]
 
 
 def checkpoint_reference(key: str, value: str | None) -> str | None:
@@ -211,10 +224,6 @@ class RLParams(_Params):
     grpo: GRPOConfig
     curriculum: list[Stage] = Field(min_length=1)
     checkpoint_dir: str
-    eval_problems: Annotated[int, Field(ge=0)]
-    eval_sampling: SamplingConfig
-    eval_k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
-    eval_temperature: Annotated[float, Field(gt=0)]
 
     @field_validator("curriculum")
     @classmethod

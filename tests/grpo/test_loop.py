@@ -196,6 +196,7 @@ def test_kill_9_mid_run_then_the_same_command_continues(tmp_path):
     assert [r["step"] for r in before] == list(range(1, len(before) + 1))
     assert len(before) >= resumed_at
     assert [r["step"] for r in after] == list(range(resumed_at + 1, 41))
+
     def measured(row):  # what the step computed, not how long it took
         return {k: v for k, v in row.items() if not k.startswith(("time/", "throughput/"))}
 

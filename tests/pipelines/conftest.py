@@ -13,7 +13,14 @@ from kedro.runner import SequentialRunner
 from magistral_kedro.datasets import ProblemSourcesDataset
 from magistral_kedro.generation import GenerationConfig
 from magistral_kedro.models import Checkpoint
-from magistral_kedro.params import CurationParams, ModelParams, PromptParams, SFTParams
+from magistral_kedro.params import (
+    CurationParams,
+    DifficultyStageParams,
+    ModelEvalParams,
+    ModelParams,
+    PromptParams,
+    SFTParams,
+)
 from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.rewards import RewardConfig
 from tests.params import merge, raw_parameters
@@ -64,6 +71,7 @@ MICRO = {
     "params:prompt": PromptParams.model_validate(RAW["prompt"]),
     "params:model": ModelParams.model_validate(RAW["model"]),
     "params:curation": CurationParams.model_validate(RAW["curation"]),
+    "params:difficulty_stage1": DifficultyStageParams.model_validate(RAW["difficulty_stage1"]),
     "params:reward": RewardConfig(**RAW["reward"]),
     "params:generation": GenerationConfig(**RAW["generation"]),
 }
@@ -77,11 +85,15 @@ def sft_params(checkpoint_dir: str) -> SFTParams:
             "engine": {"backend": "torch", "optim": {"max_steps": 6}},
             "loop": {"checkpoint_every": 3, "eval_every": 3, "eval_size": 8},
             "checkpoint_dir": checkpoint_dir,
-            "eval_problems": 6,
-            "eval_sampling": {"max_new_tokens": 16, "batch_size": 6},
         },
     )
     return SFTParams.model_validate(raw)
+
+
+#: The micro SFT model's evaluation, shorter still (6 problems, 16 tokens).
+SFT_EVAL = ModelEvalParams.model_validate(
+    merge(RAW["sft_eval"], {"max_problems": 6, "sampling": {"max_new_tokens": 16, "batch_size": 6}})
+)
 
 
 class KeptDataset(MemoryDataset):
@@ -122,5 +134,5 @@ def curated(problem_sources: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def filtered(data: dict[str, Any], sft_model: Checkpoint) -> dict[str, Any]:
     """Difficulty stage 1 on ``data``'s training problems with ``sft_model``: the RL set."""
-    stage = curation().only_nodes("measure_pass_rates_stage1", "filter_by_pass_rate_stage1")
+    stage = curation().only_nodes_with_namespaces(["difficulty_stage1"])
     return run(stage, {**MICRO, "train_problems": data["train_problems"], "sft_model": sft_model})

@@ -35,3 +35,17 @@ def test_unknown_ids_are_named(tmp_path):
     (tmp_path / "c.jsonl").write_text(json.dumps({"id": "nope", "completion": "x"}))
     result = _cli(tmp_path)
     assert result.returncode != 0 and "nope" in result.stderr
+
+
+def test_every_option_has_a_help_text():
+    from magistral_kedro.rewards.__main__ import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    score = commands.choices["score"]
+    options = {a.dest: a for a in score._actions if a.option_strings and a.dest != "help"}
+    assert set(options) == {"problems", "completions", "out", "workers", "l_max", "l_cache"}
+    assert all(len(action.help or "") > 20 for action in options.values()), options
+    assert commands.help and "score completions of known problems" in parser.format_help()
+    text = score.format_help()
+    assert "(default: 20480)" in text and "(default: 2)" in text

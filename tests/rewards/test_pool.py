@@ -16,12 +16,15 @@ def test_order_deadlines_crashes_and_memory():
     pool = WorkerPool(n_workers=2, memory_mb=512)
     try:
         started = time.monotonic()
+        finished = []
         outcomes = pool.map(
             _dispatch,
             [("sleep", 30), ("value", 7), ("exit", 3), ("memory", 4), ("value", 8)],
             timeout_s=2.0,
+            on_done=lambda: finished.append(time.monotonic()),
         )
         assert time.monotonic() - started < 15
+        assert len(finished) == 5  # a progress bar's update: one per task, failed ones included
         assert [o.ok for o in outcomes] == [False, True, False, False, True]
         assert "timeout" in outcomes[0].error
         assert outcomes[1].value == 7 and outcomes[4].value == 8

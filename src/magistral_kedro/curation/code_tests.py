@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import Field
+from tqdm.auto import tqdm
 
 from magistral_kedro.config import config
 from magistral_kedro.rewards.code import LANGUAGE_ALIASES, run_code
@@ -164,11 +165,13 @@ def repair_code_problems(
             + runs * (cfg.time_limit_s + 1)
         )
 
-    outcomes = shared_pool(n_workers).map(
-        repair_code_problem,
-        [(p, cfg, seed + i) for i, p in enumerate(problems)],
-        timeout_s=[budget(p) for p in problems],
-    )
+    with tqdm(total=len(problems), desc="code tests", unit="problem", leave=False) as bar:
+        outcomes = shared_pool(n_workers).map(
+            repair_code_problem,
+            [(p, cfg, seed + i) for i, p in enumerate(problems)],
+            timeout_s=[budget(p) for p in problems],
+            on_done=bar.update,
+        )
     return [
         o.value
         if o.ok

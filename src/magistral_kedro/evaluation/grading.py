@@ -7,12 +7,14 @@ import logging
 from dataclasses import replace
 
 import pandas as pd
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.evaluation.metrics import summarise
 from magistral_kedro.generation import (
     GenerationConfig,
     Generator,
+    Sample,
     SamplingConfig,
     encode_prompts,
     open_generator,
@@ -21,6 +23,7 @@ from magistral_kedro.models import ModelSource, build_prompt, tokenizer_of
 from magistral_kedro.rewards import RewardConfig, final_answer, score_batch
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.prompts import resolve_system_prompt
+from magistral_kedro.tasks.schema import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,11 @@ def grade_samples(
 ) -> pd.DataFrame:
     """Answer every problem greedily (if ``greedy``) and ``k`` times at ``temperature``, grade
     each answer with the Magistral reward; one row per completion (see
-    :mod:`magistral_kedro.evaluation.metrics` for the columns)."""
+    :mod:`magistral_kedro.evaluation.metrics` for the columns).
+
+    Problems go to the generator ``sampling.batch_size`` at a time (chunk ``c`` of a decoding
+    run sampled with the run's seed + ``c``), each chunk graded as it comes, with a progress
+    bar over the completions."""
     prompts = encode_prompts(tokenizer, build_prompts(problems, tokenizer, system_prompt))
     typed = frame_to_problems(problems)
     runs = []
@@ -56,41 +63,62 @@ def grade_samples(
         runs.append(("greedy", 1, replace(sampling, temperature=0.0), seed))
     if k > 0:
         runs.append(("sampled", k, replace(sampling, temperature=temperature), seed + 1))
-    rows = []
-    for decoding, n, config, run_seed in runs:
-        groups = generator.generate(prompts, n=n, sampling=config, seed=run_seed)
-        flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
-        graded = score_batch(
-            [s.text for _, _, s in flat],
-            [typed[i] for i, _, _ in flat],
-            [len(s.token_ids) for _, _, s in flat],
-            reward,
-            seed=seed,
-        )
-        for (i, j, sample), verdict in zip(flat, graded, strict=True):
-            problem = typed[i]
-            rows.append(
-                {
-                    "problem_id": problem.id,
-                    "kind": problem.kind,
-                    "language": problem.language,
-                    "difficulty": problem.difficulty,
-                    "reference_answer": problem.answer,
-                    "decoding": decoding,
-                    "sample": j,
-                    "completion": sample.text,
-                    "answer": final_answer(sample.text) if problem.kind == "math" else "",
-                    "completion_tokens": len(sample.token_ids),
-                    "truncated": sample.finish_reason == "length",
-                    "format_ok": verdict.format > 0,
-                    "correct": verdict.correct > 0,
-                    "language_ok": verdict.language > 0,
-                    "length_penalty": verdict.length,
-                    "reward": verdict.total,
-                    "format_reason": verdict.reason,
-                }
-            )
+    size = max(1, sampling.batch_size)
+    rows: list[dict[str, object]] = []
+    total = len(prompts) * sum(n for _, n, _, _ in runs)
+    with tqdm(total=total, desc="evaluation", unit="sample", leave=False) as bar:
+        for decoding, n, config, run_seed in runs:
+            for chunk, start in enumerate(range(0, len(prompts), size)):
+                part = typed[start : start + size]
+                groups = generator.generate(
+                    prompts[start : start + size], n=n, sampling=config, seed=run_seed + chunk
+                )
+                rows += _graded(part, groups, decoding, reward, seed)
+                bar.update(n * len(part))
     return pd.DataFrame(rows)
+
+
+def _graded(
+    problems: list[Problem],
+    groups: list[list[Sample]],
+    decoding: str,
+    reward: RewardConfig,
+    seed: int,
+) -> list[dict[str, object]]:
+    """One row per completion of ``groups`` (one group per problem), graded by the reward."""
+    flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
+    graded = score_batch(
+        [s.text for _, _, s in flat],
+        [problems[i] for i, _, _ in flat],
+        [len(s.token_ids) for _, _, s in flat],
+        reward,
+        seed=seed,
+    )
+    rows: list[dict[str, object]] = []
+    for (i, j, sample), verdict in zip(flat, graded, strict=True):
+        problem = problems[i]
+        rows.append(
+            {
+                "problem_id": problem.id,
+                "kind": problem.kind,
+                "language": problem.language,
+                "difficulty": problem.difficulty,
+                "reference_answer": problem.answer,
+                "decoding": decoding,
+                "sample": j,
+                "completion": sample.text,
+                "answer": final_answer(sample.text) if problem.kind == "math" else "",
+                "completion_tokens": len(sample.token_ids),
+                "truncated": sample.finish_reason == "length",
+                "format_ok": verdict.format > 0,
+                "correct": verdict.correct > 0,
+                "language_ok": verdict.language > 0,
+                "length_penalty": verdict.length,
+                "reward": verdict.total,
+                "format_reason": verdict.reason,
+            }
+        )
+    return rows
 
 
 def evaluate_generation(

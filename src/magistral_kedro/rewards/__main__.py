@@ -15,6 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from magistral_kedro.rewards.score import RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem, validate_rows
 
@@ -51,9 +53,11 @@ def _score(args: argparse.Namespace) -> int:
         int(c.get("n_tokens", len(t.split()))) for c, t in zip(completions, texts, strict=True)
     ]
     cfg = RewardConfig(l_max=args.l_max, l_cache=args.l_cache)
-    rewards = score_batch(
-        texts, [by_id[c["id"]] for c in completions], n_tokens, cfg, n_workers=args.workers
-    )
+    problems_of = [by_id[c["id"]] for c in completions]
+    with tqdm(total=len(texts), desc="scoring", unit="completion", file=sys.stderr) as bar:
+        rewards = score_batch(
+            texts, problems_of, n_tokens, cfg, n_workers=args.workers, on_done=bar.update
+        )
     with args.out.open("w") as out:
         for completion, reward in zip(completions, rewards, strict=True):
             out.write(json.dumps({"id": completion["id"], **reward.__dict__}) + "\n")
@@ -76,17 +80,70 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command, ``score``, every option with its help."""
+    parser = argparse.ArgumentParser(
+        prog="python -m magistral_kedro.rewards",
+        description="Score model outputs with the Magistral reward (format, correctness, "
+        "length, language).",
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (one command so far)"
+    )
+    cmd = commands.add_parser(
+        "score",
+        help="score completions of known problems",
+        description="Score every completion of C.jsonl against its problem in P.jsonl, write the "
+        "reward breakdowns to R.jsonl and print a summary by kind and language.",
+    )
+    cmd.add_argument(
+        "--problems",
+        type=Path,
+        required=True,
+        metavar="P.jsonl",
+        help="problems in the project's schema, one a line (id, kind, prompt, answer or tests)",
+    )
+    cmd.add_argument(
+        "--completions",
+        type=Path,
+        required=True,
+        metavar="C.jsonl",
+        help='JSON Lines, one completion a line: {"id": <problem id>, "completion": <text>, '
+        '"n_tokens": <optional int>}',
+    )
+    cmd.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="R.jsonl",
+        help="where to write one reward breakdown per completion (JSON Lines, same order)",
+    )
+    cmd.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="sandboxed worker processes that verify in parallel (default: 2)",
+    )
+    cmd.add_argument(
+        "--l-max",
+        type=int,
+        default=RewardConfig().l_max,
+        help="maximum completion length, in tokens: the length penalty is full from there "
+        "(default: %(default)s)",
+    )
+    cmd.add_argument(
+        "--l-cache",
+        type=int,
+        default=RewardConfig().l_cache,
+        help="tokens before --l-max over which the length penalty grows from 0 "
+        "(default: %(default)s)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m magistral_kedro.rewards")
-    commands = parser.add_subparsers(dest="command", required=True)
-    cmd = commands.add_parser("score", help="score completions of known problems")
-    cmd.add_argument("--problems", type=Path, required=True)
-    cmd.add_argument("--completions", type=Path, required=True)
-    cmd.add_argument("--out", type=Path, required=True)
-    cmd.add_argument("--workers", type=int, default=2)
-    cmd.add_argument("--l-max", type=int, default=RewardConfig().l_max)
-    cmd.add_argument("--l-cache", type=int, default=RewardConfig().l_cache)
+    parser = build_parser()
     args = parser.parse_args(argv)
     for path in (args.problems, args.completions):
         if not path.is_file():

@@ -136,10 +136,13 @@ class WorkerPool:
         fn: Callable[..., Any],
         tasks: Sequence[tuple[Any, ...]],
         timeout_s: float | Sequence[float],
+        on_done: Callable[[], object] | None = None,
     ) -> list[Outcome]:
         """Run ``fn(*args)`` for every ``args`` in ``tasks``; each gets ``timeout_s`` seconds.
 
         ``fn`` must be importable by name (a module-level function). Order is preserved.
+        ``on_done`` is called once per finished task (done, failed or timed out), e.g. a
+        progress bar's ``update``.
         """
         timeouts = [timeout_s] * len(tasks) if isinstance(timeout_s, int | float) else timeout_s
         outcomes: list[Outcome | None] = [None] * len(tasks)
@@ -166,23 +169,28 @@ class WorkerPool:
             for w in list(busy):
                 task, started, deadline = busy[w]
                 if self._workers[w].replies in ready:
-                    try:
-                        ok, value, error = self._workers[w].recv()
-                        outcomes[task] = Outcome(ok, value, error, now - started)
-                    except (EOFError, OSError):
-                        code = self._workers[w].process.poll()
-                        outcomes[task] = Outcome(
-                            False, error=f"worker died (exit {code})", seconds=now - started
-                        )
-                        self._replace(w)
-                    del busy[w]
+                    outcomes[task] = self._receive(w, now - started)
                 elif now >= deadline:
                     outcomes[task] = Outcome(
                         False, error=f"timeout after {timeouts[task]} s", seconds=now - started
                     )
                     self._replace(w)
-                    del busy[w]
+                else:
+                    continue
+                del busy[w]
+                if on_done is not None:
+                    on_done()
         return [o for o in outcomes if o is not None]
+
+    def _receive(self, w: int, seconds: float) -> Outcome:
+        """Worker ``w``'s reply; a worker that died instead is replaced."""
+        try:
+            ok, value, error = self._workers[w].recv()
+            return Outcome(ok, value, error, seconds)
+        except (EOFError, OSError):
+            code = self._workers[w].process.poll()
+            self._replace(w)
+            return Outcome(False, error=f"worker died (exit {code})", seconds=seconds)
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float) -> Outcome:
         """One task; see :meth:`map`."""

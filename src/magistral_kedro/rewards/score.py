@@ -18,7 +18,7 @@ when equal to it, unless the problem asks to round or for a decimal (``requested
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -155,11 +155,13 @@ def score_batch(
     *,
     n_workers: int = 2,
     seed: int = 0,
+    on_done: Callable[[], object] | None = None,
 ) -> list[RewardBreakdown]:
     """Score many completions in parallel worker processes, order preserved.
 
     Each item runs under a hard wall-clock limit (:func:`item_timeout_s`); an item that hangs or
-    crashes its worker gets reward 0 with the reason, and the batch goes on.
+    crashes its worker gets reward 0 with the reason, and the batch goes on. ``on_done`` is
+    called once per scored item (a progress bar's ``update``).
     """
     if not len(completions) == len(problems) == len(n_tokens):
         raise ValueError(
@@ -173,6 +175,6 @@ def score_batch(
         for i, (c, p, n) in enumerate(zip(completions, problems, n_tokens, strict=True))
     ]
     outcomes = shared_pool(n_workers).map(
-        score, tasks, timeout_s=[item_timeout_s(p, cfg) for p in problems]
+        score, tasks, timeout_s=[item_timeout_s(p, cfg) for p in problems], on_done=on_done
     )
     return [o.value if o.ok else RewardBreakdown.nothing(o.error.split("\n")[0]) for o in outcomes]

@@ -1,10 +1,14 @@
 import pandas as pd
 import pytest
+from kedro.io import DataCatalog
+from kedro.validation.exceptions import ParameterValidationError
+from kedro.validation.parameter_validator import ParameterValidator
 
-from magistral_kedro.params import CurationParams
+from magistral_kedro.params import CurationParams, DifficultyStageParams
 from magistral_kedro.pipelines.curation import create_pipeline
 from magistral_kedro.pipelines.curation.nodes import (
     STAGES,
+    collect_rejects,
     curation_report,
     deduplicate,
     filter_by_pass_rate,
@@ -12,7 +16,7 @@ from magistral_kedro.pipelines.curation.nodes import (
     normalise_text,
 )
 from magistral_kedro.tasks.frames import frame_to_problems
-from tests.params import merge
+from tests.params import merge, raw_catalog
 from tests.pipelines.conftest import MICRO, RAW, curated, load_sources
 
 
@@ -117,10 +121,10 @@ def test_pass_rates_can_be_rethresholded_without_sampling(out):
         }
     )
     bounds = {"low": 0.0, "high": 1.0, "suspect_share": 0.5}  # the paper's, not micro's
-    paper = CurationParams.model_validate(
-        merge(RAW["curation"], {"difficulty": {"stage2": {"bounds": bounds}}})
+    paper = DifficultyStageParams.model_validate(
+        merge(RAW["difficulty_stage2"], {"bounds": bounds})
     )
-    kept, rejects, suspects = filter_by_pass_rate(train, rates, paper, "difficulty_stage2")
+    kept, rejects, suspects = filter_by_pass_rate(train, rates, paper)
     reasons = dict(zip(rejects["id"], rejects["reject_reason"], strict=True))
     assert reasons[math_ids[0]] == "too_hard" and reasons[math_ids[1]] == "too_easy"
     assert reasons[math_ids[3]] == "suspect_reference"
@@ -163,9 +167,76 @@ def test_the_pipeline_is_one_node_per_filter():
         "deduplicate",
         "repair_code_tests",
         "translate",
-        "measure_pass_rates_stage1",
-        "filter_by_pass_rate_stage1",
-        "measure_pass_rates_stage2",
-        "filter_by_pass_rate_stage2",
+        "difficulty_stage1.measure_pass_rates",
+        "difficulty_stage1.filter_by_pass_rate",
+        "difficulty_stage2.measure_pass_rates",
+        "difficulty_stage2.filter_by_pass_rate",
         "curation_report",
     } <= names
+
+
+def test_each_difficulty_stage_is_the_template_under_its_namespace():
+    """What `kedro run --namespaces difficulty_stage1` runs: the template's two nodes, on the
+    training problems and the SFT model, with the stage's own typed section; stage 2 the same
+    on the RL set and the RL model. Only the RL sets and the rejects leave a namespace."""
+    pipeline = create_pipeline()
+    wiring = {
+        "difficulty_stage1": ({"train_problems", "sft_model"}, "rl_problems"),
+        "difficulty_stage2": ({"rl_problems", "rl_model"}, "rl_problems_stage2"),
+    }
+    for namespace, (inputs, kept) in wiring.items():
+        stage = pipeline.only_nodes_with_namespaces([namespace])
+        assert [node.name.split(".", 1) for node in stage.nodes] == [
+            [namespace, "measure_pass_rates"],
+            [namespace, "filter_by_pass_rate"],
+        ]
+        params = {f"params:{name}" for name in ("prompt", "reward", "generation", "seed")}
+        assert stage.inputs() == inputs | params | {f"params:{namespace}"}
+        assert stage.outputs() == {kept, f"{namespace}_rejects", f"{namespace}.suspects"}
+        assert f"{namespace}.pass_rates" in stage.all_outputs()
+
+
+def test_every_parameter_the_pipeline_reads_is_a_section_of_the_shipped_conf():
+    """No namespace prefix leaks onto a shared parameter (params:difficulty_stage1.seed)."""
+    inputs = create_pipeline().inputs()
+    wanted = {name.removeprefix("params:") for name in inputs if name.startswith("params:")}
+    assert {"difficulty_stage1", "difficulty_stage2", "seed"} <= wanted <= set(RAW)
+
+
+@pytest.mark.parametrize("stage", ["difficulty_stage1", "difficulty_stage2"])
+def test_kedro_rejects_a_bad_stage_value_naming_the_section_and_key(stage):
+    """Kedro's own validation of typed parameters (what `kedro run --params` goes through)."""
+    raw = merge(RAW, {stage: {"n_samples": 1}})
+    validator = ParameterValidator({"curation": create_pipeline()})
+    with pytest.raises(ParameterValidationError) as error:
+        validator.validate_raw_params(raw)
+    assert f"Parameter '{stage}'" in str(error.value) and "n_samples" in str(error.value)
+    other = ({"difficulty_stage1", "difficulty_stage2"} - {stage}).pop()
+    assert f"'{other}'" not in str(error.value)
+    validated = validator.validate_raw_params(RAW)
+    assert isinstance(validated[stage], DifficultyStageParams)
+
+
+def test_the_old_layout_of_the_difficulty_parameters_is_named_with_where_it_went():
+    with pytest.raises(ValueError, match="difficulty_stage1 and difficulty_stage2"):
+        CurationParams.model_validate({**RAW["curation"], "difficulty": {}})
+
+
+def test_the_catalog_keeps_the_stages_files_where_they_were():
+    """The namespaced datasets match the catalog's factories, on the same files as before."""
+    catalog = DataCatalog.from_config(raw_catalog(), save_version="v")
+    for stage in ("difficulty_stage1", "difficulty_stage2"):
+        rates = catalog.get(f"{stage}.pass_rates")
+        suspects = catalog.get(f"{stage}.suspects")
+        assert str(rates._filepath).endswith(f"07_model_output/{stage}_pass_rates.jsonl")
+        assert str(suspects._filepath).endswith(
+            f"08_reporting/{stage}_suspected_wrong_references.jsonl"
+        )
+
+
+def test_rejects_are_labelled_with_the_stage_they_came_in_as():
+    frame = pd.DataFrame({"id": ["a"], "reject_reason": ["too_easy"], "stage": ["difficulty"]})
+    collected = collect_rejects(read=frame.iloc[:0], difficulty_stage2=frame)
+    assert list(collected["stage"]) == ["difficulty_stage2"]
+    with pytest.raises(ValueError, match="unknown stages"):
+        collect_rejects(difficulty_stage3=frame)

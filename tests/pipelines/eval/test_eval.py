@@ -8,13 +8,15 @@ import pytest
 from pydantic import ValidationError
 
 from magistral_kedro.models import CheckpointRef, save_checkpoint
-from magistral_kedro.params import EvalParams
+from magistral_kedro.params import EvalParams, ModelEvalParams
 from magistral_kedro.pipelines.eval import create_pipeline
 from magistral_kedro.pipelines.eval.nodes import (
     collect_benchmarks,
     compare_runs,
+    evaluate_model,
     resolve_checkpoint,
 )
+from magistral_kedro.pipelines.templates import SHARED_PARAMETERS as SHARED
 from tests.params import merge
 from tests.pipelines.conftest import MICRO, RAW, SOURCE_MAPPINGS, load_sources, run
 
@@ -130,3 +132,49 @@ def test_the_comparison_labels_models_across_runs(tmp_path):
     ]
     assert table.iloc[0]["greedy_accuracy"] == 0.7 and table.iloc[2]["pass_at_1"] == 0.6
     assert json.dumps(table.astype(str).to_dict())  # plain values, CSV-able
+
+
+def test_the_sft_and_rl_evaluations_are_one_template_under_two_namespaces():
+    """What `kedro run --namespaces sft_eval` runs: the template's node on the SFT model with
+    the sft_eval section; rl_eval the same on the RL model. Their outputs keep their names."""
+    from magistral_kedro.pipelines.rl import create_pipeline as rl
+    from magistral_kedro.pipelines.sft import create_pipeline as sft
+
+    shared = {f"params:{name}" for name in ("prompt", "reward", "generation", "seed")}
+    for pipeline, namespace, model in (
+        (sft(), "sft_eval", "sft_model"),
+        (rl(), "rl_eval", "rl_model"),
+    ):
+        (node,) = pipeline.only_nodes_with_namespaces([namespace]).nodes
+        assert node.name == f"{namespace}.evaluate_model" and node.func is evaluate_model
+        assert set(node.inputs) == {model, "eval_problems", f"params:{namespace}"} | shared
+        assert node.outputs == [f"{namespace}_samples", f"{namespace}_metrics"]
+
+
+@pytest.mark.parametrize("namespace", ["sft_eval", "rl_eval"])
+def test_kedro_rejects_a_bad_evaluation_value_naming_the_section_and_key(namespace):
+    from kedro.validation.exceptions import ParameterValidationError
+    from kedro.validation.parameter_validator import ParameterValidator
+
+    from magistral_kedro.pipelines.rl import create_pipeline as rl
+    from magistral_kedro.pipelines.sft import create_pipeline as sft
+
+    validator = ParameterValidator({"sft": sft(), "rl": rl()})
+    with pytest.raises(ParameterValidationError) as error:
+        validator.validate_raw_params(merge(RAW, {namespace: {"k": -1}}))
+    assert f"Parameter '{namespace}'" in str(error.value) and "\nk\n" in str(error.value)
+    with pytest.raises(ParameterValidationError, match="metrics_prefix"):
+        validator.validate_raw_params(merge(RAW, {namespace: {"metrics_prefix": "eval"}}))
+    assert isinstance(validator.validate_raw_params(RAW)[namespace], ModelEvalParams)
+
+
+def test_the_evaluation_names_its_metrics_by_its_section(micro_checkpoint, heldout):
+    settings = ModelEvalParams.model_validate(
+        merge(RAW["rl_eval"], {"max_problems": 2, "k": 1, "sampling": {"max_new_tokens": 4}})
+    )
+    samples, metrics = evaluate_model(
+        micro_checkpoint, heldout, settings, *(MICRO[f"params:{p}"] for p in SHARED)
+    )
+    assert len(samples) == 2
+    assert {"rl_eval/format_rate", "rl_eval/accuracy", "rl_eval/sampled_accuracy"} <= set(metrics)
+    assert all(key.startswith("rl_eval/") for key in metrics)

@@ -1,8 +1,8 @@
-from magistral_kedro.params import RLParams
+from magistral_kedro.params import ModelEvalParams, RLParams
 from magistral_kedro.pipelines.rl import create_pipeline as rl
 from magistral_kedro.pipelines.sft import create_pipeline as sft
 from tests.params import merge
-from tests.pipelines.conftest import MICRO, RAW, curated, filtered, run, sft_params
+from tests.pipelines.conftest import MICRO, RAW, SFT_EVAL, curated, filtered, run, sft_params
 
 
 def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
@@ -12,9 +12,10 @@ def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
         for k, v in curated(problem_sources).items()
         if k in ("tokenizer", "train_problems", "eval_problems")
     }
-    trained = run(sft(), {**MICRO, "params:sft": sft_params(str(tmp_path / "sft")), **data})
+    sft_inputs = {"params:sft": sft_params(str(tmp_path / "sft")), "params:sft_eval": SFT_EVAL}
+    trained = run(sft(), {**MICRO, **sft_inputs, **data})
     stage1 = filtered(data, trained["sft_model"])
-    rates = stage1["difficulty_stage1_pass_rates"]
+    rates = stage1["difficulty_stage1.pass_rates"]
     assert len(rates) == 24 and set(rates["n_samples"]) == {4}  # micro: 24 problems x 4
     rl_problems = stage1["rl_problems"]
     assert set(rates["problem_id"]) | set(rl_problems.loc[rl_problems["kind"] == "code", "id"]) >= (
@@ -26,6 +27,7 @@ def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
     inputs = {
         **MICRO,
         "params:rl": rl_params,
+        "params:rl_eval": ModelEvalParams.model_validate(RAW["rl_eval"]),
         "sft_model": trained["sft_model"],
         "base_model": trained["base_model"],
         "rl_problems": rl_problems,

@@ -1,5 +1,5 @@
 from magistral_kedro.pipelines.sft import create_pipeline as sft
-from tests.pipelines.conftest import MICRO, curated, run, sft_params
+from tests.pipelines.conftest import MICRO, SFT_EVAL, curated, run, sft_params
 
 
 def test_sft_pipeline_on_micro_parameters(problem_sources, tmp_path):
@@ -7,6 +7,7 @@ def test_sft_pipeline_on_micro_parameters(problem_sources, tmp_path):
     inputs = {
         **MICRO,
         "params:sft": sft_params(str(tmp_path / "state")),
+        "params:sft_eval": SFT_EVAL,
         **{k: data[k] for k in ("tokenizer", "train_problems", "eval_problems")},
     }
     out = run(sft(), inputs)

@@ -235,25 +235,19 @@ def split_train_eval(
     )
 
 
-def _stage(curation: CurationParams, name: str) -> DifficultyStageParams:
-    return getattr(curation.difficulty, name.removeprefix("difficulty_"))  # type: ignore[no-any-return]
-
-
 def measure_pass_rates(
     problems: pd.DataFrame,
     model: ModelSource,
-    curation: CurationParams,
+    stage: DifficultyStageParams,
     prompt: PromptParams,
     reward: RewardConfig,
     generation: GenerationConfig,
     seed: int,
-    name: str,
 ) -> pd.DataFrame:
-    """Difficulty stage ``name`` (``difficulty_stage1``...): ``n_samples`` samples per problem of
-    its ``kinds`` (at most ``max_problems``, drawn with the seed) from its ``model`` or, when null,
-    the pipeline's model, through the ``generation`` backend; one row per problem: correct count,
-    pass rate, the histogram of answers given, the majority answer."""
-    stage = _stage(curation, name)
+    """A difficulty stage's sampling: ``n_samples`` samples per problem of its ``kinds`` (at most
+    ``max_problems``, drawn with the seed) from its ``model`` or, when null, the pipeline's model,
+    through the ``generation`` backend; one row per problem: correct count, pass rate, the
+    histogram of answers given, the majority answer."""
     if stage.model is not None:
         model = CheckpointRef(Path(stage.model), dtype_name(model))
     pool = problems[problems["kind"].isin(stage.kinds)]
@@ -294,16 +288,15 @@ def measure_pass_rates(
 
 
 def filter_by_pass_rate(
-    problems: pd.DataFrame, pass_rates: pd.DataFrame, curation: CurationParams, name: str
+    problems: pd.DataFrame, pass_rates: pd.DataFrame, stage: DifficultyStageParams
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Keep the problems whose pass rate is within the ``bounds`` of difficulty stage ``name``
-    (re-run alone to re-threshold saved pass rates). Problems of other kinds pass through;
-    problems of the filtered kinds that were not sampled (``max_problems``) are left out as
-    ``not_sampled``.
+    """Keep the problems whose pass rate is within the stage's ``bounds`` (re-run alone to
+    re-threshold saved pass rates). Problems of other kinds pass through; problems of the
+    filtered kinds that were not sampled (``max_problems``) are left out as ``not_sampled``.
 
-    Returns the kept problems, the dropped ones (rejects of stage ``name``), and the suspected
-    wrong references with the answer most samples gave instead."""
-    stage = _stage(curation, name)
+    Returns the kept problems, the dropped ones (rejects with the reason; ``collect_rejects``
+    names their stage), and the suspected wrong references with the answer most samples gave
+    instead."""
     records = {r["problem_id"]: PassRate.from_record(r) for r in pass_rates.to_dict("records")}
     reasons: list[str | None] = []
     for problem_id, kind in zip(problems["id"], problems["kind"], strict=True):
@@ -318,13 +311,13 @@ def filter_by_pass_rate(
     dropped = verdicts.notna()
     kept = problems[~dropped].reset_index(drop=True)
     counts = verdicts[dropped].value_counts().to_dict()
-    logger.info("%s: %d of %d problems kept; dropped %s", name, len(kept), len(problems), counts)
+    logger.info("difficulty filter: %d of %d kept; dropped %s", len(kept), len(problems), counts)
     if kept.empty:
         raise ValueError(
-            f"{name} kept no problem (dropped: {counts}); loosen the bounds in "
-            f"curation.difficulty or look at the pass rates it saved"
+            f"the difficulty filter kept no problem (dropped: {counts}); loosen its stage's "
+            f"bounds (difficulty_stage1 / difficulty_stage2) or look at the pass rates it saved"
         )
-    rejects = _rejects(problems[dropped], name, verdicts[dropped].to_numpy())
+    rejects = _rejects(problems[dropped], "difficulty", verdicts[dropped].to_numpy())
     suspect_ids = rejects.loc[rejects["reject_reason"] == "suspect_reference", "id"]
     suspects = problems[problems["id"].isin(suspect_ids)][["id", "source", "prompt", "answer"]]
     suspects = suspects.merge(
@@ -335,9 +328,13 @@ def filter_by_pass_rate(
     return kept, rejects, suspects.reset_index(drop=True)
 
 
-def collect_rejects(*rejects: pd.DataFrame) -> pd.DataFrame:
-    """Every row the funnel dropped, with the stage and the reason."""
-    frames = [f for f in rejects if not f.empty]
+def collect_rejects(**by_stage: pd.DataFrame) -> pd.DataFrame:
+    """Every row the funnel dropped, each labelled with the stage (one of :data:`STAGES`) whose
+    rejects it came in as, and the reason."""
+    unknown = sorted(set(by_stage) - set(STAGES))
+    if unknown:
+        raise ValueError(f"rejects of unknown stages {unknown}; the stages are {STAGES}")
+    frames = [f.assign(stage=stage) for stage, f in by_stage.items() if not f.empty]
     if not frames:
         return pd.DataFrame(columns=[*COLUMNS, "stage", "reject_reason"])
     return pd.concat(frames, ignore_index=True, sort=False)

@@ -1,45 +1,52 @@
-"""Wiring of the curation pipeline: one node per filter, so kedro-viz shows the funnel."""
-
-from collections.abc import Callable
-from functools import partial, update_wrapper
-from typing import Any
+"""Wiring of the curation pipeline: one node per filter, so kedro-viz shows the funnel; the
+difficulty filter is one template pipeline, instantiated once per stage under its namespace."""
 
 from kedro.pipeline import Node, Pipeline
 
 from magistral_kedro.pipelines.curation import nodes
+from magistral_kedro.pipelines.templates import instantiate
 
 
-def _named(func: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """``func`` with its stage ``name`` bound, still showing as ``func`` in kedro-viz."""
-    return update_wrapper(partial(func, name=name), func)
+def difficulty_filter() -> Pipeline:
+    """The template: pass rates of ``problems`` under ``model`` (sampling), then the filter
+    (re-runnable alone on the saved pass rates), as ``params:stage`` says."""
+    return Pipeline(
+        [
+            Node(
+                nodes.measure_pass_rates,
+                inputs=[
+                    "problems",
+                    "model",
+                    "params:stage",
+                    "params:prompt",
+                    "params:reward",
+                    "params:generation",
+                    "params:seed",
+                ],
+                outputs="pass_rates",
+                name="measure_pass_rates",
+            ),
+            Node(
+                nodes.filter_by_pass_rate,
+                inputs=["problems", "pass_rates", "params:stage"],
+                outputs=["kept", "rejects", "suspects"],
+                name="filter_by_pass_rate",
+            ),
+        ]
+    )
 
 
-def difficulty_stage(stage: str, model: str, problems: str, kept: str) -> list[Node]:
-    """Pass rates of ``problems`` under ``model`` (sampling), then the filter (re-runnable alone
-    on the saved pass rates); ``params:curation.difficulty.<stage>`` says how."""
-    name = f"difficulty_{stage}"
-    return [
-        Node(
-            _named(nodes.measure_pass_rates, name),
-            inputs=[
-                problems,
-                model,
-                "params:curation",
-                "params:prompt",
-                "params:reward",
-                "params:generation",
-                "params:seed",
-            ],
-            outputs=f"{name}_pass_rates",
-            name=f"measure_pass_rates_{stage}",
-        ),
-        Node(
-            _named(nodes.filter_by_pass_rate, name),
-            inputs=[problems, f"{name}_pass_rates", "params:curation"],
-            outputs=[kept, f"{name}_rejects", f"{name}_suspects"],
-            name=f"filter_by_pass_rate_{stage}",
-        ),
-    ]
+def difficulty_stage(namespace: str, model: str, problems: str, kept: str) -> Pipeline:
+    """The filter under ``namespace`` (its parameters: the section of that name): ``problems``
+    sampled from ``model``, the kept ones as ``kept``, the rejects as ``<namespace>_rejects``;
+    the pass rates and suspects stay in the namespace (``<namespace>.pass_rates``)."""
+    return instantiate(
+        difficulty_filter(),
+        namespace,
+        "stage",
+        inputs={"problems": problems, "model": model},
+        outputs={"kept": kept, "rejects": f"{namespace}_rejects"},
+    )
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
@@ -113,19 +120,19 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs="tokenizer",
                 name="train_tokenizer",
             ),
-            *difficulty_stage("stage1", "sft_model", "train_problems", "rl_problems"),
-            *difficulty_stage("stage2", "rl_model", "rl_problems", "rl_problems_stage2"),
+            difficulty_stage("difficulty_stage1", "sft_model", "train_problems", "rl_problems"),
+            difficulty_stage("difficulty_stage2", "rl_model", "rl_problems", "rl_problems_stage2"),
             Node(
                 nodes.collect_rejects,
-                inputs=[
-                    "unreadable_rows",
-                    "invalid_problems",
-                    "unverifiable_problems",
-                    "duplicate_problems",
-                    "untestable_problems",
-                    "difficulty_stage1_rejects",
-                    "difficulty_stage2_rejects",
-                ],
+                inputs={
+                    "read": "unreadable_rows",
+                    "validate": "invalid_problems",
+                    "verifiability": "unverifiable_problems",
+                    "deduplicate": "duplicate_problems",
+                    "code_tests": "untestable_problems",
+                    "difficulty_stage1": "difficulty_stage1_rejects",
+                    "difficulty_stage2": "difficulty_stage2_rejects",
+                },
                 outputs="curation_rejects",
                 name="collect_rejects",
             ),

@@ -12,10 +12,10 @@ import mlflow
 import pandas as pd
 
 from magistral_kedro.curation.sources import map_source, require_mappings
-from magistral_kedro.evaluation import METRICS, grade_samples, summary_table
+from magistral_kedro.evaluation import METRICS, evaluate_generation, grade_samples, summary_table
 from magistral_kedro.generation import GenerationConfig, open_generator
 from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
-from magistral_kedro.params import EvalParams, PromptParams
+from magistral_kedro.params import EvalParams, ModelEvalParams, PromptParams
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.tasks.schema import validate_rows
@@ -135,6 +135,34 @@ def evaluate_benchmarks(
             row["problems"],
         )
     return samples, summary, as_metrics_dataset(metrics)
+
+
+def evaluate_model(
+    checkpoint: ModelSource,
+    evaluation: pd.DataFrame,
+    settings: ModelEvalParams,
+    prompt: PromptParams,
+    reward: RewardConfig,
+    generation: GenerationConfig,
+    seed: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A trained model on the eval split, graded by the Magistral reward: the node of the
+    evaluation template (namespaces ``sft_eval``, ``rl_eval``). Returns one row per problem and
+    the MLflow metrics ``<settings.metrics_prefix>/<metric>``."""
+    table, metrics = evaluate_generation(
+        checkpoint,
+        evaluation,
+        prompt.system_prompt,
+        settings.max_problems,
+        settings.sampling,
+        reward,
+        generation,
+        seed,
+        prefix=settings.metrics_prefix,
+        k=settings.k,
+        temperature=settings.temperature,
+    )
+    return table, as_metrics_dataset(metrics)
 
 
 def _model_label(prefix: str, params: dict[str, str]) -> str:

@@ -1,8 +1,44 @@
-"""Wiring of the eval pipeline."""
+"""Wiring of the eval pipeline, and the template of a trained model's evaluation that the sft and
+rl pipelines instantiate (namespaces ``sft_eval``, ``rl_eval``)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from magistral_kedro.pipelines.eval import nodes
+from magistral_kedro.pipelines.templates import instantiate
+
+
+def model_evaluation() -> Pipeline:
+    """The template: ``checkpoint`` on the eval split, as ``params:settings`` says."""
+    return Pipeline(
+        [
+            Node(
+                nodes.evaluate_model,
+                inputs=[
+                    "checkpoint",
+                    "eval_problems",
+                    "params:settings",
+                    "params:prompt",
+                    "params:reward",
+                    "params:generation",
+                    "params:seed",
+                ],
+                outputs=["samples", "metrics"],
+                name="evaluate_model",
+            )
+        ]
+    )
+
+
+def evaluation_of(namespace: str, model: str) -> Pipeline:
+    """The evaluation of ``model`` under ``namespace`` (its parameters: the section of that
+    name), writing ``<namespace>_samples`` and ``<namespace>_metrics``."""
+    return instantiate(
+        model_evaluation(),
+        namespace,
+        "settings",
+        inputs={"checkpoint": model, "eval_problems": "eval_problems"},
+        outputs={"samples": f"{namespace}_samples", "metrics": f"{namespace}_metrics"},
+    )
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:

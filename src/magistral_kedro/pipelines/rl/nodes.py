@@ -1,19 +1,18 @@
-"""RL nodes: GRPO training from the SFT model, and the trained model's evaluation."""
+"""RL nodes: GRPO training from the SFT model (the trained model's evaluation is the eval
+pipeline's template, :func:`magistral_kedro.pipelines.eval.pipeline.evaluation_of`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
-from magistral_kedro.evaluation import build_prompts, evaluate_generation
+from magistral_kedro.evaluation import build_prompts
 from magistral_kedro.generation import GenerationConfig
 from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import CheckpointRef, ModelSource, tokenizer_of
 from magistral_kedro.params import PromptParams, RLParams
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import frame_to_problems
-from magistral_kedro.tracking import MlflowTracker, as_metrics_dataset
+from magistral_kedro.tracking import MlflowTracker
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 
 
@@ -66,29 +65,3 @@ def train_rl_model(
         generation=generation,
     )
     return model, pd.DataFrame(samples)
-
-
-def evaluate_rl(
-    checkpoint: ModelSource,
-    evaluation: pd.DataFrame,
-    prompt: PromptParams,
-    rl: RLParams,
-    reward: RewardConfig,
-    generation: GenerationConfig,
-    seed: int,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The RL model on the eval split, graded by the Magistral reward (``rl_eval/...``)."""
-    table, metrics = evaluate_generation(
-        checkpoint,
-        evaluation,
-        prompt.system_prompt,
-        rl.eval_problems,
-        rl.eval_sampling,
-        reward,
-        generation,
-        seed,
-        prefix="rl_eval",
-        k=rl.eval_k,
-        temperature=rl.eval_temperature,
-    )
-    return table, as_metrics_dataset(metrics)

@@ -2,11 +2,12 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from magistral_kedro.pipelines.eval.pipeline import evaluation_of
 from magistral_kedro.pipelines.rl import nodes
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
-    """train (GRPO) -> evaluate."""
+    """train (GRPO) -> evaluate (namespace ``rl_eval``)."""
     common = ["params:prompt", "params:rl", "params:reward", "params:generation", "params:seed"]
     return Pipeline(
         [
@@ -16,11 +17,6 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs=["rl_model", "rl_samples"],
                 name="train_rl",
             ),
-            Node(
-                nodes.evaluate_rl,
-                inputs=["rl_model", "eval_problems", *common],
-                outputs=["rl_eval_samples", "rl_eval_metrics"],
-                name="evaluate_rl",
-            ),
+            evaluation_of("rl_eval", "rl_model"),
         ]
     )

@@ -1,4 +1,5 @@
-"""SFT nodes: initialise the model, build examples, train, and measure what was learned."""
+"""SFT nodes: initialise the model, build examples, train (the evaluation is the eval
+pipeline's template, :func:`magistral_kedro.pipelines.eval.pipeline.evaluation_of`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Any
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.evaluation import build_prompts, evaluate_generation
-from magistral_kedro.generation import GenerationConfig
+from magistral_kedro.evaluation import build_prompts
 from magistral_kedro.models import (
     Checkpoint,
     CheckpointRef,
@@ -19,7 +19,6 @@ from magistral_kedro.models import (
     tokenizer_of,
 )
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
-from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tracking import MlflowTracker, as_metrics_dataset
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
@@ -99,29 +98,3 @@ def train_sft_model(
         fingerprint=run,
         tracker=MlflowTracker("sft"),
     )
-
-
-def evaluate_sft(
-    checkpoint: ModelSource,
-    evaluation: pd.DataFrame,
-    prompt: PromptParams,
-    sft: SFTParams,
-    reward: RewardConfig,
-    generation: GenerationConfig,
-    seed: int,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The SFT model on the eval split, graded by the Magistral reward (``sft_eval/...``)."""
-    table, metrics = evaluate_generation(
-        checkpoint,
-        evaluation,
-        prompt.system_prompt,
-        sft.eval_problems,
-        sft.eval_sampling,
-        reward,
-        generation,
-        seed,
-        prefix="sft_eval",
-        k=sft.eval_k,
-        temperature=sft.eval_temperature,
-    )
-    return table, as_metrics_dataset(metrics)

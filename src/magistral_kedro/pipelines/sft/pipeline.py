@@ -2,11 +2,12 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from magistral_kedro.pipelines.eval.pipeline import evaluation_of
 from magistral_kedro.pipelines.sft import nodes
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
-    """initialise -> examples -> train -> evaluate."""
+    """initialise -> examples -> train -> evaluate (namespace ``sft_eval``)."""
     return Pipeline(
         [
             Node(
@@ -33,19 +34,6 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs="sft_model",
                 name="train_sft",
             ),
-            Node(
-                nodes.evaluate_sft,
-                inputs=[
-                    "sft_model",
-                    "eval_problems",
-                    "params:prompt",
-                    "params:sft",
-                    "params:reward",
-                    "params:generation",
-                    "params:seed",
-                ],
-                outputs=["sft_eval_samples", "sft_eval_metrics"],
-                name="evaluate_sft",
-            ),
+            evaluation_of("sft_eval", "sft_model"),
         ]
     )
