@@ -5,6 +5,9 @@ a resumed training, into the run that training started in). When no run is activ
 called from a test or a notebook), it logs nothing. The training library knows only the protocol
 (tests use a list); nothing here knows Kedro but :func:`as_metrics_dataset`, the node-output form
 kedro-mlflow's metrics dataset takes.
+
+A resumed training logs the steps after its checkpoint again, so a step may have two values in
+a run's history: every reader takes the last one logged (:func:`last_per_step`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +61,15 @@ def as_metrics_dataset(metrics: Mapping[str, float], step: int = 0) -> dict[str,
         for k, v in metrics.items()
         if math.isfinite(float(v))
     }
+
+
+def last_per_step(history: Iterable[mlflow.entities.Metric]) -> dict[int, float]:
+    """``{step: value}`` of one metric's history in step order, a step logged twice (a resumed
+    run logs the steps after its checkpoint again) taking the value logged last: the newest
+    timestamp, and of equal timestamps the later in the history."""
+    ordered = sorted(enumerate(history), key=lambda pair: (pair[1].timestamp, pair[0]))
+    last = {metric.step: metric.value for _, metric in ordered}
+    return dict(sorted(last.items()))
 
 
 class Tracker(Protocol):

@@ -27,6 +27,7 @@ from magistral_kedro.analysis import (
 )
 from magistral_kedro.models import ModelSource
 from magistral_kedro.params import AnalysisParams
+from magistral_kedro.tracking import last_per_step
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataF
     """The RL run's checkpoints (from its MLflow artifacts) as points in weight space, and its
     per-step GRPO metrics. Each checkpoint is downloaded, reduced (flattened, or randomly
     projected to ``analysis.projection_dim``) and deleted before the next, so memory holds one
-    model at a time. ``rl_model`` only orders this node after training.
+    model at a time. ``rl_model`` only orders this node after training. A step a resumed run
+    logged again counts with the value logged last (:func:`last_per_step`).
 
     Returns (checkpoints: ``step`` + one column per coordinate, history: ``step`` + metrics)."""
     del rl_model
@@ -106,7 +108,7 @@ def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataF
     for panel in CURVES.values():
         for key in [*panel, "accuracy"]:
             history = client.get_metric_history(run_id, key)
-            series[key] = pd.Series({m.step: m.value for m in history}, dtype=float)
+            series[key] = pd.Series(last_per_step(history), dtype=float)
     history = pd.DataFrame(series).rename_axis("step").reset_index()
     history.insert(0, "run_id", run_id)
     return checkpoints, history
