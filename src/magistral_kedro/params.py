@@ -151,6 +151,14 @@ class CurationParams(_Params):
         return data
 
 
+#: How many of a training's checkpoints go to MLflow as artifacts.
+KeepArtifacts = Annotated[int, Field(ge=1)] | None
+KEEP_ARTIFACTS_HELP = (
+    "checkpoints uploaded to MLflow (checkpoints/<name>/step_<N>): null every one; n at most n, "
+    "spread evenly over the run, the first and last among them"
+)
+
+
 class SFTParams(_Params):
     """``sft`` in parameters_sft.yml."""
 
@@ -158,6 +166,7 @@ class SFTParams(_Params):
     engine: EngineConfig
     loop: SFTConfig
     checkpoint_dir: str
+    keep_checkpoint_artifacts: KeepArtifacts = Field(description=KEEP_ARTIFACTS_HELP)
 
 
 class ModelEvalParams(_Params):
@@ -224,6 +233,7 @@ class RLParams(_Params):
     grpo: GRPOConfig
     curriculum: list[Stage] = Field(min_length=1)
     checkpoint_dir: str
+    keep_checkpoint_artifacts: KeepArtifacts = Field(description=KEEP_ARTIFACTS_HELP)
 
     @field_validator("curriculum")
     @classmethod

@@ -76,8 +76,10 @@ def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataF
     """The RL run's checkpoints (from its MLflow artifacts) as points in weight space, and its
     per-step GRPO metrics. Each checkpoint is downloaded, reduced (flattened, or randomly
     projected to ``analysis.projection_dim``) and deleted before the next, so memory holds one
-    model at a time. ``rl_model`` only orders this node after training. A step a resumed run
-    logged again counts with the value logged last (:func:`last_per_step`).
+    model at a time. ``rl_model`` only orders this node after training.
+
+    The checkpoints are those the training uploaded (``rl.keep_checkpoint_artifacts``). A step
+    a resumed run logged again counts with the value logged last (:func:`last_per_step`).
 
     Returns (checkpoints: ``step`` + one column per coordinate, history: ``step`` + metrics)."""
     del rl_model
