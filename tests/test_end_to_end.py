@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from magistral_kedro.evaluation import LOGGED
 from tests.conftest import PROJECT_ROOT
 from tests.e2e import kedro_run, new_project, output_of
 
@@ -79,7 +80,7 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
         "curation/rl_stage1",
         "sft/eval_loss",
         "sft_eval/format_rate",
-        "sft_eval/accuracy",
+        "sft_eval/greedy_accuracy",
     } <= keys
     tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
     assert "kedro_command" in tags
@@ -95,12 +96,16 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     ]
     assert rl_steps == [1, 2, 3, 4]
     assert {
-        "rl_eval/accuracy",
-        "rl_eval/sampled_accuracy",
+        "rl_eval/greedy_accuracy",
+        "rl_eval/pass_at_1",
         "groups/dropped_frac",
         "curriculum/stage",
-        "sft_eval/sampled_accuracy",
+        "sft_eval/pass_at_1",
     } <= keys
+    # One naming scheme: the same metric names under every evaluation's prefix.
+    for prefix in ("sft_eval", "rl_eval", "eval/heldout"):
+        assert {f"{prefix}/{metric}" for metric in LOGGED} <= keys, prefix
+    assert not {"sft_eval/accuracy", "rl_eval/sampled_accuracy"} & keys
     rl_checkpoints = sorted(
         p.parent.name for p in artifacts.glob("**/checkpoints/rl/*/config.json")
     )
@@ -139,7 +144,7 @@ def test_one_namespace_runs_alone(project):
     (run_id,) = _mlflow_runs(project) - runs_before
     db = sqlite3.connect(project / "mlflow.db")
     keys = {k for (k,) in db.execute("SELECT key FROM metrics WHERE run_uuid = ?", (run_id,))}
-    assert "sft_eval/accuracy" in keys and not any(k.startswith("rl_eval/") for k in keys)
+    assert "sft_eval/greedy_accuracy" in keys and not any(k.startswith("rl_eval/") for k in keys)
 
 
 @pytest.mark.parametrize("name", ["compare_runs", "explore_curated_data"])

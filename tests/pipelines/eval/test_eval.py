@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from magistral_kedro.evaluation import LOGGED
 from magistral_kedro.models import CheckpointRef, save_checkpoint
 from magistral_kedro.params import EvalParams, ModelEvalParams
 from magistral_kedro.pipelines.eval import create_pipeline
 from magistral_kedro.pipelines.eval.nodes import (
+    COMPARED,
     collect_benchmarks,
     compare_runs,
     evaluate_model,
@@ -100,14 +102,17 @@ def test_the_comparison_labels_models_across_runs(tmp_path):
         mlflow.set_experiment("compare")
         with mlflow.start_run():  # an older run: RL from the base model
             mlflow.log_params({"rl.init": "base"})
-            mlflow.log_metrics({"rl_eval/accuracy": 0.1, "rl_eval/sampled_accuracy": 0.05})
+            mlflow.log_metrics({"rl_eval/greedy_accuracy": 0.1, "rl_eval/pass_at_1": 0.05})
         with mlflow.start_run():
             mlflow.log_params({"rl.init": "sft", "eval.checkpoint": "None"})
+            # Logged twice at step 0: the later value counts.
+            mlflow.log_metric("sft_eval/greedy_accuracy", 0.1, timestamp=1000)
             mlflow.log_metrics(
                 {
-                    "sft_eval/accuracy": 0.7,
-                    "rl_eval/accuracy": 0.72,
-                    "sft_eval/sampled_accuracy": 0.55,
+                    "sft_eval/greedy_accuracy": 0.7,
+                    "rl_eval/greedy_accuracy": 0.72,
+                    "sft_eval/pass_at_1": 0.55,
+                    "sft_eval/accuracy": 0.0,  # an old name: not read
                 }
             )
             summary = pd.DataFrame(
@@ -130,7 +135,9 @@ def test_the_comparison_labels_models_across_runs(tmp_path):
         ("SFT+RL", "eval"),
         ("RL", "rl_eval"),
     ]
-    assert table.iloc[0]["greedy_accuracy"] == 0.7 and table.iloc[2]["pass_at_1"] == 0.6
+    assert table.iloc[0]["greedy_accuracy"] == 0.7 and table.iloc[0]["pass_at_1"] == 0.55
+    assert table.iloc[2]["pass_at_1"] == 0.6 and table.iloc[3]["pass_at_1"] == 0.05
+    assert list(table.columns[-6:]) == list(COMPARED)
     assert json.dumps(table.astype(str).to_dict())  # plain values, CSV-able
 
 
@@ -172,9 +179,18 @@ def test_the_evaluation_names_its_metrics_by_its_section(micro_checkpoint, heldo
     settings = ModelEvalParams.model_validate(
         merge(RAW["rl_eval"], {"max_problems": 2, "k": 1, "sampling": {"max_new_tokens": 4}})
     )
-    samples, metrics = evaluate_model(
+    samples, logged = evaluate_model(
         micro_checkpoint, heldout, settings, *(MICRO[f"params:{p}"] for p in SHARED)
     )
-    assert len(samples) == 2
-    assert {"rl_eval/format_rate", "rl_eval/accuracy", "rl_eval/sampled_accuracy"} <= set(metrics)
+    metrics = {key: entry["value"] for key, entry in logged.items()}
+    assert len(samples) == 2 * (1 + 1)  # one row per completion: greedy + k = 1 sampled
+    assert set(samples["decoding"]) == {"greedy", "sampled"}
+    # The eval pipeline's names, under the section's prefix; slices as eval/<benchmark>/...
+    assert set(metrics) >= {f"rl_eval/{m}" for m in LOGGED}
+    assert (
+        metrics["rl_eval/greedy_accuracy"]
+        == samples.query("decoding == 'greedy'")["correct"].mean()
+    )
+    assert any(key.startswith("rl_eval/language_") for key in metrics)
+    assert not {"rl_eval/accuracy", "rl_eval/sampled_accuracy"} & set(metrics)
     assert all(key.startswith("rl_eval/") for key in metrics)

@@ -4,7 +4,6 @@ difficulty; one comparison table across the MLflow runs of the experiment."""
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,12 @@ import mlflow
 import pandas as pd
 
 from magistral_kedro.curation.sources import map_source, require_mappings
-from magistral_kedro.evaluation import METRICS, evaluate_generation, grade_samples, summary_table
+from magistral_kedro.evaluation import (
+    evaluate_generation,
+    grade_samples,
+    named_metrics,
+    summary_table,
+)
 from magistral_kedro.generation import GenerationConfig, open_generator
 from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.params import EvalParams, ModelEvalParams, PromptParams
@@ -23,8 +27,8 @@ from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
 
-#: Metrics logged to MLflow for every benchmark and slice (all but the counts).
-LOGGED = tuple(m for m in METRICS if m not in ("problems", "samples_per_problem"))
+#: The columns of the comparison: the same names in every evaluation's metrics.
+COMPARED = ("greedy_accuracy", "pass_at_1", "pass_at_k", "maj_at_k", "format_rate", "language_rate")
 
 
 def collect_benchmarks(
@@ -116,13 +120,7 @@ def evaluate_benchmarks(
             parts.append(graded.assign(benchmark=name))
     samples = pd.concat(parts, ignore_index=True)
     summary = summary_table(samples)
-    metrics = {}
-    for row in summary.to_dict("records"):
-        where = "" if row["slice"] == "all" else row["slice"].replace("=", "_") + "/"
-        for metric in LOGGED:
-            value = row.get(metric)
-            if value is not None and not math.isnan(value):  # NaN: not measured for this slice
-                metrics[f"eval/{row['benchmark']}/{where}{metric}"] = value
+    metrics = named_metrics(summary, "eval/{benchmark}")
     for row in summary[summary["slice"] == "all"].to_dict("records"):
         logger.info(
             "eval %s: pass@1 %.3f, pass@%d %.3f, maj@%d %.3f over %d problems",
@@ -147,8 +145,9 @@ def evaluate_model(
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A trained model on the eval split, graded by the Magistral reward: the node of the
-    evaluation template (namespaces ``sft_eval``, ``rl_eval``). Returns one row per problem and
-    the MLflow metrics ``<settings.metrics_prefix>/<metric>``."""
+    evaluation template (namespaces ``sft_eval``, ``rl_eval``). Returns one row per completion
+    (greedy and sampled) and the MLflow metrics ``<settings.metrics_prefix>/<metric>``, named as
+    the eval pipeline's (:func:`~magistral_kedro.evaluation.named_metrics`)."""
     table, metrics = evaluate_generation(
         checkpoint,
         evaluation,
@@ -181,11 +180,27 @@ def _model_label(prefix: str, params: dict[str, str]) -> str:
     return checkpoint
 
 
+def _evaluations(metrics: dict[str, float]) -> dict[tuple[str, str], dict[str, float]]:
+    """A run's metrics of all problems by (evaluation, benchmark): ``sft_eval/<metric>`` and
+    ``rl_eval/<metric>`` (the held-out split), ``eval/<benchmark>/<metric>``."""
+    groups: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if parts[0] in ("sft_eval", "rl_eval") and len(parts) == 2:
+            groups.setdefault((parts[0], "heldout"), {})[parts[1]] = value
+        elif parts[0] == "eval" and len(parts) == 3:
+            groups.setdefault(("eval", parts[1]), {})[parts[2]] = value
+    return groups
+
+
 def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
-    """One row per (MLflow run, model it evaluated), newest runs first: greedy accuracy, pass@1,
-    format rate... of the SFT and RL evaluations and of every eval benchmark, with the model
-    labelled base / SFT / RL / SFT+RL from the run's parameters. ``summary`` orders the node
-    after this run's evaluation."""
+    """One row per (MLflow run, model it evaluated), newest runs first: the metrics of
+    :data:`COMPARED` of the SFT and RL evaluations and of every eval benchmark (one naming
+    scheme: the same names under each prefix), with the model labelled base / SFT / RL /
+    SFT+RL from the run's parameters. ``summary`` orders the node after this run's evaluation.
+
+    A run's value of a metric is MLflow's latest: at its highest step, the one logged last
+    (evaluations log at step 0; logged again, the later value counts)."""
     active = mlflow.active_run()
     if active is None:
         logger.warning("no active MLflow run: the comparison lists no runs")
@@ -198,20 +213,10 @@ def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
     )
     rows = []
     for run in runs:
-        metrics = run.data.metrics
+        metrics = dict(run.data.metrics)
         if run.info.run_id == active.info.run_id:  # this run's eval metrics are not logged yet
-            for record in summary[summary["slice"] == "all"].to_dict("records"):
-                for metric in LOGGED:
-                    if record.get(metric) is not None:
-                        metrics[f"eval/{record['benchmark']}/{metric}"] = record[metric]
-        groups: dict[tuple[str, str], dict[str, float]] = {}
-        for key, value in metrics.items():
-            parts = key.split("/")
-            if parts[0] in ("sft_eval", "rl_eval") and len(parts) == 2:
-                groups.setdefault((parts[0], "heldout"), {})[parts[1]] = value
-            elif parts[0] == "eval" and len(parts) == 3:
-                groups.setdefault(("eval", parts[1]), {})[parts[2]] = value
-        for (prefix, benchmark), values in groups.items():
+            metrics |= named_metrics(summary[summary["slice"] == "all"], "eval/{benchmark}")
+        for (prefix, benchmark), values in _evaluations(metrics).items():
             rows.append(
                 {
                     "run_id": run.info.run_id,
@@ -220,12 +225,7 @@ def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
                     "model": _model_label(prefix, run.data.params),
                     "evaluated_by": prefix,
                     "benchmark": benchmark,
-                    "greedy_accuracy": values.get("accuracy", values.get("greedy_accuracy")),
-                    "pass_at_1": values.get("sampled_accuracy", values.get("pass_at_1")),
-                    "pass_at_k": values.get("pass_at_k", values.get("pass_at_k")),
-                    "maj_at_k": values.get("maj_at_k", values.get("maj_at_k")),
-                    "format_rate": values.get("format_rate"),
-                    "language_rate": values.get("language_rate"),
+                    **{metric: values.get(metric) for metric in COMPARED},
                 }
             )
     return pd.DataFrame(rows)
