@@ -117,6 +117,52 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
         assert list(artifacts.glob(f"**/{name}")), name
 
 
+@pytest.fixture()
+def store(project, monkeypatch):
+    """The micro run's MLflow store, as a client sees it: the experiment's runs, the micro run
+    (the first) first."""
+    import mlflow
+
+    monkeypatch.chdir(project)
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_experiment("magistral_kedro")  # conf/base/mlflow.yml's
+    yield mlflow.search_runs(order_by=["start_time ASC"])
+    mlflow.set_tracking_uri("")
+
+
+def _latest_version(project: Path, name: str) -> Path:
+    return sorted((project / "data" / "06_models" / name).glob(f"*/{name}"))[-1]
+
+
+def test_the_models_are_registered_with_their_metrics_and_load_back(project, store):
+    """`models:/magistral-rl/1` is this run's RL model: the weights the catalog saved, the
+    rl_eval metrics linked to it and to the eval set; the transformers flavour loads it."""
+    import mlflow
+    import torch
+    from safetensors.torch import load_file
+
+    from magistral_kedro.registry import checkpoint_directory
+
+    run = mlflow.get_run(store["run_id"][0])
+    client = mlflow.MlflowClient()
+    for name, dataset, prefix in [
+        ("magistral-sft", "sft_model", "sft_eval"),
+        ("magistral-rl", "rl_model", "rl_eval"),
+    ]:
+        version = client.get_model_version(name, "1")
+        assert version.run_id == run.info.run_id
+        model = mlflow.get_logged_model(version.source.removeprefix("models:/"))
+        evaluation = {k: v for k, v in run.data.metrics.items() if k.startswith(f"{prefix}/")}
+        assert {m.key: m.value for m in model.metrics} == evaluation and evaluation
+        assert {m.dataset_name for m in model.metrics} == {"eval_problems"}
+        saved = load_file(_latest_version(project, dataset) / "model.safetensors")
+        registered = load_file(checkpoint_directory(f"models:/{name}/1") / "model.safetensors")
+        assert set(saved) == set(registered)
+        assert all(torch.equal(saved[k], registered[k]) for k in saved), name
+    pipeline = mlflow.transformers.load_model("models:/magistral-rl/latest")
+    assert pipeline.tokenizer.chat_template and pipeline.task == "text-generation"
+
+
 def test_a_wrong_parameter_fails_before_any_node_runs(project):
     before = sorted(p.name for p in (project / "data" / "06_models" / "tokenizer").iterdir())
     result = kedro_run(project, "--pipeline", "sft", "--params", "sft.engine.optim.lr=-1")
@@ -138,13 +184,15 @@ def test_one_namespace_runs_alone(project):
     runs_before = _mlflow_runs(project)
     result = kedro_run(project, "--namespaces", "sft_eval")
     assert result.returncode == 0, output_of(result)
-    assert "Completed 1 out of 1 tasks" in result.stdout + result.stderr
+    assert "Completed 2 out of 2 tasks" in result.stdout + result.stderr  # evaluate, log
     after = {name: path.stat().st_mtime_ns for name, path in files.items()}
     assert after["sft"] > before["sft"] and after["rl"] == before["rl"]
     (run_id,) = _mlflow_runs(project) - runs_before
     db = sqlite3.connect(project / "mlflow.db")
     keys = {k for (k,) in db.execute("SELECT key FROM metrics WHERE run_uuid = ?", (run_id,))}
     assert "sft_eval/greedy_accuracy" in keys and not any(k.startswith("rl_eval/") for k in keys)
+    versions = db.execute("SELECT name FROM model_versions WHERE run_id = ?", (run_id,))
+    assert [name for (name,) in versions] == ["magistral-sft"]  # a new version of the SFT model
 
 
 @pytest.mark.parametrize("name", ["compare_runs", "explore_curated_data"])

@@ -3,6 +3,7 @@ difficulty; one comparison table across the MLflow runs of the experiment."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from magistral_kedro.evaluation import (
 from magistral_kedro.generation import GenerationConfig, open_generator
 from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.params import EvalParams, ModelEvalParams, PromptParams
+from magistral_kedro.registry import checkpoint_directory, log_evaluation, problem_set
+from magistral_kedro.registry import log_model as log_model_to_mlflow
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.tasks.schema import validate_rows
@@ -66,25 +69,21 @@ def collect_benchmarks(
 
 
 def resolve_checkpoint(rl_model: ModelSource, params: EvalParams) -> ModelSource:
-    """``eval.checkpoint``: null -> this run's RL model; a directory; or an MLflow
-    ``runs:/<run_id>/<path>`` URI, downloaded from the tracking store. Nothing is loaded here
-    (the RL model input only orders this node after training)."""
+    """``eval.checkpoint``: null -> this run's RL model; a directory; an MLflow
+    ``runs:/<run_id>/<path>`` URI or a registered model, ``models:/magistral-rl/latest``,
+    fetched from the tracking store. Nothing is loaded here (the RL model input only orders
+    this node after training)."""
     reference = params.checkpoint
     if reference is None:
         return rl_model
-    if reference.startswith("runs:/"):
+    path = Path(reference)
+    if reference.startswith(("runs:/", "models:/")):
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=reference)
-        except Exception as error:
-            raise ValueError(
-                f"eval.checkpoint={reference!r} could not be fetched from MLflow "
-                f"({mlflow.get_tracking_uri()}): {error}"
-            ) from error
-        if not (Path(local) / "config.json").is_file():
-            raise ValueError(f"eval.checkpoint={reference!r} is not a checkpoint (no config.json)")
-        reference = local
-    logger.info("evaluating %s", reference)
-    return CheckpointRef(Path(reference), dtype_name(rl_model))
+            path = checkpoint_directory(reference)
+        except ValueError as error:
+            raise ValueError(f"eval.checkpoint={error}") from error
+    logger.info("evaluating %s (%s)", reference, path)
+    return CheckpointRef(path, dtype_name(rl_model))
 
 
 def evaluate_benchmarks(
@@ -146,9 +145,9 @@ def evaluate_model(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A trained model on the eval split, graded by the Magistral reward: the node of the
     evaluation template (namespaces ``sft_eval``, ``rl_eval``). Returns one row per completion
-    (greedy and sampled) and the MLflow metrics ``<settings.metrics_prefix>/<metric>``, named as
-    the eval pipeline's (:func:`~magistral_kedro.evaluation.named_metrics`)."""
-    table, metrics = evaluate_generation(
+    (greedy and sampled) and the metrics ``<settings.metrics_prefix>/<metric>``, named as the
+    eval pipeline's (:func:`~magistral_kedro.evaluation.named_metrics`)."""
+    return evaluate_generation(
         checkpoint,
         evaluation,
         prompt.system_prompt,
@@ -161,7 +160,31 @@ def evaluate_model(
         k=settings.k,
         temperature=settings.temperature,
     )
-    return table, as_metrics_dataset(metrics)
+
+
+def log_model(
+    checkpoint: ModelSource,
+    metrics: dict[str, float],
+    evaluation: pd.DataFrame,
+    settings: ModelEvalParams,
+    prompt: PromptParams,
+) -> dict[str, Any]:
+    """The evaluated model into MLflow, the second node of the evaluation template: logged as an
+    MLflow model (transformers flavour, tokenizer included) and registered as
+    ``settings.registered_model`` (null: not logged), its metrics logged into the run, linked to
+    the model and to the eval set. Returns where it went (empty without an MLflow run)."""
+    name = settings.metrics_prefix.removesuffix("_eval") + "_model"
+    info = None
+    if settings.registered_model is not None:
+        info = log_model_to_mlflow(
+            checkpoint, name, metrics, prompt.system_prompt, settings.registered_model
+        )
+    log_evaluation(
+        metrics, problem_set(evaluation, "eval_problems"), info.model_id if info else None
+    )
+    if info is None:
+        return {}
+    return {**dataclasses.asdict(info), "model_uri": info.model_uri}
 
 
 def _model_label(prefix: str, params: dict[str, str]) -> str:
