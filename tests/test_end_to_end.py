@@ -106,6 +106,10 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     for prefix in ("sft_eval", "rl_eval", "eval/heldout"):
         assert {f"{prefix}/{metric}" for metric in LOGGED} <= keys, prefix
     assert not {"sft_eval/accuracy", "rl_eval/sampled_accuracy"} & keys
+    # Every GRPO step reached MLflow at its own time, in order.
+    query = "SELECT timestamp FROM metrics WHERE key = ? AND run_uuid = ? ORDER BY step"
+    times = [t for (t,) in db.execute(query, ("reward/total", run_id))]
+    assert len(times) == 4 and times == sorted(set(times)), times
     rl_checkpoints = sorted(
         p.parent.name for p in artifacts.glob("**/checkpoints/rl/*/config.json")
     )
@@ -163,6 +167,35 @@ def test_the_models_are_registered_with_their_metrics_and_load_back(project, sto
     assert pipeline.tokenizer.chat_template and pipeline.task == "text-generation"
 
 
+def test_system_metrics_inputs_and_sample_tables_are_in_the_run(project, store):
+    import mlflow
+    import pandas as pd
+
+    run = mlflow.get_run(store["run_id"][0])
+    client = mlflow.MlflowClient()
+    cpu = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    memory = client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
+    assert len(cpu) >= 2 and all(0 <= m.value <= 100 for m in cpu)
+    assert memory and all(m.value > 0 for m in memory)
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert {"train_problems", "eval_problems", "rl_problems"} <= set(inputs)
+    for name in ("train_problems", "eval_problems", "rl_problems"):
+        path = project / "data" / "05_model_input" / f"{name}.jsonl"
+        frame = pd.read_json(path, lines=True, orient="records", dtype=False)
+        assert inputs[name].dataset.digest == mlflow.data.from_pandas(frame).digest, name
+        assert json.loads(inputs[name].dataset.source)["uri"] == str(path.resolve())
+        assert json.loads(inputs[name].dataset.profile)["num_rows"] == len(frame)
+    samples = pd.read_json(project / "data/07_model_output/eval_samples.jsonl", lines=True)
+    table = mlflow.load_table("eval/samples.json", run_ids=[run.info.run_id])
+    columns = ["benchmark", "problem_id", "decoding", "sample", "completion", "correct", "reward"]
+    pd.testing.assert_frame_equal(table[columns], samples[columns], check_dtype=False)
+    grpo = mlflow.load_table("rl/samples.json", run_ids=[run.info.run_id])
+    assert sorted(grpo["step"].unique()) == [1, 2, 3, 4] and grpo["completion"].notna().all()
+    for name in ("sft_eval", "rl_eval"):
+        rows = mlflow.load_table(f"{name}/samples.json", run_ids=[run.info.run_id])
+        assert set(rows["decoding"]) == {"greedy", "sampled"}, name
+
+
 def test_a_wrong_parameter_fails_before_any_node_runs(project):
     before = sorted(p.name for p in (project / "data" / "06_models" / "tokenizer").iterdir())
     result = kedro_run(project, "--pipeline", "sft", "--params", "sft.engine.optim.lr=-1")
@@ -215,7 +248,11 @@ def test_the_notebooks_run_on_a_real_run(project, name):
     )
     # Found through the project (its catalog, kedro-mlflow's store): nothing empty, no new store.
     expected = {
-        "compare_runs": [r"[1-9]\d* runs of the experiment 'magistral_kedro'"],
+        "compare_runs": [
+            r"[1-9]\d* runs of the experiment 'magistral_kedro'",
+            r"[1-9]\d* registered model versions",
+            r"[1-9]\d* evaluation samples in 1 runs",
+        ],
         "explore_curated_data": [
             r"train [1-9]\d*, eval [1-9]\d*, RL set [1-9]\d*",
             r"difficulty_stage1: 24 problems x 4 samples",
