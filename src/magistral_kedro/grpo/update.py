@@ -33,7 +33,7 @@ from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import TrainEngine
-from magistral_kedro.training.logprobs import token_entropy, token_logprobs
+from magistral_kedro.training.logprobs import token_logprobs, token_logprobs_and_entropy
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def minibatch_loss(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         )
         logits = output.logits  # [B, T, V]; scaled by the sampler's temperature, as generated
-        logprobs = token_logprobs(logits, batch["input_ids"], grpo.temperature)
+        logprobs, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], grpo.temperature)
         mask = batch["loss_mask"].to(logits.device)
         generated = _per_token(minibatch.generator_logprobs, group, prompt_lengths, mask)
         before = (
@@ -145,7 +145,6 @@ def minibatch_loss(
             raise FloatingPointError(f"GRPO loss is {float(loss.detach())}")
         engine.backward(loss)
         stats |= mismatch_stats(before, generated, mask, grpo.tis_cap)
-        entropy = token_entropy(logits.detach(), grpo.temperature)
         stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
         for key, value in stats.items():
             sums[key] = sums.get(key, 0.0) + value * float(mask.sum())
