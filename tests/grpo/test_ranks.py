@@ -17,6 +17,12 @@ TOKENS = torch.tensor(
 )
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _data():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 6, generator=generator)
@@ -46,9 +52,7 @@ def _rank(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     out = str(tmp_path / "rank0.pt")
     mp.spawn(_rank, args=(port, out), nprocs=2, join=True)
     result = torch.load(out)
@@ -106,9 +110,7 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
 def test_two_deepspeed_ranks_train_one_model(tokenizer, math_problems, tmp_path):
     """Two gloo ranks (ZeRO-2 on CPU) share each step's prompts and end with identical weights,
     which moved from the initial ones; rank 0 alone logs metrics and samples."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     mp.spawn(_grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20], {}), nprocs=2)
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     initial = build_tiny_model(tokenizer, MICRO_MODEL, seed=0).state_dict()
@@ -182,9 +184,7 @@ def test_two_deepspeed_ranks_step_as_one_rank_on_the_whole_minibatch(tokenizer, 
     """The loss denominator and DeepSpeed's gradient averaging, end to end: two gloo ranks,
     each with half the minibatch (unequal token counts, unequal microbatch counts), give the
     gradient norm and the step of one process on all of it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     out = str(tmp_path / "rank0.pt")
     mp.spawn(_deepspeed_rank, args=(port, out, tokenizer), nprocs=2, join=True)
     ranks = torch.load(out, weights_only=False)
@@ -204,9 +204,7 @@ def test_asynchronous_ranks_sample_the_same_stage_for_the_same_step(
     from magistral_kedro.grpo.config import Stage
 
     stages = [Stage(l_max=12, l_cache=4, n_prompts=4), Stage(l_max=16, n_prompts=4, min_reward=0.6)]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     run_args = {"mode": "async", "stages": stages, "steps": 6}
     mp.spawn(
         _grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20], run_args), nprocs=2

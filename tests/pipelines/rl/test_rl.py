@@ -8,15 +8,20 @@ from tests.params import merge
 from tests.pipelines.conftest import MICRO, RAW, SFT_EVAL, curated, filtered, run, sft_params
 
 
-def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
-    """curation -> sft -> difficulty stage 1 with the SFT model -> rl on the RL set."""
+def _curated_and_sft(problem_sources, tmp_path):
+    """The micro curation's sets and tokenizer, and the sft pipeline's outputs on them."""
     data = {
         k: v
         for k, v in curated(problem_sources).items()
         if k in ("tokenizer", "train_problems", "eval_problems")
     }
     sft_inputs = {"params:sft": sft_params(str(tmp_path / "sft")), "params:sft_eval": SFT_EVAL}
-    trained = run(sft(), {**MICRO, **sft_inputs, **data})
+    return data, run(sft(), {**MICRO, **sft_inputs, **data})
+
+
+def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
+    """curation -> sft -> difficulty stage 1 with the SFT model -> rl on the RL set."""
+    data, trained = _curated_and_sft(problem_sources, tmp_path)
     stage1 = filtered(data, trained["sft_model"])
     rates = stage1["difficulty_stage1.pass_rates"]
     assert len(rates) == 24 and set(rates["n_samples"]) == {4}  # micro: 24 problems x 4
@@ -63,13 +68,7 @@ def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypat
     from magistral_kedro.grpo import rollouts
     from tests.grpo.test_loop import parity_reward
 
-    data = {
-        k: v
-        for k, v in curated(problem_sources).items()
-        if k in ("tokenizer", "train_problems", "eval_problems")
-    }
-    sft_inputs = {"params:sft": sft_params(str(tmp_path / "sft")), "params:sft_eval": SFT_EVAL}
-    trained = run(sft(), {**MICRO, **sft_inputs, **data})
+    data, trained = _curated_and_sft(problem_sources, tmp_path)
     # The base model as the catalog holds it: SFT trained the in-memory one in place.
     tiny = MICRO["params:model"].tiny
     base = Checkpoint(
