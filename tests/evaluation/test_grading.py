@@ -7,14 +7,15 @@ from magistral_kedro.tasks.frames import problems_to_frame
 
 
 class ReferenceGenerator:
-    """Answers every prompt with its problem's reference trace; records each call."""
+    """Answers every prompt (token ids) with its problem's reference trace; records each call."""
 
-    def __init__(self, references: dict[str, str]):
-        self.references, self.calls = references, []
+    def __init__(self, references: dict[str, str], tokenizer):
+        self.references, self.calls, self.tokenizer = references, [], tokenizer
 
     def generate(self, prompts, n, sampling, seed):
         self.calls.append((len(prompts), n, seed))
-        texts = [next(r for p, r in self.references.items() if p in prompt) for prompt in prompts]
+        decoded = [self.tokenizer.decode(ids) for ids in prompts]
+        texts = [next(r for p, r in self.references.items() if p in prompt) for prompt in decoded]
         return [
             [Sample(i, [1, 2, 3], [0.0] * 3, text, "stop") for _ in range(n)]
             for i, text in enumerate(texts)
@@ -23,7 +24,7 @@ class ReferenceGenerator:
 
 def test_problems_are_sampled_a_batch_at_a_time_and_graded_in_order(math_problems, tokenizer):
     problems = [p for p in math_problems if p.language == "en"][:5]
-    generator = ReferenceGenerator({p.prompt: p.reference for p in problems})
+    generator = ReferenceGenerator({p.prompt: p.reference for p in problems}, tokenizer)
     samples = grade_samples(
         generator,
         tokenizer,

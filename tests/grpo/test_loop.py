@@ -37,7 +37,9 @@ def parity_reward(completions, problems, n_tokens, cfg, **_):
     ]  # fmt: skip
 
 
-def _run(tokenizer, problems, directory, tracker=None, steps=4, backend="torch", **grpo):
+def _run(
+    tokenizer, problems, directory, tracker=None, steps=4, backend="torch", stages=STAGES, **grpo
+):
     """GRPO from the micro model (seed 0); the trained model, loaded, and the samples."""
     model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
@@ -51,7 +53,7 @@ def _run(tokenizer, problems, directory, tracker=None, steps=4, backend="torch",
         prompts,
         engine_config=engine,
         grpo=config,
-        stages=STAGES,
+        stages=stages,
         reward=RewardConfig(),
         checkpoint_dir=directory,
         seed=3,

@@ -17,6 +17,12 @@ TOKENS = torch.tensor(
 )
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _data():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 6, generator=generator)
@@ -31,8 +37,9 @@ def _rank(rank: int, port: int, out: str) -> None:
     rows = [0, 2] if rank == 0 else [1, 3]  # 7 tokens on rank 0, 5 on rank 1
     local = logits[rows].clone().requires_grad_(True)
     denominator = loss_denominator(int(mask[rows].sum()))
-    loss, _ = magistral_loss(local, old[rows], advantages[rows], mask[rows], 0.2, 0.28,
-                             total_tokens=denominator)  # fmt: skip
+    loss, _ = magistral_loss(
+        local, old[rows], advantages[rows], mask[rows], 0.2, 0.28, total_tokens=denominator
+    )
     loss.backward()
     full = torch.zeros(4, 6)
     full[rows] = local.grad
@@ -45,9 +52,7 @@ def _rank(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     out = str(tmp_path / "rank0.pt")
     mp.spawn(_rank, args=(port, out), nprocs=2, join=True)
     result = torch.load(out)
@@ -59,23 +64,45 @@ def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
     torch.testing.assert_close(result["grad"], logits.grad)
 
 
-def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems) -> None:
-    """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it."""
+def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) -> None:
+    """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it; saves
+    its weights, metrics, samples and the (step, stage) of every batch it trained on."""
     import os
 
-    from magistral_kedro.grpo import rollouts
+    from magistral_kedro.grpo import loop, rollouts
     from magistral_kedro.training import distributed
     from tests.grpo.test_loop import _run, parity_reward
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     distributed.init_from_env()
     rollouts.score_batch = parity_reward
+    trained_on, gather = [], loop.gather_step
+
+    def recording(rollout):
+        trained_on.append((rollout.work.step, rollout.work.stage))
+        return gather(rollout)
+
+    loop.gather_step = recording
     tracker = ListTracker()
-    model, samples = _run(tokenizer, problems, Path(out) / "state", tracker, backend="deepspeed")
+    model, samples = _run(
+        tokenizer, problems, Path(out) / "state", tracker, backend="deepspeed", **run_args
+    )
     assert (tracker.metrics != []) == (rank == 0), "only rank 0 logs"
-    torch.save({"weights": model.state_dict(), "metrics": tracker.metrics,
-                "samples": len(samples)}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+    torch.save(
+        {
+            "weights": model.state_dict(),
+            "metrics": tracker.metrics,
+            "samples": len(samples),
+            "trained_on": trained_on,
+        },
+        Path(out) / f"rank{rank}.pt",
+    )
     dist.destroy_process_group()
 
 
@@ -83,10 +110,8 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems) -> None:
 def test_two_deepspeed_ranks_train_one_model(tokenizer, math_problems, tmp_path):
     """Two gloo ranks (ZeRO-2 on CPU) share each step's prompts and end with identical weights,
     which moved from the initial ones; rank 0 alone logs metrics and samples."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20]), nprocs=2)
+    port = _free_port()
+    mp.spawn(_grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20], {}), nprocs=2)
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     initial = build_tiny_model(tokenizer, MICRO_MODEL, seed=0).state_dict()
     moved = False
@@ -113,9 +138,11 @@ def _minibatch(tokenizer, rows):
     ]
     advantages = torch.tensor([1.0, -0.5, 2.0, -1.0])
     return Minibatch(
-        [sequences[i] for i in rows], [prompt_lengths[i] for i in rows],
-        [logprobs[i] for i in rows], advantages[rows],
-    )  # fmt: skip
+        [sequences[i] for i in rows],
+        [prompt_lengths[i] for i in rows],
+        [logprobs[i] for i in rows],
+        advantages[rows],
+    )
 
 
 def _step(tokenizer, rows, backend):
@@ -138,8 +165,13 @@ def _deepspeed_rank(rank: int, port: int, out: str, tokenizer) -> None:
 
     from magistral_kedro.training import distributed
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     distributed.init_from_env()
     grad_norm, weights = _step(tokenizer, [0, 2] if rank == 0 else [1, 3], "deepspeed")
     if rank == 0:
@@ -152,9 +184,7 @@ def test_two_deepspeed_ranks_step_as_one_rank_on_the_whole_minibatch(tokenizer, 
     """The loss denominator and DeepSpeed's gradient averaging, end to end: two gloo ranks,
     each with half the minibatch (unequal token counts, unequal microbatch counts), give the
     gradient norm and the step of one process on all of it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     out = str(tmp_path / "rank0.pt")
     mp.spawn(_deepspeed_rank, args=(port, out, tokenizer), nprocs=2, join=True)
     ranks = torch.load(out, weights_only=False)
@@ -162,3 +192,25 @@ def test_two_deepspeed_ranks_step_as_one_rank_on_the_whole_minibatch(tokenizer, 
     assert ranks["grad_norm"] == pytest.approx(grad_norm, rel=1e-4)
     for key, value in weights.items():
         torch.testing.assert_close(ranks["weights"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.slow
+def test_asynchronous_ranks_sample_the_same_stage_for_the_same_step(
+    tokenizer, math_problems, tmp_path
+):
+    """Async mode on two ranks, with a stage that starts once the mean reward reaches 0.6: each
+    rank's generator thread is handed each step's stage by its trainer, which decides it from
+    the step and the (gathered) last reward alone, so the ranks agree step by step."""
+    from magistral_kedro.grpo.config import Stage
+
+    stages = [Stage(l_max=12, l_cache=4, n_prompts=4), Stage(l_max=16, n_prompts=4, min_reward=0.6)]
+    port = _free_port()
+    run_args = {"mode": "async", "stages": stages, "steps": 6}
+    mp.spawn(
+        _grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20], run_args), nprocs=2
+    )
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert first["trained_on"] == second["trained_on"]
+    assert [step for step, _ in first["trained_on"]] == list(range(6))
+    logged = [m["curriculum/stage"] for _, m in first["metrics"]]
+    assert logged == sorted(logged) and logged[-1] == 1, "the reward-triggered stage must start"

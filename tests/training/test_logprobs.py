@@ -3,7 +3,7 @@
 import torch
 
 from magistral_kedro.training import logprobs
-from magistral_kedro.training.logprobs import token_entropy, token_logprobs
+from magistral_kedro.training.logprobs import token_logprobs, token_logprobs_and_entropy
 
 
 def test_token_logprobs_matches_a_manual_log_softmax():
@@ -25,7 +25,9 @@ def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(mon
     logits = torch.randn(2, 5, 7, requires_grad=True)
     ids = torch.randint(0, 7, (2, 5))
     weights = torch.randn(2, 5)
-    got = token_logprobs(logits, ids, temperature=0.7)
+    got, got_entropy = token_logprobs_and_entropy(logits, ids, temperature=0.7)
+    assert not got_entropy.requires_grad
+    torch.testing.assert_close(got, token_logprobs(logits, ids, temperature=0.7))
     (got * weights).sum().backward()
     chunked_grad = logits.grad.clone()
     logits.grad = None
@@ -36,4 +38,4 @@ def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(mon
     torch.testing.assert_close(chunked_grad, logits.grad)
     probs = torch.softmax(logits.detach()[:, :-1] / 0.7, -1)
     entropy = -(probs * probs.log()).sum(-1)
-    torch.testing.assert_close(token_entropy(logits, 0.7)[:, 1:], entropy)
+    torch.testing.assert_close(got_entropy[:, 1:], entropy)

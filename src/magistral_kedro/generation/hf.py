@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from transformers import (
+    DynamicCache,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.cache_utils import DynamicLayer
 
 from magistral_kedro.generation.base import Sample, SamplingConfig
 
@@ -33,6 +35,52 @@ class _BetweenSteps(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.versions.append(self.hook())
         return scores
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """A full-attention KV-cache layer written in place into storage sized for the whole call:
+    the default layer concatenates its whole cache at every decoding step, a third of the tiny
+    model's sampling time on CPU. Keys and values are views of the filled part."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        batch, heads, _, _ = key_states.shape
+        self._keys = key_states.new_empty(batch, heads, self.capacity, key_states.shape[-1])
+        self._values = value_states.new_empty(batch, heads, self.capacity, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache of {self.capacity} positions asked for {end}")
+        self._keys[:, :, self.length : end] = key_states
+        self._values[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+def _cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
+    """The model's default cache, its full-attention layers preallocated for ``capacity``
+    positions (sliding-window layers, where a model has them, stay as they are)."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [
+        _PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer
+        for layer in cache.layers
+    ]
+    return cache
 
 
 def sampler_config(sampling: SamplingConfig, pad_id: int, eos_id: int) -> GenerationConfig:
@@ -114,11 +162,13 @@ class TransformersGenerator:
         assert pad_id is not None and isinstance(eos_id, int), "the tokenizer needs pad and eos"
         hook = None if self.between_steps is None else _BetweenSteps(self.between_steps)
         encoded = left_padded(prompts, pad_id, self.model.device)
+        capacity = encoded["input_ids"].shape[1] + sampling.max_new_tokens
         with _checkpoint_config_set_aside(self.model):
             output = self.model.generate(  # type: ignore[operator]
                 **encoded,
                 generation_config=sampler_config(sampling, pad_id, eos_id),
                 logits_processor=LogitsProcessorList([hook] if hook is not None else []),
+                cache=_cache(self.model, capacity),
             )
         new_tokens = output.sequences[:, encoded["input_ids"].shape[1] :]  # [B, T]
         scale = 1.0 if sampling.temperature == 0 else sampling.temperature

@@ -33,7 +33,7 @@ from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import TrainEngine
-from magistral_kedro.training.logprobs import token_entropy, token_logprobs
+from magistral_kedro.training.logprobs import token_logprobs, token_logprobs_and_entropy
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,9 @@ def trainer_logprobs(
     idle = distributed.all_reduce_max(len(microbatches)) - len(microbatches)
     with torch.no_grad():
         for group in microbatches:
-            batch = collate_causal_lm([sequences[i] for i in group],
-                                      [prompt_lengths[i] for i in group], pad_id)  # fmt: skip
+            batch = collate_causal_lm(
+                [sequences[i] for i in group], [prompt_lengths[i] for i in group], pad_id
+            )
             output = engine.forward(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             )
@@ -120,7 +121,7 @@ def minibatch_loss(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         )
         logits = output.logits  # [B, T, V]; scaled by the sampler's temperature, as generated
-        logprobs = token_logprobs(logits, batch["input_ids"], grpo.temperature)
+        logprobs, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], grpo.temperature)
         mask = batch["loss_mask"].to(logits.device)
         generated = _per_token(minibatch.generator_logprobs, group, prompt_lengths, mask)
         before = (
@@ -130,15 +131,20 @@ def minibatch_loss(
         )
         weights = truncated_importance_weights(before, generated, grpo.tis_cap) if tis else None
         loss, stats = magistral_loss(
-            logprobs, before if tis else generated, minibatch.advantages[group].to(mask.device),
-            mask, grpo.eps_low, grpo.eps_high, total_tokens=total_tokens, weights=weights,
+            logprobs,
+            before if tis else generated,
+            minibatch.advantages[group].to(mask.device),
+            mask,
+            grpo.eps_low,
+            grpo.eps_high,
+            total_tokens=total_tokens,
+            weights=weights,
             max_log_ratio=grpo.max_log_ratio,
-        )  # fmt: skip
+        )
         if not torch.isfinite(loss.detach()):
             raise FloatingPointError(f"GRPO loss is {float(loss.detach())}")
         engine.backward(loss)
         stats |= mismatch_stats(before, generated, mask, grpo.tis_cap)
-        entropy = token_entropy(logits.detach(), grpo.temperature)
         stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
         for key, value in stats.items():
             sums[key] = sums.get(key, 0.0) + value * float(mask.sum())
@@ -171,9 +177,10 @@ def _normalised(batch: StepBatch, chunks_of_rank: list[list[list[int]]], c: int)
     """This rank's advantages of minibatch ``c``, normalised over the minibatch's rows on every
     rank (taken in row order)."""
     rows = sorted(
-        r.start + k for r, chunks in zip(batch.rows_of_rank, chunks_of_rank, strict=True)
+        r.start + k
+        for r, chunks in zip(batch.rows_of_rank, chunks_of_rank, strict=True)
         for k in chunks[c]
-    )  # fmt: skip
+    )
     normalised = dict(zip(rows, normalise_advantages(batch.advantages[rows]).tolist(), strict=True))
     mine = batch.rows_of_rank[distributed.rank()]
     return torch.tensor([normalised[mine.start + k] for k in chunks_of_rank[distributed.rank()][c]])
@@ -193,16 +200,18 @@ def update(
     """Train on this rank's kept rows of ``batch`` (``rollout`` holds their tokens), one
     optimiser step per minibatch. Returns the loss, mismatch and engine statistics (of the
     last minibatch), and the number of tokens trained on here."""
-    flat = [(i, s) for i, group in zip(rollout.work.chosen, rollout.groups, strict=True)
-            for s in group]  # fmt: skip
+    flat = [
+        (i, s) for i, group in zip(rollout.work.chosen, rollout.groups, strict=True) for s in group
+    ]
     sequences = [prompt_ids[i] + s.token_ids for i, s in flat]
     prompt_lengths = [len(prompt_ids[i]) for i, _ in flat]
     chunks_of_rank = minibatches(batch, grpo.n_minibatches, seed, step)
     before: dict[int, list[float]] | None = None
     if grpo.n_minibatches > 1:  # later minibatches train on weights the first one moved
         kept = sorted(k for chunk in chunks_of_rank[distributed.rank()] for k in chunk)
-        values = trainer_logprobs(engine, [sequences[k] for k in kept],
-                                  [prompt_lengths[k] for k in kept], pad_id, grpo)  # fmt: skip
+        values = trainer_logprobs(
+            engine, [sequences[k] for k in kept], [prompt_lengths[k] for k in kept], pad_id, grpo
+        )
         before = dict(zip(kept, values, strict=True))
     metrics: dict[str, float] = {}
     trained_tokens = 0
@@ -211,10 +220,12 @@ def update(
             continue
         rows = chunks_of_rank[distributed.rank()][c]
         minibatch = Minibatch(
-            [sequences[k] for k in rows], [prompt_lengths[k] for k in rows],
-            [flat[k][1].logprobs for k in rows], _normalised(batch, chunks_of_rank, c),
+            [sequences[k] for k in rows],
+            [prompt_lengths[k] for k in rows],
+            [flat[k][1].logprobs for k in rows],
+            _normalised(batch, chunks_of_rank, c),
             None if before is None else [before[k] for k in rows],
-        )  # fmt: skip
+        )
         metrics.update(minibatch_loss(engine, minibatch, pad_id, grpo, tis))
         metrics.update({f"train/{k}": v for k, v in engine.step().items()})
         trained_tokens += sum(len(s) for s in minibatch.sequences)

@@ -14,12 +14,18 @@ import torch
 SOFTMAX_ELEMENTS = 2**28
 
 
-def _picked_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """[N, V], [N] -> [N]: log softmax(logits / temperature)[target], in float32."""
+def _per_position(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, V], [N] -> log softmax(logits / temperature)[target] [N], float32, and (when
+    ``entropy``) the entropy of each row's distribution [N], from the same log-softmax and
+    without gradient (else an empty tensor)."""
     logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if not entropy:
+        return picked, picked.new_empty(0)
+    with torch.no_grad():
+        return picked, -(logprobs.exp() * logprobs).sum(-1)
 
 
 def _shifted(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,56 +40,43 @@ def _unshift(values: torch.Tensor, batch: int, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(values.view(batch, length)[:, :-1], (1, 0))
 
 
-def token_logprobs(
-    logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
+def token_logprobs_and_entropy(
+    logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0, entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of each token under the (temperature-scaled) logits of the position
-    before it; a large batch is computed in chunks of positions (:data:`SOFTMAX_ELEMENTS`).
+    before it, and the entropy of the distribution it was drawn from, from one log-softmax; a
+    large batch is computed in chunks of positions (:data:`SOFTMAX_ELEMENTS`), each recomputed
+    in backward.
 
     Args:
         logits: [B, T, V] model outputs.
         input_ids: [B, T] tokens.
         temperature: the logits are divided by it (the sampler's temperature).
+        entropy: False skips the entropy (an empty tensor is returned in its place).
 
     Returns:
-        [B, T] where entry t is log p(input_ids[t] | input_ids[:t]); entry 0 (no context) is 0.
+        ([B, T] where entry t is log p(input_ids[t] | input_ids[:t]), entry 0 (no context) 0;
+        [B, T] entropies aligned the same way, no gradient).
     """
     rows, targets = _shifted(logits, input_ids)
     size = max(1, SOFTMAX_ELEMENTS // rows.shape[1])
-    if rows.shape[0] <= size or not rows.requires_grad:
-        chunks = [
-            _picked_logprobs(rows[i : i + size], targets[i : i + size], temperature)
-            for i in range(0, rows.shape[0], size)
-        ]
-    else:
-        chunks = [
-            torch.utils.checkpoint.checkpoint(
-                _picked_logprobs,
-                rows[i : i + size],
-                targets[i : i + size],
-                temperature,
-                use_reentrant=False,
-            )
-            for i in range(0, rows.shape[0], size)
-        ]
-    return _unshift(torch.cat(chunks), *logits.shape[:2])
-
-
-@torch.no_grad()
-def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Entropy of each next-token distribution, aligned like :func:`token_logprobs`.
-
-    Args:
-        logits: [B, T, V] model outputs.
-        temperature: the logits are divided by it.
-
-    Returns:
-        [B, T] where entry t is the entropy of the distribution that token t was drawn from.
-    """
-    rows = logits.reshape(-1, logits.shape[-1])
-    size = max(1, SOFTMAX_ELEMENTS // rows.shape[1])
     chunks = []
-    for start in range(0, rows.shape[0], size):
-        logprobs = torch.log_softmax(rows[start : start + size].float() / temperature, -1)
-        chunks.append(-(logprobs.exp() * logprobs).sum(-1))
-    return _unshift(torch.cat(chunks), *logits.shape[:2])
+    for i in range(0, rows.shape[0], size):
+        args = (rows[i : i + size], targets[i : i + size], temperature, entropy)
+        if rows.shape[0] <= size or not rows.requires_grad:
+            chunks.append(_per_position(*args))
+        else:
+            chunks.append(
+                torch.utils.checkpoint.checkpoint(_per_position, *args, use_reentrant=False)
+            )
+    picked = _unshift(torch.cat([c[0] for c in chunks]), *logits.shape[:2])
+    if not entropy:
+        return picked, picked.new_empty(0)
+    return picked, _unshift(torch.cat([c[1] for c in chunks]), *logits.shape[:2])
+
+
+def token_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """[B, T] log-probability of each token (see :func:`token_logprobs_and_entropy`)."""
+    return token_logprobs_and_entropy(logits, input_ids, temperature, entropy=False)[0]

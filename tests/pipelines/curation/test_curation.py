@@ -240,3 +240,32 @@ def test_rejects_are_labelled_with_the_stage_they_came_in_as():
     assert list(collected["stage"]) == ["difficulty_stage2"]
     with pytest.raises(ValueError, match="unknown stages"):
         collect_rejects(difficulty_stage3=frame)
+
+
+def test_translated_problems_read_as_their_language(out):
+    """Each translated problem is in the language it says, by the reward's own classifier."""
+    from magistral_kedro.rewards.language import language_of
+
+    curated_problems = out["curated_problems"]
+    translated = curated_problems[curated_problems["translated_from"].notna()]
+    assert len(translated) > 0
+    for prompt, language in zip(translated["prompt"], translated["language"], strict=True):
+        assert language_of(prompt)[0] == language, (language, prompt)
+
+
+def test_collect_rejects_holds_every_stages_rejects(out):
+    """Wired to a rejects dataset of every filtering stage; every row kept, with its stage."""
+    node = next(n for n in create_pipeline().nodes if n.name == "collect_rejects")
+    producers = {o for n in create_pipeline().nodes for o in n.outputs}
+    difficulty = {"difficulty_stage1_rejects", "difficulty_stage2_rejects"}
+    assert set(node.inputs) == set(REJECTS) | difficulty and set(node.inputs) <= producers
+    train = out["train_problems"]
+    by_stage = {stage: out[name] for stage, name in zip(STAGES[:5], REJECTS, strict=True)} | {
+        "difficulty_stage1": train.head(3).assign(reject_reason="too_hard"),
+        "difficulty_stage2": train.iloc[3:5].assign(reject_reason="suspect_reference"),
+    }
+    collected = collect_rejects(**by_stage)
+    assert len(collected) == sum(len(frame) for frame in by_stage.values())
+    counts = collected.groupby("stage").size().to_dict()
+    assert counts == {stage: len(f) for stage, f in by_stage.items() if len(f)}
+    assert collected["reject_reason"].notna().all()

@@ -1,3 +1,6 @@
+import torch
+
+from magistral_kedro.models import Checkpoint, CheckpointRef, build_tiny_model, save_checkpoint
 from magistral_kedro.params import ModelEvalParams, RLParams
 from magistral_kedro.pipelines.rl import create_pipeline as rl
 from magistral_kedro.pipelines.sft import create_pipeline as sft
@@ -5,15 +8,20 @@ from tests.params import merge
 from tests.pipelines.conftest import MICRO, RAW, SFT_EVAL, curated, filtered, run, sft_params
 
 
-def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
-    """curation -> sft -> difficulty stage 1 with the SFT model -> rl on the RL set."""
+def _curated_and_sft(problem_sources, tmp_path):
+    """The micro curation's sets and tokenizer, and the sft pipeline's outputs on them."""
     data = {
         k: v
         for k, v in curated(problem_sources).items()
         if k in ("tokenizer", "train_problems", "eval_problems")
     }
     sft_inputs = {"params:sft": sft_params(str(tmp_path / "sft")), "params:sft_eval": SFT_EVAL}
-    trained = run(sft(), {**MICRO, **sft_inputs, **data})
+    return data, run(sft(), {**MICRO, **sft_inputs, **data})
+
+
+def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
+    """curation -> sft -> difficulty stage 1 with the SFT model -> rl on the RL set."""
+    data, trained = _curated_and_sft(problem_sources, tmp_path)
     stage1 = filtered(data, trained["sft_model"])
     rates = stage1["difficulty_stage1.pass_rates"]
     assert len(rates) == 24 and set(rates["n_samples"]) == {4}  # micro: 24 problems x 4
@@ -43,3 +51,56 @@ def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
         "step_000002",
         "step_000004",
     ]
+
+
+def _weights(reference):
+    return {k: v.clone() for k, v in reference.load().model.state_dict().items()}
+
+
+def _distance(a, b):
+    return sum(float((a[k] - b[k]).double().pow(2).sum()) for k in a) ** 0.5
+
+
+def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypatch):
+    """rl.init picks the start: with no signal (the micro SFT model never answers right) the
+    returned model is the start itself, bit for bit; with a signal (a stand-in verifier) it
+    moves, and stays near the model it started from, here the untrained base model."""
+    from magistral_kedro.grpo import rollouts
+    from tests.grpo.test_loop import parity_reward
+
+    data, trained = _curated_and_sft(problem_sources, tmp_path)
+    # The base model as the catalog holds it: SFT trained the in-memory one in place.
+    tiny = MICRO["params:model"].tiny
+    base = Checkpoint(
+        build_tiny_model(data["tokenizer"], tiny, MICRO["params:seed"]), data["tokenizer"]
+    )
+    save_checkpoint(base, tmp_path / "base")
+    base_model = CheckpointRef(tmp_path / "base")
+    sft_weights, base_weights = _weights(trained["sft_model"]), _weights(base_model)
+
+    def rl_run(init, directory):
+        params = merge(
+            RAW["rl"],
+            {
+                "init": init,
+                "engine": {"backend": "torch"},
+                "checkpoint_dir": str(tmp_path / directory),
+            },
+        )
+        inputs = {
+            **MICRO,
+            "params:rl": RLParams.model_validate(params),
+            "params:rl_eval": ModelEvalParams.model_validate(RAW["rl_eval"]),
+            "sft_model": trained["sft_model"],
+            "base_model": base_model,
+            "rl_problems": data["train_problems"],
+            "eval_problems": data["eval_problems"],
+        }
+        return run(rl().only_nodes("train_rl"), inputs)
+
+    unchanged = _weights(rl_run("sft", "no_signal")["rl_model"])
+    assert all(torch.equal(unchanged[k], sft_weights[k]) for k in sft_weights)
+    monkeypatch.setattr(rollouts, "score_batch", parity_reward)
+    moved = _weights(rl_run("base", "from_base")["rl_model"])
+    assert _distance(moved, base_weights) > 0
+    assert _distance(moved, base_weights) < 0.1 * _distance(moved, sft_weights)

@@ -1,3 +1,6 @@
+import torch
+
+from magistral_kedro.models import build_tiny_model
 from magistral_kedro.pipelines.sft import create_pipeline as sft
 from tests.pipelines.conftest import MICRO, SFT_EVAL, curated, run, sft_params
 
@@ -36,3 +39,9 @@ def test_sft_pipeline_on_micro_parameters(problem_sources, tmp_path):
         "step_000006",
     ]
     assert (tmp_path / "state" / "step_000006" / "hf" / "config.json").is_file()
+    # The node returns the trained model (its last checkpoint), not the one it started from.
+    trained = out["sft_model"].load().model.state_dict()
+    model = MICRO["params:model"]
+    start = build_tiny_model(out["tokenizer"], model.tiny, MICRO["params:seed"]).state_dict()
+    assert out["sft_model"].path == tmp_path / "state" / "step_000006" / "hf"
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
