@@ -55,15 +55,16 @@ def main() -> int:
         )
         values = {key.removeprefix(f"{name}/"): value for key, value in metrics.items()}
         results[name] = values
-        n = len(table) * args.k
-        acc = values["sampled_accuracy"]
+        problems = table["problem_id"].nunique()
+        n = problems * args.k
+        acc = values["pass_at_1"]
         print(
-            f"{name:<10} {versions[-1].parent.name}  greedy accuracy {values['accuracy']:.3f}  "
-            f"sampled accuracy {acc:.3f} (+/- {math.sqrt(acc * (1 - acc) / n):.3f})  "
-            f"sampled mean reward {values['sampled_mean_reward']:.3f}  "
-            f"({len(table)} problems x {args.k})"
+            f"{name:<10} {versions[-1].parent.name}  greedy accuracy "
+            f"{values['greedy_accuracy']:.3f}  pass@1 {acc:.3f} "
+            f"(+/- {math.sqrt(acc * (1 - acc) / n):.3f})  "
+            f"sampled mean reward {values['mean_reward']:.3f}  ({problems} problems x {args.k})"
         )
-    for key in ("accuracy", "sampled_accuracy", "sampled_mean_reward"):
+    for key in ("greedy_accuracy", "pass_at_1", "mean_reward"):
         print(f"RL - SFT {key}: {results['rl_model'][key] - results['sft_model'][key]:+.3f}")
     return 0
 

@@ -81,7 +81,7 @@ def _greedy_accuracy(model: torch.nn.Module, tokenizer: Any, n: int, cfg: Reward
         seed=0,
         prefix="eval",
     )
-    return float(metrics["eval/accuracy"])
+    return float(metrics["eval/greedy_accuracy"])
 
 
 def _ours(steps: int, eval_problems: int, mode: str) -> dict[str, Any]:

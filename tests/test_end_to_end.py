@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from magistral_kedro.evaluation import LOGGED
 from tests.conftest import PROJECT_ROOT
 from tests.e2e import kedro_run, new_project, output_of
 
@@ -79,7 +80,7 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
         "curation/rl_stage1",
         "sft/eval_loss",
         "sft_eval/format_rate",
-        "sft_eval/accuracy",
+        "sft_eval/greedy_accuracy",
     } <= keys
     tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
     assert "kedro_command" in tags
@@ -95,12 +96,20 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     ]
     assert rl_steps == [1, 2, 3, 4]
     assert {
-        "rl_eval/accuracy",
-        "rl_eval/sampled_accuracy",
+        "rl_eval/greedy_accuracy",
+        "rl_eval/pass_at_1",
         "groups/dropped_frac",
         "curriculum/stage",
-        "sft_eval/sampled_accuracy",
+        "sft_eval/pass_at_1",
     } <= keys
+    # One naming scheme: the same metric names under every evaluation's prefix.
+    for prefix in ("sft_eval", "rl_eval", "eval/heldout"):
+        assert {f"{prefix}/{metric}" for metric in LOGGED} <= keys, prefix
+    assert not {"sft_eval/accuracy", "rl_eval/sampled_accuracy"} & keys
+    # Every GRPO step reached MLflow at its own time, in order.
+    query = "SELECT timestamp FROM metrics WHERE key = ? AND run_uuid = ? ORDER BY step"
+    times = [t for (t,) in db.execute(query, ("reward/total", run_id))]
+    assert len(times) == 4 and times == sorted(set(times)), times
     rl_checkpoints = sorted(
         p.parent.name for p in artifacts.glob("**/checkpoints/rl/*/config.json")
     )
@@ -110,6 +119,81 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     assert {"eval/heldout/pass_at_1", "eval/heldout/maj_at_k", "curation/rl_stage2"} <= keys
     for name in ("analysis/report.html", "analysis/weight_trajectory.png", "eval/eval_summary.csv"):
         assert list(artifacts.glob(f"**/{name}")), name
+
+
+@pytest.fixture()
+def store(project, monkeypatch):
+    """The micro run's MLflow store, as a client sees it: the experiment's runs, the micro run
+    (the first) first."""
+    import mlflow
+
+    monkeypatch.chdir(project)
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_experiment("magistral_kedro")  # conf/base/mlflow.yml's
+    yield mlflow.search_runs(order_by=["start_time ASC"])
+    mlflow.set_tracking_uri("")
+
+
+def _latest_version(project: Path, name: str) -> Path:
+    return sorted((project / "data" / "06_models" / name).glob(f"*/{name}"))[-1]
+
+
+def test_the_models_are_registered_with_their_metrics_and_load_back(project, store):
+    """`models:/magistral-rl/1` is this run's RL model: the weights the catalog saved, the
+    rl_eval metrics linked to it and to the eval set; the transformers flavour loads it."""
+    import mlflow
+    import torch
+    from safetensors.torch import load_file
+
+    from magistral_kedro.registry import checkpoint_directory
+
+    run = mlflow.get_run(store["run_id"][0])
+    client = mlflow.MlflowClient()
+    for name, dataset, prefix in [
+        ("magistral-sft", "sft_model", "sft_eval"),
+        ("magistral-rl", "rl_model", "rl_eval"),
+    ]:
+        version = client.get_model_version(name, "1")
+        assert version.run_id == run.info.run_id
+        model = mlflow.get_logged_model(version.source.removeprefix("models:/"))
+        evaluation = {k: v for k, v in run.data.metrics.items() if k.startswith(f"{prefix}/")}
+        assert {m.key: m.value for m in model.metrics} == evaluation and evaluation
+        assert {m.dataset_name for m in model.metrics} == {"eval_problems"}
+        saved = load_file(_latest_version(project, dataset) / "model.safetensors")
+        registered = load_file(checkpoint_directory(f"models:/{name}/1") / "model.safetensors")
+        assert set(saved) == set(registered)
+        assert all(torch.equal(saved[k], registered[k]) for k in saved), name
+    pipeline = mlflow.transformers.load_model("models:/magistral-rl/latest")
+    assert pipeline.tokenizer.chat_template and pipeline.task == "text-generation"
+
+
+def test_system_metrics_inputs_and_sample_tables_are_in_the_run(project, store):
+    import mlflow
+    import pandas as pd
+
+    run = mlflow.get_run(store["run_id"][0])
+    client = mlflow.MlflowClient()
+    cpu = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    memory = client.get_metric_history(run.info.run_id, "system/system_memory_usage_megabytes")
+    assert len(cpu) >= 2 and all(0 <= m.value <= 100 for m in cpu)
+    assert memory and all(m.value > 0 for m in memory)
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert {"train_problems", "eval_problems", "rl_problems"} <= set(inputs)
+    for name in ("train_problems", "eval_problems", "rl_problems"):
+        path = project / "data" / "05_model_input" / f"{name}.jsonl"
+        frame = pd.read_json(path, lines=True, orient="records", dtype=False)
+        assert inputs[name].dataset.digest == mlflow.data.from_pandas(frame).digest, name
+        assert json.loads(inputs[name].dataset.source)["uri"] == str(path.resolve())
+        assert json.loads(inputs[name].dataset.profile)["num_rows"] == len(frame)
+    samples = pd.read_json(project / "data/07_model_output/eval_samples.jsonl", lines=True)
+    table = mlflow.load_table("eval/samples.json", run_ids=[run.info.run_id])
+    columns = ["benchmark", "problem_id", "decoding", "sample", "completion", "correct", "reward"]
+    pd.testing.assert_frame_equal(table[columns], samples[columns], check_dtype=False)
+    grpo = mlflow.load_table("rl/samples.json", run_ids=[run.info.run_id])
+    assert sorted(grpo["step"].unique()) == [1, 2, 3, 4] and grpo["completion"].notna().all()
+    for name in ("sft_eval", "rl_eval"):
+        rows = mlflow.load_table(f"{name}/samples.json", run_ids=[run.info.run_id])
+        assert set(rows["decoding"]) == {"greedy", "sampled"}, name
 
 
 def test_a_wrong_parameter_fails_before_any_node_runs(project):
@@ -133,13 +217,15 @@ def test_one_namespace_runs_alone(project):
     runs_before = _mlflow_runs(project)
     result = kedro_run(project, "--namespaces", "sft_eval")
     assert result.returncode == 0, output_of(result)
-    assert "Completed 1 out of 1 tasks" in result.stdout + result.stderr
+    assert "Completed 2 out of 2 tasks" in result.stdout + result.stderr  # evaluate, log
     after = {name: path.stat().st_mtime_ns for name, path in files.items()}
     assert after["sft"] > before["sft"] and after["rl"] == before["rl"]
     (run_id,) = _mlflow_runs(project) - runs_before
     db = sqlite3.connect(project / "mlflow.db")
     keys = {k for (k,) in db.execute("SELECT key FROM metrics WHERE run_uuid = ?", (run_id,))}
-    assert "sft_eval/accuracy" in keys and not any(k.startswith("rl_eval/") for k in keys)
+    assert "sft_eval/greedy_accuracy" in keys and not any(k.startswith("rl_eval/") for k in keys)
+    versions = db.execute("SELECT name FROM model_versions WHERE run_id = ?", (run_id,))
+    assert [name for (name,) in versions] == ["magistral-sft"]  # a new version of the SFT model
 
 
 @pytest.mark.parametrize("name", ["compare_runs", "explore_curated_data"])
@@ -162,7 +248,11 @@ def test_the_notebooks_run_on_a_real_run(project, name):
     )
     # Found through the project (its catalog, kedro-mlflow's store): nothing empty, no new store.
     expected = {
-        "compare_runs": [r"[1-9]\d* runs of the experiment 'magistral_kedro'"],
+        "compare_runs": [
+            r"[1-9]\d* runs of the experiment 'magistral_kedro'",
+            r"[1-9]\d* registered model versions",
+            r"[1-9]\d* evaluation samples in 1 runs",
+        ],
         "explore_curated_data": [
             r"train [1-9]\d*, eval [1-9]\d*, RL set [1-9]\d*",
             r"difficulty_stage1: 24 problems x 4 samples",

@@ -60,6 +60,8 @@ def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
         ("rl", {"curriculum": []}, "curriculum"),
         ("difficulty_stage2", {"bounds": {"low": 2.0}}, "low"),
         ("difficulty_stage1", {"model": "/no/such/model"}, "/no/such/model"),
+        ("rl", {"keep_checkpoint_artifacts": 0}, "keep_checkpoint_artifacts"),
+        ("sft", {"keep_checkpoint_artifacts": -1}, "keep_checkpoint_artifacts"),
     ],
 )
 def test_wrong_values_name_the_key_and_the_value(section, override, needle):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -117,9 +118,57 @@ def _step_dirs(state: Path) -> list[str]:
     return sorted(p.name for p in state.glob("step_*"))
 
 
+def _logged_past_the_last_checkpoint(root: Path, rl_state: Path) -> bool:
+    """Whether a running chain's GRPO has logged a step after its last checkpoint (>= 6)."""
+    saved = _step_dirs(rl_state)
+    if not saved or saved[-1] < "step_000006" or not (root / "mlflow.db").is_file():
+        return False
+    db = sqlite3.connect(root / "mlflow.db", timeout=0.1)
+    try:
+        (logged,) = db.execute("SELECT MAX(step) FROM metrics WHERE key = 'reward/total'")
+    except sqlite3.OperationalError:  # locked by the run's writer, or no table yet
+        return False
+    finally:
+        db.close()
+    return logged[0] is not None and logged[0] > int(saved[-1].removeprefix("step_"))
+
+
+def _assert_rl_went_on_in_the_first_run(root: Path, resumed_at: int) -> None:
+    """The real MLflow store after a kill -9 during RL and a second `kedro run`: the metrics
+    continue in the killed run's MLflow run, every step has a value, the resumed run said where
+    it resumed, and a step logged twice (before the kill and after the resume) has the same
+    value (sync mode is deterministic) but for timings. Of the 20 checkpoints, the 3 kept for
+    MLflow are there (rl.keep_checkpoint_artifacts=3: spread over the run)."""
+    db = sqlite3.connect(root / "mlflow.db")
+    first, second = [r for (r,) in db.execute("SELECT run_uuid FROM runs ORDER BY start_time")]
+    rows = db.execute(
+        "SELECT run_uuid, key, step, value FROM metrics WHERE key NOT LIKE 'system/%'"
+        " AND key NOT LIKE 'curation/%' AND key NOT LIKE '%eval%' AND key NOT LIKE 'sft%'"
+    ).fetchall()
+    assert {run for run, *_ in rows} == {first}, "RL metrics must go on in the first run"
+    rewards = sorted(step for _, key, step, _ in rows if key == "reward/total")
+    assert sorted(set(rewards)) == list(range(1, 41))
+    marker = [(step, value) for _, key, step, value in rows if key == "rl/resumed_at_step"]
+    assert marker == [(resumed_at, float(resumed_at))]
+    values: dict[tuple[str, int], set[float]] = {}
+    for _, key, step, value in rows:
+        if not key.startswith(("time/", "throughput/", "rl/")):
+            values.setdefault((key, step), set()).add(value)
+    assert len(rewards) > 40, "the step the killed run logged after its checkpoint, again"
+    differing = {key: v for key, v in values.items() if len(v) > 1}
+    assert not differing, differing
+    artifacts = next((root / "mlruns").glob(f"*/{first}/artifacts/checkpoints/rl"))
+    assert sorted(p.name for p in artifacts.iterdir()) == [
+        "step_000002",
+        "step_000022",
+        "step_000040",
+    ]
+    assert not list((root / "mlruns").glob(f"*/{second}/artifacts/checkpoints"))
+
+
 def test_a_chain_killed_during_rl_goes_on_with_rl_and_changed_inputs_start_fresh(tmp_path):
     root = new_project(tmp_path)
-    longer = "rl.engine.optim.max_steps=40"
+    longer = "rl.engine.optim.max_steps=40,rl.keep_checkpoint_artifacts=3"
     process = subprocess.Popen(
         kedro_command("--params", longer), cwd=root, start_new_session=True,
         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
@@ -127,7 +176,9 @@ def test_a_chain_killed_during_rl_goes_on_with_rl_and_changed_inputs_start_fresh
     )  # fmt: skip
     rl_state = root / "data" / "06_models" / "rl_state"
     deadline = time.monotonic() + 600
-    while not (rl_state / "step_000006").is_dir():
+    # Killed once a step after the last checkpoint (step_000006 or later) reached MLflow: the
+    # resumed run logs that step again.
+    while not _logged_past_the_last_checkpoint(root, rl_state):
         assert process.poll() is None and time.monotonic() < deadline, "no RL checkpoint came"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
@@ -143,6 +194,9 @@ def test_a_chain_killed_during_rl_goes_on_with_rl_and_changed_inputs_start_fresh
     resumed = [line for line in log.splitlines() if "rl: resuming from" in line]
     assert resumed and "step_0000" in resumed[0], log[-3000:]
     assert _step_dirs(rl_state)[-1] == "step_000040"
+    step = re.search(r"\(step (\d+)\)", resumed[0])
+    assert step is not None and int(step.group(1)) >= 6, resumed[0]
+    _assert_rl_went_on_in_the_first_run(root, int(step.group(1)))
 
     # Another RL set of the same size (one problem replaced): RL starts over, SFT is reused.
     problems = root / "data" / "05_model_input" / "rl_problems.jsonl"

@@ -1,17 +1,19 @@
 """Project hooks: a quiet, offline start, rules across parameter sections checked before any
-node, every parameter in MLflow (flattened), and rank 0 alone writing datasets under a
-multi-process launch."""
+node, every parameter in MLflow (flattened), system metrics and the problem sets a run reads in
+MLflow, and rank 0 alone writing datasets under a multi-process launch."""
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
+from magistral_kedro.registry import log_problem_set, problem_set
 from magistral_kedro.tracking import flatten, plain
 from magistral_kedro.training import distributed
 
@@ -35,6 +37,58 @@ class QuietStartHook:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+
+
+class SystemMetricsHook:
+    """MLflow's own system metrics (``system/cpu_utilization_percentage``,
+    ``system/system_memory_usage_megabytes``, ``system/gpu_*`` where the NVIDIA management
+    library, the gpu extra's nvidia-ml-py, finds a GPU...) for every run kedro-mlflow opens,
+    sampled every ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (10 by default).
+    ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false`` turns them off."""
+
+    @hook_impl
+    def after_context_created(self) -> None:
+        """Switch MLflow's monitor on before kedro-mlflow starts the run."""
+        os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true")
+
+
+#: The problem sets logged as inputs of the run that reads them, with the use MLflow shows.
+PROBLEM_SETS = {
+    "train_problems": "training",
+    "eval_problems": "evaluation",
+    "rl_problems": "rl",
+    "rl_problems_stage2": "rl",
+}
+
+
+class DatasetInputsHook:
+    """Lineage: each problem set of :data:`PROBLEM_SETS` a run loads becomes an input of its
+    MLflow run (MLflow's dataset tracking: name, digest of the content, schema, row count, the
+    file it came from), so a run says which data it trained and was evaluated on."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, str] = {}
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        """Remember where the problem sets live."""
+        self._sources = {}
+        for name in PROBLEM_SETS:
+            try:
+                described = catalog.get(name)._describe()
+            except Exception:  # not in this catalog (a test's), or not a file dataset
+                continue
+            if described.get("filepath"):
+                self._sources[name] = str(Path(str(described["filepath"])).resolve())
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        """Log a problem set the run just read (once per content)."""
+        active = mlflow.active_run()
+        if active is None or dataset_name not in PROBLEM_SETS:
+            return
+        dataset = problem_set(data, dataset_name, self._sources.get(dataset_name))
+        log_problem_set(dataset, PROBLEM_SETS[dataset_name], active.info.run_id)
 
 
 class ParameterRulesHook:

@@ -151,6 +151,14 @@ class CurationParams(_Params):
         return data
 
 
+#: How many of a training's checkpoints go to MLflow as artifacts.
+KeepArtifacts = Annotated[int, Field(ge=1)] | None
+KEEP_ARTIFACTS_HELP = (
+    "checkpoints uploaded to MLflow (checkpoints/<name>/step_<N>): null every one; n at most n, "
+    "spread evenly over the run, the first and last among them"
+)
+
+
 class SFTParams(_Params):
     """``sft`` in parameters_sft.yml."""
 
@@ -158,6 +166,7 @@ class SFTParams(_Params):
     engine: EngineConfig
     loop: SFTConfig
     checkpoint_dir: str
+    keep_checkpoint_artifacts: KeepArtifacts = Field(description=KEEP_ARTIFACTS_HELP)
 
 
 class ModelEvalParams(_Params):
@@ -167,6 +176,10 @@ class ModelEvalParams(_Params):
     metrics_prefix: Literal["sft_eval", "rl_eval"] = Field(
         description="MLflow metrics are <prefix>/<metric>; compare_runs reads these two"
     )
+    registered_model: str | None = Field(
+        description="the model is logged to MLflow (transformers flavour, with the metrics) and "
+        "registered under this name (models:/<name>/latest); null: not logged as a model"
+    )
     max_problems: Annotated[int, Field(ge=0, description="the first math eval problems")]
     sampling: SamplingConfig = Field(description="the greedy answers' settings")
     k: Annotated[int, Field(ge=0, description="samples per problem for sampled accuracy")]
@@ -174,11 +187,15 @@ class ModelEvalParams(_Params):
 
 
 def checkpoint_reference(key: str, value: str | None) -> str | None:
-    """A local checkpoint directory, an MLflow ``runs:/<run_id>/<path>`` URI (resolved when the
-    run is known), or None."""
+    """A local checkpoint directory, an MLflow ``runs:/<run_id>/<path>`` or
+    ``models:/<name>/<version|latest>`` URI (resolved when the run is known), or None."""
     if value is not None and value.startswith("runs:/"):
         if len(value.removeprefix("runs:/").split("/", 1)) < 2:
             raise ValueError(f"{key}={value!r}: expected runs:/<run_id>/<artifact path>")
+        return value
+    if value is not None and value.startswith("models:/"):
+        if not value.removeprefix("models:/").strip("/"):
+            raise ValueError(f"{key}={value!r}: expected models:/<name>/<version or latest>")
         return value
     return local_checkpoint(key, value)
 
@@ -187,7 +204,8 @@ class EvalParams(_Params):
     """``eval`` in parameters_eval.yml."""
 
     checkpoint: str | None = Field(
-        description="null: this run's rl_model; a checkpoint directory; runs:/<run_id>/<path>"
+        description="null: this run's rl_model; a checkpoint directory; runs:/<run_id>/<path>; "
+        "models:/<registered name>/<version or latest>"
     )
     heldout: bool
     benchmarks: dict[str, SourceMapping]
@@ -224,6 +242,7 @@ class RLParams(_Params):
     grpo: GRPOConfig
     curriculum: list[Stage] = Field(min_length=1)
     checkpoint_dir: str
+    keep_checkpoint_artifacts: KeepArtifacts = Field(description=KEEP_ARTIFACTS_HELP)
 
     @field_validator("curriculum")
     @classmethod

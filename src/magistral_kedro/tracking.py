@@ -5,6 +5,9 @@ a resumed training, into the run that training started in). When no run is activ
 called from a test or a notebook), it logs nothing. The training library knows only the protocol
 (tests use a list); nothing here knows Kedro but :func:`as_metrics_dataset`, the node-output form
 kedro-mlflow's metrics dataset takes.
+
+A resumed training logs the steps after its checkpoint again, so a step may have two values in
+a run's history: every reader takes the last one logged (:func:`last_per_step`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +63,33 @@ def as_metrics_dataset(metrics: Mapping[str, float], step: int = 0) -> dict[str,
     }
 
 
+def last_per_step(history: Iterable[mlflow.entities.Metric]) -> dict[int, float]:
+    """``{step: value}`` of one metric's history in step order, a step logged twice (a resumed
+    run logs the steps after its checkpoint again) taking the value logged last: the newest
+    timestamp, and of equal timestamps the later in the history."""
+    ordered = sorted(enumerate(history), key=lambda pair: (pair[1].timestamp, pair[0]))
+    last = {metric.step: metric.value for _, metric in ordered}
+    return dict(sorted(last.items()))
+
+
+def artifact_steps(checkpoint_steps: Iterable[int], keep: int | None) -> frozenset[int] | None:
+    """Which checkpoints go to the tracker: all (None) if ``keep`` is None or not exceeded, else
+    ``keep`` of them spread evenly over the run, the first and the last always among them (so
+    the analysis still sees the whole trajectory, at a coarser resolution)."""
+    steps = sorted(set(checkpoint_steps))
+    if keep is None or len(steps) <= keep:
+        return None
+    if keep == 1:
+        return frozenset(steps[-1:])
+    picked = {steps[round(i * (len(steps) - 1) / (keep - 1))] for i in range(keep)}
+    return frozenset(picked)
+
+
+def training_checkpoints(max_steps: int, every: int) -> list[int]:
+    """The steps a training loop checkpoints at: every ``every`` steps and the last."""
+    return sorted({*range(every, max_steps + 1, every), max_steps})
+
+
 class Tracker(Protocol):
     """Receives a training run's metrics and checkpoints."""
 
@@ -74,10 +104,16 @@ class Tracker(Protocol):
 
 
 class MlflowTracker:
-    """The training loops' tracker: MLflow, continuing a resumed run's own MLflow run."""
+    """The training loops' tracker: MLflow, continuing a resumed run's own MLflow run.
 
-    def __init__(self, checkpoint_name: str) -> None:
+    ``steps``: the checkpoints to upload as artifacts (None: every one); see
+    :func:`artifact_steps`. The others stay on local disk only (until the loop's own
+    ``keep_checkpoints`` removes them): nothing is uploaded and deleted again, which works the
+    same with every artifact store."""
+
+    def __init__(self, checkpoint_name: str, steps: Collection[int] | None = None) -> None:
         self.checkpoint_name = checkpoint_name
+        self.steps = steps
         self.run_id: str | None = None
 
     def attach(self, run_id: str | None) -> str | None:
@@ -102,8 +138,14 @@ class MlflowTracker:
         )
 
     def log_checkpoint(self, path: Path, step: int) -> None:
-        """A model + tokenizer directory, as ``checkpoints/<name>/step_<step>``."""
+        """A model + tokenizer directory, as ``checkpoints/<name>/step_<step>`` (if ``step`` is
+        one of those to upload)."""
         if self.run_id is None:
+            return
+        if self.steps is not None and step not in self.steps:
+            logger.debug(
+                "checkpoint %d of %s: not uploaded (retention)", step, self.checkpoint_name
+            )
             return
         mlflow.MlflowClient().log_artifacts(
             self.run_id,

@@ -4,19 +4,23 @@ it."""
 
 from magistral_kedro.evaluation.grading import build_prompts, evaluate_generation, grade_samples
 from magistral_kedro.evaluation.metrics import (
+    LOGGED,
     METRICS,
     majority_vote,
+    named_metrics,
     pass_at_k,
     summarise,
     summary_table,
 )
 
 __all__ = [
+    "LOGGED",
     "METRICS",
     "build_prompts",
     "evaluate_generation",
     "grade_samples",
     "majority_vote",
+    "named_metrics",
     "pass_at_k",
     "summarise",
     "summary_table",

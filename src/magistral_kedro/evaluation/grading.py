@@ -10,7 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from magistral_kedro.evaluation.metrics import summarise
+from magistral_kedro.evaluation.metrics import named_metrics, summary_table
 from magistral_kedro.generation import (
     GenerationConfig,
     Generator,
@@ -134,20 +134,22 @@ def evaluate_generation(
     k: int = 0,
     temperature: float = 1.0,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Greedy answers to the first ``n_problems`` math eval problems (and ``k`` sampled ones at
-    ``temperature`` when ``k > 0``), graded by the Magistral reward: format rate, accuracy
-    (SymPy-backed ``math_equal``), language consistency, per language and level; sampled
-    accuracy is pass@1 averaged over the k samples (what RL optimises). Metrics are named
-    ``<prefix>/<metric>``; the table has one row per problem (its greedy answer)."""
+    """A greedy answer to each of the first ``n_problems`` math eval problems (and ``k``
+    sampled ones at ``temperature`` when ``k > 0``), graded by the Magistral reward.
+
+    Returns one row per completion (the columns of :func:`grade_samples`, ``benchmark`` =
+    ``heldout``) and the metrics of :func:`~magistral_kedro.evaluation.metrics.summarise`
+    under the eval pipeline's names: ``<prefix>/greedy_accuracy``, ``<prefix>/pass_at_1`` (over
+    the k samples: what RL optimises), ``pass_at_k``, ``maj_at_k``, ``format_rate``... and per
+    slice, ``<prefix>/language_fr/<metric>``, ``<prefix>/difficulty_3/<metric>``."""
     problems = evaluation[evaluation["kind"] == "math"].head(n_problems)
     if problems.empty:
         logger.warning("no math problem in the eval set: generation metrics skipped")
         return pd.DataFrame(), {}
     with open_generator(checkpoint, generation, seed) as generator:
-        tokenizer = tokenizer_of(checkpoint)
         samples = grade_samples(
             generator,
-            tokenizer,
+            tokenizer_of(checkpoint),
             problems,
             system_prompt,
             sampling,
@@ -157,39 +159,14 @@ def evaluate_generation(
             temperature,
             True,
         )
-    greedy = samples[samples["decoding"] == "greedy"].reset_index(drop=True)
-    table = greedy.rename(columns={"problem_id": "id", "reference_answer": "answer_reference"})
-    on_greedy = summarise(greedy)
-    metrics = {
-        f"{prefix}/{name}": on_greedy[key]
-        for name, key in (
-            ("format_rate", "format_rate"),
-            ("accuracy", "greedy_accuracy"),
-            ("language_rate", "language_rate"),
-            ("mean_reward", "mean_reward"),
-            ("truncated_fraction", "truncated_fraction"),
-            ("mean_completion_tokens", "mean_completion_tokens"),
-        )
-    }
-    if k > 0:
-        sampled = samples[samples["decoding"] == "sampled"]
-        summary = summarise(sampled)
-        table["sampled_accuracy"] = list(
-            sampled.groupby("problem_id", sort=False)["correct"].mean()
-        )
-        metrics[f"{prefix}/sampled_accuracy"] = summary["pass_at_1"]
-        metrics[f"{prefix}/sampled_mean_reward"] = summary["mean_reward"]
-        metrics[f"{prefix}/pass_at_k"] = summary["pass_at_k"]
-        metrics[f"{prefix}/maj_at_k"] = summary["maj_at_k"]
-    for column, label in (("language", "lang"), ("difficulty", "level")):
-        for key, group in greedy.groupby(column):
-            metrics[f"{prefix}/accuracy/{label}_{key}"] = group["correct"].mean()
+    samples = samples.assign(benchmark="heldout")
+    metrics = named_metrics(summary_table(samples), prefix)
     logger.info(
-        "%s on %d problems: format rate %.3f, accuracy %.3f, language rate %.3f",
+        "%s on %d problems: greedy accuracy %.3f, pass@1 %.3f, format rate %.3f",
         prefix,
-        len(table),
+        len(problems),
+        metrics[f"{prefix}/greedy_accuracy"],
+        metrics.get(f"{prefix}/pass_at_1", float("nan")),
         metrics[f"{prefix}/format_rate"],
-        metrics[f"{prefix}/accuracy"],
-        metrics[f"{prefix}/language_rate"],
     )
-    return table, metrics
+    return samples, metrics

@@ -4,10 +4,15 @@ The table has one row per completion: ``problem_id``, ``decoding`` (``sampled`` 
 ``answer`` (the normalised final answer, ``""`` if none), ``correct``, ``format_ok``,
 ``language_ok``, ``completion_tokens``, ``truncated``, ``reward``, plus any columns to slice by
 (``language``, ``difficulty``) and ``kind`` (maj@k counts math problems only).
+
+One naming scheme for every evaluation (the SFT and RL models' and the eval pipeline's
+benchmarks): the names of :data:`METRICS` under a prefix, ``<prefix>/<metric>`` for all problems
+and ``<prefix>/<column>_<value>/<metric>`` for a slice (:func:`named_metrics`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from math import comb
@@ -29,6 +34,9 @@ METRICS = (
     "max_completion_tokens",
     "truncated_fraction",
 )
+
+#: The metrics logged to MLflow (all but the counts).
+LOGGED = tuple(m for m in METRICS if m not in ("problems", "samples_per_problem"))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -101,3 +109,19 @@ def summary_table(
                     {"benchmark": benchmark, "slice": f"{column}={value}", **summarise(part)}
                 )
     return pd.DataFrame(rows, columns=["benchmark", "slice", *METRICS])
+
+
+def named_metrics(summary: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """The rows of a :func:`summary_table` as MLflow metrics: ``<prefix>/<metric>`` for the slice
+    ``all``, ``<prefix>/language_fr/<metric>`` for ``language=fr``... A ``{benchmark}`` in
+    ``prefix`` is the row's benchmark (``eval/{benchmark}``); a metric not measured for a slice
+    (NaN, e.g. maj@k without samples) is left out."""
+    metrics: dict[str, float] = {}
+    for row in summary.to_dict("records"):
+        where = "" if row["slice"] == "all" else str(row["slice"]).replace("=", "_") + "/"
+        named = prefix.format(benchmark=row["benchmark"])
+        for metric in LOGGED:
+            value = row.get(metric)
+            if value is not None and not math.isnan(value):
+                metrics[f"{named}/{where}{metric}"] = float(value)
+    return metrics

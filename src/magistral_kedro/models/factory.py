@@ -93,6 +93,12 @@ def save_model(source: ModelSource, path: str | Path) -> None:
     if isinstance(source, Checkpoint):
         save_checkpoint(source, path)
         return
+    link_tree(source.path, path)
+
+
+def link_tree(source: str | Path, target: str | Path) -> None:
+    """The files of ``source`` in ``target`` (created or merged into), each hard-linked, copied
+    where links cannot be made (another filesystem)."""
 
     def link_or_copy(src: str, dst: str) -> object:
         try:
@@ -101,7 +107,7 @@ def save_model(source: ModelSource, path: str | Path) -> None:
         except OSError:
             return shutil.copy2(src, dst)
 
-    shutil.copytree(source.path, path, copy_function=link_or_copy, dirs_exist_ok=True)
+    shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 def build_tiny_model(

@@ -1,5 +1,7 @@
 """The analysis pipeline on a small MLflow run made here: checkpoints, metrics, the report."""
 
+import time
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -90,3 +92,19 @@ def test_one_checkpoint_skips_the_pca_and_says_why(rl_run, micro_checkpoint):
 def test_a_run_id_that_does_not_exist_is_named(rl_run, micro_checkpoint):
     with pytest.raises(ValueError, match=r"analysis.run_id=.nope. is not a run"):
         load_rl_run(micro_checkpoint, analysis_params(run_id="nope"))
+
+
+def test_a_step_logged_again_counts_with_its_last_value(rl_run, micro_checkpoint):
+    """A resumed run logs the steps after its checkpoint again: the history keeps, for each
+    step, the value logged last (by time, not by the order the store returns)."""
+    from mlflow.entities import Metric
+
+    later = int(time.time() * 1000) + 60_000
+    client = mlflow.MlflowClient()
+    client.log_batch(rl_run, metrics=[Metric("reward/total", 0.9, later, 7)])
+    client.log_batch(rl_run, metrics=[Metric("reward/total", 0.1, later - 30_000, 7)])
+    assert len([m for m in client.get_metric_history(rl_run, "reward/total") if m.step == 7]) == 3
+    _, history = load_rl_run(micro_checkpoint, analysis_params(run_id=rl_run))
+    assert list(history["step"]) == list(range(1, 21))
+    assert history.set_index("step").loc[7, "reward/total"] == 0.9
+    assert history.set_index("step").loc[6, "reward/total"] == pytest.approx(0.2 * np.log(38) - 0.3)

@@ -45,8 +45,8 @@ def test_rl_pipeline_on_micro_parameters(problem_sources, tmp_path):
     samples = out["rl_samples"]
     assert sorted(samples["step"].unique()) == [1, 2, 3, 4]
     assert {"completion", "total", "format", "correct", "reason"} <= set(samples.columns)
-    assert len(out["rl_eval_samples"]) == 8
-    assert "rl_eval/accuracy" in out["rl_eval_metrics"]
+    assert len(out["rl_eval_samples"]) == 8 * (1 + 2)  # greedy + k = 2 sampled, per problem
+    assert "rl_eval/greedy_accuracy" in out["rl_eval_metrics"]
     assert sorted(p.name for p in (tmp_path / "rl").glob("step_*")) == [
         "step_000002",
         "step_000004",

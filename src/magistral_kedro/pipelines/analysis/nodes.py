@@ -27,6 +27,7 @@ from magistral_kedro.analysis import (
 )
 from magistral_kedro.models import ModelSource
 from magistral_kedro.params import AnalysisParams
+from magistral_kedro.tracking import last_per_step
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataF
     projected to ``analysis.projection_dim``) and deleted before the next, so memory holds one
     model at a time. ``rl_model`` only orders this node after training.
 
+    The checkpoints are those the training uploaded (``rl.keep_checkpoint_artifacts``). A step
+    a resumed run logged again counts with the value logged last (:func:`last_per_step`).
+
     Returns (checkpoints: ``step`` + one column per coordinate, history: ``step`` + metrics)."""
     del rl_model
     run_id = _rl_run_id(params)
@@ -106,7 +110,7 @@ def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataF
     for panel in CURVES.values():
         for key in [*panel, "accuracy"]:
             history = client.get_metric_history(run_id, key)
-            series[key] = pd.Series({m.step: m.value for m in history}, dtype=float)
+            series[key] = pd.Series(last_per_step(history), dtype=float)
     history = pd.DataFrame(series).rename_axis("step").reset_index()
     history.insert(0, "run_id", run_id)
     return checkpoints, history

@@ -3,8 +3,8 @@ difficulty; one comparison table across the MLflow runs of the experiment."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,17 @@ import mlflow
 import pandas as pd
 
 from magistral_kedro.curation.sources import map_source, require_mappings
-from magistral_kedro.evaluation import METRICS, evaluate_generation, grade_samples, summary_table
+from magistral_kedro.evaluation import (
+    evaluate_generation,
+    grade_samples,
+    named_metrics,
+    summary_table,
+)
 from magistral_kedro.generation import GenerationConfig, open_generator
 from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.params import EvalParams, ModelEvalParams, PromptParams
+from magistral_kedro.registry import checkpoint_directory, log_evaluation, problem_set
+from magistral_kedro.registry import log_model as log_model_to_mlflow
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.tasks.schema import validate_rows
@@ -23,8 +30,8 @@ from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
 
-#: Metrics logged to MLflow for every benchmark and slice (all but the counts).
-LOGGED = tuple(m for m in METRICS if m not in ("problems", "samples_per_problem"))
+#: The columns of the comparison: the same names in every evaluation's metrics.
+COMPARED = ("greedy_accuracy", "pass_at_1", "pass_at_k", "maj_at_k", "format_rate", "language_rate")
 
 
 def collect_benchmarks(
@@ -62,25 +69,21 @@ def collect_benchmarks(
 
 
 def resolve_checkpoint(rl_model: ModelSource, params: EvalParams) -> ModelSource:
-    """``eval.checkpoint``: null -> this run's RL model; a directory; or an MLflow
-    ``runs:/<run_id>/<path>`` URI, downloaded from the tracking store. Nothing is loaded here
-    (the RL model input only orders this node after training)."""
+    """``eval.checkpoint``: null -> this run's RL model; a directory; an MLflow
+    ``runs:/<run_id>/<path>`` URI or a registered model, ``models:/magistral-rl/latest``,
+    fetched from the tracking store. Nothing is loaded here (the RL model input only orders
+    this node after training)."""
     reference = params.checkpoint
     if reference is None:
         return rl_model
-    if reference.startswith("runs:/"):
+    path = Path(reference)
+    if reference.startswith(("runs:/", "models:/")):
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=reference)
-        except Exception as error:
-            raise ValueError(
-                f"eval.checkpoint={reference!r} could not be fetched from MLflow "
-                f"({mlflow.get_tracking_uri()}): {error}"
-            ) from error
-        if not (Path(local) / "config.json").is_file():
-            raise ValueError(f"eval.checkpoint={reference!r} is not a checkpoint (no config.json)")
-        reference = local
-    logger.info("evaluating %s", reference)
-    return CheckpointRef(Path(reference), dtype_name(rl_model))
+            path = checkpoint_directory(reference)
+        except ValueError as error:
+            raise ValueError(f"eval.checkpoint={error}") from error
+    logger.info("evaluating %s (%s)", reference, path)
+    return CheckpointRef(path, dtype_name(rl_model))
 
 
 def evaluate_benchmarks(
@@ -116,13 +119,7 @@ def evaluate_benchmarks(
             parts.append(graded.assign(benchmark=name))
     samples = pd.concat(parts, ignore_index=True)
     summary = summary_table(samples)
-    metrics = {}
-    for row in summary.to_dict("records"):
-        where = "" if row["slice"] == "all" else row["slice"].replace("=", "_") + "/"
-        for metric in LOGGED:
-            value = row.get(metric)
-            if value is not None and not math.isnan(value):  # NaN: not measured for this slice
-                metrics[f"eval/{row['benchmark']}/{where}{metric}"] = value
+    metrics = named_metrics(summary, "eval/{benchmark}")
     for row in summary[summary["slice"] == "all"].to_dict("records"):
         logger.info(
             "eval %s: pass@1 %.3f, pass@%d %.3f, maj@%d %.3f over %d problems",
@@ -147,9 +144,10 @@ def evaluate_model(
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A trained model on the eval split, graded by the Magistral reward: the node of the
-    evaluation template (namespaces ``sft_eval``, ``rl_eval``). Returns one row per problem and
-    the MLflow metrics ``<settings.metrics_prefix>/<metric>``."""
-    table, metrics = evaluate_generation(
+    evaluation template (namespaces ``sft_eval``, ``rl_eval``). Returns one row per completion
+    (greedy and sampled) and the metrics ``<settings.metrics_prefix>/<metric>``, named as the
+    eval pipeline's (:func:`~magistral_kedro.evaluation.named_metrics`)."""
+    return evaluate_generation(
         checkpoint,
         evaluation,
         prompt.system_prompt,
@@ -162,7 +160,31 @@ def evaluate_model(
         k=settings.k,
         temperature=settings.temperature,
     )
-    return table, as_metrics_dataset(metrics)
+
+
+def log_model(
+    checkpoint: ModelSource,
+    metrics: dict[str, float],
+    evaluation: pd.DataFrame,
+    settings: ModelEvalParams,
+    prompt: PromptParams,
+) -> dict[str, Any]:
+    """The evaluated model into MLflow, the second node of the evaluation template: logged as an
+    MLflow model (transformers flavour, tokenizer included) and registered as
+    ``settings.registered_model`` (null: not logged), its metrics logged into the run, linked to
+    the model and to the eval set. Returns where it went (empty without an MLflow run)."""
+    name = settings.metrics_prefix.removesuffix("_eval") + "_model"
+    info = None
+    if settings.registered_model is not None:
+        info = log_model_to_mlflow(
+            checkpoint, name, metrics, prompt.system_prompt, settings.registered_model
+        )
+    log_evaluation(
+        metrics, problem_set(evaluation, "eval_problems"), info.model_id if info else None
+    )
+    if info is None:
+        return {}
+    return {**dataclasses.asdict(info), "model_uri": info.model_uri}
 
 
 def _model_label(prefix: str, params: dict[str, str]) -> str:
@@ -181,11 +203,27 @@ def _model_label(prefix: str, params: dict[str, str]) -> str:
     return checkpoint
 
 
+def _evaluations(metrics: dict[str, float]) -> dict[tuple[str, str], dict[str, float]]:
+    """A run's metrics of all problems by (evaluation, benchmark): ``sft_eval/<metric>`` and
+    ``rl_eval/<metric>`` (the held-out split), ``eval/<benchmark>/<metric>``."""
+    groups: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if parts[0] in ("sft_eval", "rl_eval") and len(parts) == 2:
+            groups.setdefault((parts[0], "heldout"), {})[parts[1]] = value
+        elif parts[0] == "eval" and len(parts) == 3:
+            groups.setdefault(("eval", parts[1]), {})[parts[2]] = value
+    return groups
+
+
 def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
-    """One row per (MLflow run, model it evaluated), newest runs first: greedy accuracy, pass@1,
-    format rate... of the SFT and RL evaluations and of every eval benchmark, with the model
-    labelled base / SFT / RL / SFT+RL from the run's parameters. ``summary`` orders the node
-    after this run's evaluation."""
+    """One row per (MLflow run, model it evaluated), newest runs first: the metrics of
+    :data:`COMPARED` of the SFT and RL evaluations and of every eval benchmark (one naming
+    scheme: the same names under each prefix), with the model labelled base / SFT / RL /
+    SFT+RL from the run's parameters. ``summary`` orders the node after this run's evaluation.
+
+    A run's value of a metric is MLflow's latest: at its highest step, the one logged last
+    (evaluations log at step 0; logged again, the later value counts)."""
     active = mlflow.active_run()
     if active is None:
         logger.warning("no active MLflow run: the comparison lists no runs")
@@ -198,20 +236,10 @@ def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
     )
     rows = []
     for run in runs:
-        metrics = run.data.metrics
+        metrics = dict(run.data.metrics)
         if run.info.run_id == active.info.run_id:  # this run's eval metrics are not logged yet
-            for record in summary[summary["slice"] == "all"].to_dict("records"):
-                for metric in LOGGED:
-                    if record.get(metric) is not None:
-                        metrics[f"eval/{record['benchmark']}/{metric}"] = record[metric]
-        groups: dict[tuple[str, str], dict[str, float]] = {}
-        for key, value in metrics.items():
-            parts = key.split("/")
-            if parts[0] in ("sft_eval", "rl_eval") and len(parts) == 2:
-                groups.setdefault((parts[0], "heldout"), {})[parts[1]] = value
-            elif parts[0] == "eval" and len(parts) == 3:
-                groups.setdefault(("eval", parts[1]), {})[parts[2]] = value
-        for (prefix, benchmark), values in groups.items():
+            metrics |= named_metrics(summary[summary["slice"] == "all"], "eval/{benchmark}")
+        for (prefix, benchmark), values in _evaluations(metrics).items():
             rows.append(
                 {
                     "run_id": run.info.run_id,
@@ -220,12 +248,7 @@ def compare_runs(summary: pd.DataFrame, params: EvalParams) -> pd.DataFrame:
                     "model": _model_label(prefix, run.data.params),
                     "evaluated_by": prefix,
                     "benchmark": benchmark,
-                    "greedy_accuracy": values.get("accuracy", values.get("greedy_accuracy")),
-                    "pass_at_1": values.get("sampled_accuracy", values.get("pass_at_1")),
-                    "pass_at_k": values.get("pass_at_k", values.get("pass_at_k")),
-                    "maj_at_k": values.get("maj_at_k", values.get("maj_at_k")),
-                    "format_rate": values.get("format_rate"),
-                    "language_rate": values.get("language_rate"),
+                    **{metric: values.get(metric) for metric in COMPARED},
                 }
             )
     return pd.DataFrame(rows)

@@ -8,7 +8,8 @@ from magistral_kedro.pipelines.templates import instantiate
 
 
 def model_evaluation() -> Pipeline:
-    """The template: ``checkpoint`` on the eval split, as ``params:settings`` says."""
+    """The template: ``checkpoint`` on the eval split, as ``params:settings`` says; then the
+    model and its metrics into MLflow (registered as ``settings.registered_model``)."""
     return Pipeline(
         [
             Node(
@@ -24,20 +25,37 @@ def model_evaluation() -> Pipeline:
                 ],
                 outputs=["samples", "metrics"],
                 name="evaluate_model",
-            )
+            ),
+            Node(
+                nodes.log_model,
+                inputs=[
+                    "checkpoint",
+                    "metrics",
+                    "eval_problems",
+                    "params:settings",
+                    "params:prompt",
+                ],
+                outputs="logged_model",
+                name="log_model",
+            ),
         ]
     )
 
 
 def evaluation_of(namespace: str, model: str) -> Pipeline:
     """The evaluation of ``model`` under ``namespace`` (its parameters: the section of that
-    name), writing ``<namespace>_samples`` and ``<namespace>_metrics``."""
+    name), writing ``<namespace>_samples``, ``<namespace>_metrics`` and
+    ``<namespace>_logged_model`` (where MLflow keeps the model)."""
     return instantiate(
         model_evaluation(),
         namespace,
         "settings",
         inputs={"checkpoint": model, "eval_problems": "eval_problems"},
-        outputs={"samples": f"{namespace}_samples", "metrics": f"{namespace}_metrics"},
+        outputs={
+            "samples": f"{namespace}_samples",
+            "metrics": f"{namespace}_metrics",
+            "logged_model": f"{namespace}_logged_model",
+        },
     )
 
 

@@ -19,7 +19,12 @@ from magistral_kedro.models import (
     tokenizer_of,
 )
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
-from magistral_kedro.tracking import MlflowTracker, as_metrics_dataset
+from magistral_kedro.tracking import (
+    MlflowTracker,
+    artifact_steps,
+    as_metrics_dataset,
+    training_checkpoints,
+)
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
 
@@ -96,5 +101,11 @@ def train_sft_model(
         checkpoint_dir=sft.checkpoint_dir,
         seed=seed,
         fingerprint=run,
-        tracker=MlflowTracker("sft"),
+        tracker=MlflowTracker(
+            "sft",
+            artifact_steps(
+                training_checkpoints(sft.engine.optim.max_steps, sft.loop.checkpoint_every),
+                sft.keep_checkpoint_artifacts,
+            ),
+        ),
     )
