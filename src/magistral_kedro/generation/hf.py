@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.cache_utils import DynamicLayer
+from transformers.generation import utils as generation_utils
 
 from magistral_kedro.generation.base import Sample, SamplingConfig
 
@@ -37,10 +38,19 @@ class _BetweenSteps(LogitsProcessor):
         return scores
 
 
+#: generate()'s keyword for a cache object: ``cache`` since transformers 5.21, before that
+#: ``past_key_values`` (the vLLM extra pins 5.20).
+_CACHE_KEYWORD = "cache" if "cache" in generation_utils.ALL_CACHE_NAMES else "past_key_values"
+
+
 class _PreallocatedLayer(DynamicLayer):
     """A full-attention KV-cache layer written in place into storage sized for the whole call:
     the default layer concatenates its whole cache at every decoding step, a third of the tiny
-    model's sampling time on CPU. Keys and values are views of the filled part."""
+    model's sampling time on CPU. Keys and values are views of the filled part. Sampling and
+    greedy decoding use nothing else of a cache layer; what would (beam search, cropping for
+    assisted decoding) is refused rather than done wrong."""
+
+    is_croppable = False
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
@@ -48,11 +58,15 @@ class _PreallocatedLayer(DynamicLayer):
         self.length = 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        self.device = key_states.device
+        self.device, self.dtype = key_states.device, key_states.dtype
         batch, heads, _, _ = key_states.shape
         self._keys = key_states.new_empty(batch, heads, self.capacity, key_states.shape[-1])
         self._values = value_states.new_empty(batch, heads, self.capacity, value_states.shape[-1])
         self.is_initialized = True
+
+    def reset(self) -> None:
+        self.length = 0
+        self.is_initialized = False
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
@@ -72,18 +86,33 @@ class _PreallocatedLayer(DynamicLayer):
         return self.length
 
 
-def _cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
-    """The model's default cache, its full-attention layers preallocated for ``capacity``
-    positions (sliding-window layers, where a model has them, stay as they are)."""
+def _cache_argument(model: PreTrainedModel, capacity: int) -> dict[str, DynamicCache]:
+    """generate()'s cache argument: the model's default cache, its full-attention layers
+    preallocated for ``capacity`` positions (sliding-window layers stay as they are); none for
+    a model whose default cache is not a DynamicCache (state-space and hybrid models)."""
+    supports = getattr(model, "_supports_default_dynamic_cache", None)
+    if supports is None or not supports():
+        return {}
     cache = DynamicCache(config=model.config)
     cache.layers = [
         _PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer
         for layer in cache.layers
     ]
-    return cache
+    return {_CACHE_KEYWORD: cache}
 
 
-def sampler_config(sampling: SamplingConfig, pad_id: int, eos_id: int) -> GenerationConfig:
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Where a completion ends: the tokenizer's EOS and every end token the checkpoint's
+    generation config names (an instruct model's end of turn and end of text, say), as vLLM
+    stops. Stopping shapes no probability, so the checkpoint's word counts here."""
+    shipped = model.generation_config.eos_token_id
+    extra = [shipped] if isinstance(shipped, int) else list(shipped or [])
+    eos = tokenizer.eos_token_id
+    assert isinstance(eos, int), "the tokenizer needs an EOS token"
+    return list(dict.fromkeys([eos, *extra]))
+
+
+def sampler_config(sampling: SamplingConfig, pad_id: int, eos_id: list[int]) -> GenerationConfig:
     """The whole sampler: temperature sampling (top-p if asked, never top-k) or greedy
     decoding, and no logits processor besides (no penalty, no banned tokens)."""
     greedy = sampling.temperature == 0
@@ -158,17 +187,17 @@ class TransformersGenerator:
     def _generate_batch(
         self, prompts: Sequence[list[int]], sampling: SamplingConfig
     ) -> list[tuple[list[int], list[float], bool, tuple[int, int] | None]]:
-        pad_id, eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
-        assert pad_id is not None and isinstance(eos_id, int), "the tokenizer needs pad and eos"
+        pad_id, ends = self.tokenizer.pad_token_id, stop_ids(self.model, self.tokenizer)
+        assert pad_id is not None, "the tokenizer needs a pad token"
         hook = None if self.between_steps is None else _BetweenSteps(self.between_steps)
         encoded = left_padded(prompts, pad_id, self.model.device)
         capacity = encoded["input_ids"].shape[1] + sampling.max_new_tokens
         with _checkpoint_config_set_aside(self.model):
             output = self.model.generate(  # type: ignore[operator]
                 **encoded,
-                generation_config=sampler_config(sampling, pad_id, eos_id),
+                generation_config=sampler_config(sampling, pad_id, ends),
                 logits_processor=LogitsProcessorList([hook] if hook is not None else []),
-                cache=_cache(self.model, capacity),
+                **_cache_argument(self.model, capacity),
             )
         new_tokens = output.sequences[:, encoded["input_ids"].shape[1] :]  # [B, T]
         scale = 1.0 if sampling.temperature == 0 else sampling.temperature
@@ -184,8 +213,8 @@ class TransformersGenerator:
         )  # [B, T]
         results = []
         for tokens, lps in zip(new_tokens.tolist(), logprobs.tolist(), strict=True):
-            stopped = eos_id in tokens
-            end = tokens.index(eos_id) + 1 if stopped else len(tokens)
+            end = next((t + 1 for t, token in enumerate(tokens) if token in ends), len(tokens))
+            stopped = tokens[end - 1] in ends
             versions = None if hook is None else (hook.versions[0], hook.versions[end - 1])
             results.append((tokens[:end], lps[:end], stopped, versions))
         return results

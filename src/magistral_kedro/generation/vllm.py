@@ -35,7 +35,7 @@ from magistral_kedro.generation.base import Sample, SamplingConfig
 
 @config
 class VLLMConfig:
-    """Engine settings (``rl.generation.vllm`` in conf/gpu)."""
+    """Engine settings (``generation.vllm``; conf/gpu uses vLLM for every pipeline)."""
 
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.35
     tensor_parallel_size: Annotated[int, Field(gt=0)] = 1
@@ -99,16 +99,21 @@ class VLLMGenerator:
         vllm = _import_vllm()
         self._wake(["weights", "kv_cache"])
         greedy = sampling.temperature == 0
-        params = vllm.SamplingParams(
-            n=n,
-            temperature=sampling.temperature,
-            top_p=1.0 if greedy else sampling.top_p,
-            top_k=0,  # no top-k: a truncated sampler biases the ratio
-            max_tokens=sampling.max_new_tokens,
-            logprobs=0,  # the sampled token's own log-prob
-            seed=seed,
-            skip_special_tokens=True,
-        )
+        # One seed per prompt: with one for all, sample j of every prompt would draw the same
+        # random numbers (correlated across the groups of a batch).
+        params = [
+            vllm.SamplingParams(
+                n=n,
+                temperature=sampling.temperature,
+                top_p=1.0 if greedy else sampling.top_p,
+                top_k=0,  # no top-k: a truncated sampler biases the ratio
+                max_tokens=sampling.max_new_tokens,
+                logprobs=0,  # the sampled token's own log-prob
+                seed=seed + index,
+                skip_special_tokens=True,
+            )
+            for index in range(len(prompts))
+        ]
         requests = [vllm.inputs.TokensPrompt(prompt_token_ids=list(ids)) for ids in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         samples: list[list[Sample]] = []
