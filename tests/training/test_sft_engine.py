@@ -129,18 +129,34 @@ def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path
 
 
 def test_a_different_configuration_starts_fresh(tokenizer, micro_checkpoint, examples, tmp_path):
+    """Other inputs start a new run; an unfinished run they replace is moved aside, not lost
+    (a setting changed by mistake costs no training)."""
     second = ListTracker()
     _train(micro_checkpoint.model, tokenizer, examples, tmp_path / "s", steps=3, fingerprint="one")
     (tmp_path / "s" / "COMPLETE").unlink()  # pretend it was killed after its last checkpoint
-    _train(micro_checkpoint.model, tokenizer, examples, tmp_path / "s", steps=3,
-           fingerprint="two", tracker=second)  # fmt: skip
+    _train(
+        micro_checkpoint.model,
+        tokenizer,
+        examples,
+        tmp_path / "s",
+        steps=3,
+        fingerprint="two",
+        tracker=second,
+    )
     assert second.steps == [1, 2, 3]
+    kept = CheckpointManager(tmp_path / "s.previous", fingerprint="one")
+    assert kept.resumable() is not None and kept.resumable().name == "step_000003"
+    # A finished run of other inputs is simply replaced.
+    _train(
+        micro_checkpoint.model, tokenizer, examples, tmp_path / "s", steps=3, fingerprint="three"
+    )
+    assert CheckpointManager(tmp_path / "s.previous", fingerprint="one").resumable() is not None
 
 
 def test_nan_loss_stops_with_a_clear_message(micro_checkpoint, examples, tmp_path):
     with torch.no_grad():
         next(micro_checkpoint.model.parameters()).fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="step 0"):
+    with pytest.raises(FloatingPointError, match="step 1;"):
         _train(micro_checkpoint.model, micro_checkpoint.tokenizer, examples, tmp_path / "nan")
 
 

@@ -21,6 +21,7 @@ on a filesystem every rank sees (one node, or a shared mount across nodes).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -31,6 +32,8 @@ import torch
 
 from magistral_kedro.training import distributed
 from magistral_kedro.training.engine import TrainEngine
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "step_"
 COMPLETE = "COMPLETE"
@@ -99,10 +102,19 @@ class CheckpointManager:
         return latest if latest is not None and (latest / HF_DIR).is_dir() else None
 
     def start_fresh(self) -> None:
-        """Remove what an earlier (finished or different) run left, so steps never mix."""
+        """Make room for a new run. An unfinished run of other inputs is moved aside, to
+        ``<root>.previous`` (its progress is kept: a setting changed by mistake costs no
+        training); a finished one is removed (its model is in the catalog and the tracker)."""
         distributed.barrier()  # every rank has looked for a checkpoint before any is removed
         if distributed.is_main():
-            if self.root.exists():
+            if self.checkpoints() and not (self.root / COMPLETE).exists():
+                previous = self.root.with_name(f"{self.root.name}.previous")
+                shutil.rmtree(previous, ignore_errors=True)
+                self.root.rename(previous)
+                logger.warning(
+                    "%s held an unfinished run of other inputs: moved to %s", self.root, previous
+                )
+            elif self.root.exists():
                 shutil.rmtree(self.root)
             self.root.mkdir(parents=True)
         distributed.barrier()

@@ -8,11 +8,14 @@ them unconditionally and a plain ``kedro run`` never needs a launcher.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def _active() -> bool:
@@ -75,6 +78,12 @@ def broadcast_object(value: Any, src: int = 0) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def on_rank_zero(compute: Callable[[], T]) -> T:
+    """``compute()`` on rank 0 alone, its value on every rank (e.g. a digest of large files,
+    or a decision every rank must share)."""
+    return broadcast_object(compute() if is_main() else None)
 
 
 def all_reduce_max(value: int) -> int:

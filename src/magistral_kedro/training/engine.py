@@ -106,6 +106,12 @@ class TrainEngine:
         self.optimizer, self.scheduler = _optimizer_and_scheduler(model, config.optim)
         self.module = model
 
+    def __enter__(self) -> TrainEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # on errors too: DeepSpeed's partitions and hooks, accelerator memory
+
     @property
     def device(self) -> torch.device:
         """Where the model's parameters (and so every batch) live."""

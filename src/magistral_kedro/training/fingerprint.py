@@ -21,17 +21,46 @@ from safetensors import safe_open
 
 from magistral_kedro.models.factory import Checkpoint, CheckpointRef, ModelSource
 
+#: Settings of how a run is carried out, not of what it computes: changed (after running out of
+#: memory, on another machine), the run resumes instead of starting over.
+OPERATIONAL = frozenset(
+    {
+        "gradient_checkpointing",
+        "max_tokens_per_microbatch",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "keep_checkpoint_artifacts",
+        "samples_per_step",
+        "reward_workers",
+        "eval_every",
+        "eval_size",
+        "gpu_memory_utilization",
+        "tensor_parallel_size",
+        "max_model_len",
+        "sleep_level",
+        "enforce_eager",
+        "engine_kwargs",
+    }
+)
+
+
+def _without_operational(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_operational(v) for k, v in value.items() if k not in OPERATIONAL}
+    return value
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return _without_operational(value.model_dump(mode="json"))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return _without_operational(dataclasses.asdict(value))
     return str(value)
 
 
 def fingerprint(*parts: Any) -> str:
-    """A short digest of ``parts`` (JSON-able values, typed configs, digests)."""
+    """A short digest of ``parts`` (JSON-able values, typed configs without their
+    :data:`OPERATIONAL` settings, digests)."""
     blob = json.dumps(parts, sort_keys=True, default=_plain)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -51,7 +51,7 @@ class TrainingRun:
     def finished(self) -> Path | None:
         """The model of a finished run with the same fingerprint (what training again would
         produce), or None."""
-        last = self.manager.finished()
+        last = distributed.on_rank_zero(self.manager.finished)  # one decision for every rank
         if last is None:
             return None
         if distributed.is_main():
@@ -61,7 +61,7 @@ class TrainingRun:
     def begin(self, engine: TrainEngine) -> dict[str, Any]:
         """Resume into ``engine`` from the latest checkpoint of an unfinished run with the same
         fingerprint, or start fresh; returns the loop's saved state (``step`` 0 when fresh)."""
-        resume_from = self.manager.resumable()
+        resume_from = distributed.on_rank_zero(self.manager.resumable)
         state: dict[str, Any] = {"step": 0}
         if resume_from is None:
             self.manager.start_fresh()
@@ -105,7 +105,8 @@ class TrainingRun:
             (path / LOGGED).touch()
 
     def stop(self, error: FloatingPointError, step: int) -> FloatingPointError:
-        """The error to raise for a non-finite loss at ``step``: where to start again from."""
+        """The error to raise for a non-finite loss in ``step`` (counted from 1, as logged):
+        where to start again from."""
         last = self.manager.checkpoints()
         return FloatingPointError(
             f"{self.name}: {error} at step {step}; stopped before the update. Last good "
@@ -113,8 +114,7 @@ class TrainingRun:
             f"{self.name}.engine.optim.lr."
         )
 
-    def end(self, engine: TrainEngine) -> Path:
-        """Mark the run complete, release the engine; the trained model's directory."""
+    def end(self) -> Path:
+        """Mark the run complete; the trained model's directory."""
         self.manager.mark_complete()
-        engine.close()
         return self.manager.checkpoints()[-1] / HF_DIR

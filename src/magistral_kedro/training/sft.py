@@ -206,23 +206,23 @@ def train_sft(
 
     torch.manual_seed(seed)
     model.train()
-    engine = create_engine(model, engine_config)
-    first = run.begin(engine)["step"]
-    progress = tqdm(total=max_steps, initial=first, desc="sft", unit="step", leave=False)
-    for step in range(first, max_steps):
-        try:
-            metrics = _sft_step(engine, train, loop, step, seed, pad_id)
-        except FloatingPointError as error:
-            raise run.stop(error, step) from error
-        done = step + 1
-        if eval_set and (done % loop.eval_every == 0 or done == max_steps):
-            metrics["sft/eval_loss"] = evaluate_loss(
-                engine.model, eval_set, loop.max_tokens_per_microbatch, pad_id
-            )
-        run.log(metrics, done)
-        progress.update(1)
-        progress.set_postfix(loss=f"{metrics['sft/loss']:.3f}")
-        if done % loop.checkpoint_every == 0 or done == max_steps:
-            run.save(done, engine, tokenizer, {"max_steps": max_steps})
-    progress.close()
-    return CheckpointRef(run.end(engine), dtype_name(start))
+    with create_engine(model, engine_config) as engine:
+        first = run.begin(engine)["step"]
+        progress = tqdm(total=max_steps, initial=first, desc="sft", unit="step", leave=False)
+        for step in range(first, max_steps):
+            try:
+                metrics = _sft_step(engine, train, loop, step, seed, pad_id)
+            except FloatingPointError as error:
+                raise run.stop(error, step + 1) from error
+            done = step + 1
+            if eval_set and (done % loop.eval_every == 0 or done == max_steps):
+                metrics["sft/eval_loss"] = evaluate_loss(
+                    engine.model, eval_set, loop.max_tokens_per_microbatch, pad_id
+                )
+            run.log(metrics, done)
+            progress.update(1)
+            progress.set_postfix(loss=f"{metrics['sft/loss']:.3f}")
+            if done % loop.checkpoint_every == 0 or done == max_steps:
+                run.save(done, engine, tokenizer, {"max_steps": max_steps})
+        progress.close()
+    return CheckpointRef(run.end(), dtype_name(start))

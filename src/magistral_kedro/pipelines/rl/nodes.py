@@ -6,13 +6,14 @@ from __future__ import annotations
 import pandas as pd
 
 from magistral_kedro.evaluation import build_prompts
-from magistral_kedro.generation import GenerationConfig
+from magistral_kedro.generation import GenerationConfig, encode_prompts
 from magistral_kedro.grpo.loop import train_grpo
-from magistral_kedro.models import CheckpointRef, ModelSource, tokenizer_of
+from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, tokenizer_of
 from magistral_kedro.params import PromptParams, RLParams
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tracking import MlflowTracker, artifact_steps, training_checkpoints
+from magistral_kedro.training import distributed
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 
 
@@ -35,20 +36,25 @@ def train_rl_model(
     if problems_frame.empty:
         raise ValueError(f"no training problem of kind {rl.kinds}: check rl.kinds and curation")
     problems = frame_to_problems(problems_frame)
-    prompts = build_prompts(problems_frame, tokenizer_of(start), prompt.system_prompt)
-    # What the run depends on: settings, the problems and prompts themselves, the start weights.
-    run = fingerprint(
-        rl.init,
-        rl.kinds,
-        rl.engine,
-        rl.grpo,
-        rl.curriculum,
-        reward,
-        generation,
-        seed,
-        data_digest(problems),
-        data_digest(prompts),
-        weights_digest(start),
+    tokenizer = tokenizer_of(start)
+    prompts = build_prompts(problems_frame, tokenizer, prompt.system_prompt)
+    # What the run depends on: settings, the problems, the prompts as the model reads them (token
+    # ids), the start weights and their dtype. Computed on rank 0: every rank must agree.
+    run = distributed.on_rank_zero(
+        lambda: fingerprint(
+            rl.init,
+            rl.kinds,
+            rl.engine,
+            rl.grpo,
+            rl.curriculum,
+            reward,
+            generation,
+            seed,
+            data_digest(problems),
+            data_digest(encode_prompts(tokenizer, prompts)),
+            weights_digest(start),
+            dtype_name(start),
+        )
     )
     model, samples = train_grpo(
         start,

@@ -16,6 +16,7 @@ from magistral_kedro.models import (
     CheckpointRef,
     ModelSource,
     build_tiny_model,
+    dtype_name,
     tokenizer_of,
 )
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
@@ -25,6 +26,7 @@ from magistral_kedro.tracking import (
     as_metrics_dataset,
     training_checkpoints,
 )
+from magistral_kedro.training import distributed
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 from magistral_kedro.training.sft import SFTExample, tokenize_examples, train_sft
 
@@ -83,14 +85,17 @@ def train_sft_model(
     base_model: ModelSource, examples: dict[str, list[SFTExample]], sft: SFTParams, seed: int
 ) -> CheckpointRef:
     """Fine-tune on the examples; per-step metrics and checkpoints go to MLflow as they happen.
-    A finished run with the same settings, examples and starting weights is reused as it is."""
-    run = fingerprint(
-        sft.engine,
-        sft.loop,
-        seed,
-        data_digest(examples["train"]),
-        data_digest(examples["eval"]),
-        weights_digest(base_model),
+    A finished run with the same settings, examples and starting weights (and dtype) is reused
+    as it is; the eval examples only measure it."""
+    run = distributed.on_rank_zero(
+        lambda: fingerprint(
+            sft.engine,
+            sft.loop,
+            seed,
+            data_digest(examples["train"]),
+            weights_digest(base_model),
+            dtype_name(base_model),
+        )
     )
     return train_sft(
         base_model,
