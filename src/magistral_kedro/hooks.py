@@ -151,10 +151,3 @@ class RankZeroWritesHook:
             return
         for name in pipeline.all_outputs():
             catalog[name] = MemoryDataset()
-
-    @hook_impl
-    def before_node_run(self) -> None:
-        """Every rank runs the same nodes in the same order: wait here until every rank (rank 0
-        included, with its saves) has finished the node before, so no rank reads a file rank 0
-        has not written yet."""
-        distributed.barrier()

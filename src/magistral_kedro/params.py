@@ -248,8 +248,13 @@ class RLParams(_Params):
     @classmethod
     def _ordered(cls, stages: list[Stage]) -> list[Stage]:
         starts = [stage.start_step for stage in stages]
-        if starts[0] != 0 or starts != sorted(starts):
+        by_step = [s for s in starts[1:] if s is not None]
+        if starts[0] != 0 or by_step != sorted(by_step) or 0 in by_step:
             raise ValueError(
-                f"curriculum stages must start at step 0 and be in order, got {starts}"
+                "curriculum stages: the first starts at step 0, the later ones at later steps in "
+                f"order, or by reward alone (start_step: null); got {starts}"
             )
+        never = [i for i, s in enumerate(stages) if s.start_step is None and s.min_reward is None]
+        if never:
+            raise ValueError(f"curriculum stages {never} have neither start_step nor min_reward")
         return stages

@@ -213,6 +213,9 @@ def test_curriculum_switches_by_step_or_by_reward():
     assert curriculum.stage_index(stages, 10, 0, last_reward=0.0) == 1
     assert curriculum.stage_index(stages, 25, 1, last_reward=0.0) == 2
     assert curriculum.stage_index(stages, 5, 2, last_reward=0.0) == 2  # never back
+    by_reward = [Stage(), Stage(start_step=None, min_reward=0.5)]
+    assert curriculum.stage_index(by_reward, 10**6, 0, last_reward=0.4) == 0
+    assert curriculum.stage_index(by_reward, 1, 0, last_reward=0.5) == 1
 
 
 def test_nan_loss_stops_with_step_and_last_checkpoint(tokenizer, math_problems, tmp_path,
@@ -221,7 +224,7 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tokenizer, math_problems, 
         raise FloatingPointError("GRPO loss is nan")
 
     monkeypatch.setattr(update, "minibatch_loss", nan_loss)
-    with pytest.raises(FloatingPointError, match=r"step 0.*Last good checkpoint: none"):
+    with pytest.raises(FloatingPointError, match=r"step 1;.*Last good checkpoint: none"):
         _run(tokenizer, math_problems[:20], tmp_path / "nan")
 
 

@@ -203,7 +203,10 @@ def test_asynchronous_ranks_sample_the_same_stage_for_the_same_step(
     the step and the (gathered) last reward alone, so the ranks agree step by step."""
     from magistral_kedro.grpo.config import Stage
 
-    stages = [Stage(l_max=12, l_cache=4, n_prompts=4), Stage(l_max=16, n_prompts=4, min_reward=0.6)]
+    stages = [
+        Stage(l_max=12, l_cache=4, n_prompts=4),
+        Stage(start_step=None, l_max=16, n_prompts=4, min_reward=0.6),  # by reward alone
+    ]
     port = _free_port()
     run_args = {"mode": "async", "stages": stages, "steps": 6}
     mp.spawn(
@@ -213,4 +216,4 @@ def test_asynchronous_ranks_sample_the_same_stage_for_the_same_step(
     assert first["trained_on"] == second["trained_on"]
     assert [step for step, _ in first["trained_on"]] == list(range(6))
     logged = [m["curriculum/stage"] for _, m in first["metrics"]]
-    assert logged == sorted(logged) and logged[-1] == 1, "the reward-triggered stage must start"
+    assert logged[0] == 0 and logged[-1] == 1 and logged == sorted(logged)

@@ -51,8 +51,9 @@ def _rollout(model, prompt, completions, rewards, shift=(0.0, 0.0)):
 @pytest.fixture()
 def setup(tokenizer, math_problems):
     model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-    prompt = tokenizer(build_prompt(tokenizer, math_problems[0].prompt, None),
-                       add_special_tokens=False).input_ids  # fmt: skip
+    prompt = tokenizer(
+        build_prompt(tokenizer, math_problems[0].prompt, None), add_special_tokens=False
+    ).input_ids
     completions = [[11, 12, 13, 14, 15], [21, 22, 23]]
     engine = create_engine(
         model, EngineConfig(backend="torch", optim=OptimConfig(lr=1e-2, warmup_steps=0))
@@ -79,8 +80,9 @@ def test_an_update_raises_the_better_completion_and_lowers_the_worse(setup, rewa
 
 def test_an_exact_generator_has_no_mismatch_and_weights_of_one(setup):
     engine, prompt, completions = setup
-    metrics, _ = _update(engine, _rollout(engine.model, prompt, completions, [1.1, 0.1]), prompt,
-                         tis=True)  # fmt: skip
+    metrics, _ = _update(
+        engine, _rollout(engine.model, prompt, completions, [1.1, 0.1]), prompt, tis=True
+    )
     assert metrics["mismatch/abs_logprob_diff"] < 1e-5
     assert metrics["mismatch/kl"] < 1e-8 and metrics["mismatch/beyond_cap_frac"] == 0.0
     assert metrics["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-6)
@@ -102,21 +104,28 @@ def test_a_perturbed_generator_is_measured_and_its_weights_capped(setup):
     trainer = torch.zeros(2, 3)
     generator = torch.tensor([[-1.5, 0.0, -0.5], [0.5, 0.0, 0.0]])
     weights = truncated_importance_weights(trainer, generator, cap=2.0)
-    torch.testing.assert_close(weights, torch.tensor([[2.0, 1.0, 1.6487], [0.6065, 1.0, 1.0]]),
-                               atol=1e-4, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        weights, torch.tensor([[2.0, 1.0, 1.6487], [0.6065, 1.0, 1.0]]), atol=1e-4, rtol=0
+    )
 
 
 def test_advantages_are_normalised_over_each_minibatch(tokenizer, math_problems, monkeypatch):
     """Two minibatches of one group each: each is normalised on its own (mean 0, std 1), so a
     group of rewards (1.1, 0.1) and a group of (0.2, 0.1) push as hard as each other."""
     model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-    prompt = tokenizer(build_prompt(tokenizer, math_problems[0].prompt, None),
-                       add_special_tokens=False).input_ids  # fmt: skip
+    prompt = tokenizer(
+        build_prompt(tokenizer, math_problems[0].prompt, None), add_special_tokens=False
+    ).input_ids
     first = _rollout(model, prompt, [[11, 12], [13, 14]], [1.1, 0.1])
     second = _rollout(model, prompt, [[21, 22], [23, 24]], [0.2, 0.1])
     samples = first.groups + second.groups
-    rollout = Rollout(dataclasses.replace(first.work, chosen=[0, 0]), samples,
-                      first.rewards + second.rewards, 0.0, 0.0)  # fmt: skip
+    rollout = Rollout(
+        dataclasses.replace(first.work, chosen=[0, 0]),
+        samples,
+        first.rewards + second.rewards,
+        0.0,
+        0.0,
+    )
     batch = gather_step(rollout)
     seen = []
 
@@ -133,3 +142,30 @@ def test_advantages_are_normalised_over_each_minibatch(tokenizer, math_problems,
     for advantages in seen:
         assert sorted(advantages) == pytest.approx([-1.0, 1.0], abs=1e-6)
     assert "mismatch/abs_logprob_diff" in metrics  # measured before the first update
+
+
+def test_tis_weights_the_gradient_by_the_capped_ratio(setup):
+    """An exact generator: TIS changes nothing. A generator that gave every token e^-1.5 of
+    the trainer's probability (ratio 4.5, capped at 2): with TIS the gradient doubles, each
+    token weighted by the cap, the ratio taken against the trainer's own log-probs."""
+    from magistral_kedro.grpo.update import Minibatch, minibatch_loss
+
+    engine, prompt, completions = setup
+    rollout = _rollout(engine.model, prompt, completions, [1.1, 0.1])
+    exact = [s.logprobs for s in rollout.groups[0]]
+
+    def gradient(generator_logprobs, tis):
+        engine.model.zero_grad(set_to_none=True)
+        minibatch = Minibatch(
+            [prompt + c for c in completions],
+            [len(prompt)] * 2,
+            generator_logprobs,
+            torch.tensor([1.0, -1.0]),
+        )
+        minibatch_loss(engine, minibatch, 0, GRPO, tis)
+        return torch.cat([p.grad.flatten() for p in engine.model.parameters()])
+
+    plain = gradient(exact, tis=False)
+    torch.testing.assert_close(gradient(exact, tis=True), plain)
+    shifted = [[v - 1.5 for v in values] for values in exact]
+    torch.testing.assert_close(gradient(shifted, tis=True), 2 * plain, rtol=1e-4, atol=1e-7)

@@ -5,7 +5,8 @@ Plain torch, no Kedro. The loss in a few lines (``core.py``)::
     A     = r - mean(r of its group)                  # no division by the group's std
     keep  = groups whose rewards are not all equal    # dropped before anything is counted
     A     = (A - mean(A_kept)) / (std(A_kept) + eps)  # normalised over the minibatch
-    rho_t = exp(logp_t - logp_old_t)                  # against the generator's own log-probs
+    rho_t = exp(logp_t - logp_old_t)                  # old: the generator's own log-probs
+                                                      # (or the trainer's, with TIS weights)
     loss  = -sum_t min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A) / total kept tokens
 
 The loop (``loop.py``) reads as the algorithm: ``config.py`` (settings), ``curriculum.py`` (what a

@@ -15,9 +15,10 @@ Positive = Annotated[int, Field(gt=0)]
 @config
 class Stage:
     """One curriculum stage (MAGISTRAL.md section 5), in force from ``start_step`` or as soon as
-    the mean reward of the last step reaches ``min_reward``, whichever comes first."""
+    the mean reward of the last step reaches ``min_reward``, whichever comes first
+    (``start_step: null``: by reward alone)."""
 
-    start_step: Annotated[int, Field(ge=0)] = 0
+    start_step: Annotated[int, Field(ge=0)] | None = 0
     l_max: Positive = 128
     l_cache: Annotated[int, Field(ge=0)] = 32
     n_prompts: Positive = 32

@@ -32,8 +32,10 @@ def stage_index(stages: Sequence[Stage], step: int, current: int, last_reward: f
     last step's mean reward reaches its ``min_reward``; stages never go back."""
     index = current
     for i in range(current + 1, len(stages)):
-        threshold = stages[i].min_reward
-        if stages[i].start_step <= step or (threshold is not None and last_reward >= threshold):
+        start, threshold = stages[i].start_step, stages[i].min_reward
+        if (start is not None and start <= step) or (
+            threshold is not None and last_reward >= threshold
+        ):
             index = i
     return index
 

@@ -7,11 +7,13 @@
     run.log(metrics); run.save(...)             # every step live; a checkpoint every N steps
 
 Synchronous by default (the step's completions are generated in the step) or asynchronous
-(``grpo.mode: async``, a generator thread samples ahead); either way the generator's own
-log-probs are the old policy (see :mod:`magistral_kedro.grpo.rollouts`). Resumable: a checkpoint
-holds model, optimiser, scheduler, RNG, step, curriculum stage and the tracking run, and every
-step's data is a function of (seed, step), so a killed run started again continues where it
-stopped (:class:`~magistral_kedro.training.run.TrainingRun`).
+(``grpo.mode: async``, a generator thread samples ahead); the old policy is the generator's own
+log-probs, or, with truncated importance sampling (on with vLLM), the trainer's before the
+update while each token is weighted by their capped ratio (see
+:mod:`magistral_kedro.grpo.update`). Resumable: a checkpoint holds model, optimiser, scheduler,
+RNG, step, curriculum stage and the tracking run, and every step's data is a function of (seed,
+step), so a killed run started again continues where it stopped
+(:class:`~magistral_kedro.training.run.TrainingRun`).
 
 Data-parallel over the ranks of a launcher (:mod:`magistral_kedro.launch`): each rank samples
 its share of the step's prompts (whole groups), advantages are computed over every rank's
@@ -60,7 +62,7 @@ class RunState:
     stage: int = 0  # curriculum stage in force
     last_reward: float = 0.0  # mean reward of the last step (stages may start on it)
     skipped: int = 0  # steps whose every group was dropped (nothing to learn)
-    version: int = 0  # optimiser updates the weights have had (the policy version)
+    version: int = 0  # steps that updated the weights (the policy version)
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> RunState:
@@ -101,16 +103,32 @@ def train_grpo(
     run = TrainingRun("rl", checkpoint_dir, grpo.keep_checkpoints, fingerprint, tracker)
     model_dir = run.finished()
     if model_dir is None:
-        loaded = load_model(start)
-        torch.manual_seed(seed)
-        loaded.model.train()
-        engine = create_engine(loaded.model, engine_config)
-        state = RunState.from_saved(run.begin(engine))
-        _forget_samples_after(run.root / SAMPLES_FILE, state.step)
         curriculum = Curriculum(
             stages, problems, grpo, seed, distributed.rank(), distributed.world_size()
         )
         verify = Verifier(problems, stages, reward, grpo.reward_workers, seed)
+        model_dir = _train(start, run, prompts, engine_config, curriculum, verify, generation)
+    samples = _read_samples(run.root / SAMPLES_FILE) if distributed.is_main() else []
+    return CheckpointRef(model_dir, dtype_name(start)), samples
+
+
+def _train(
+    start: ModelSource,
+    run: TrainingRun,
+    prompts: Sequence[str],
+    engine_config: EngineConfig,
+    curriculum: Curriculum,
+    verify: Verifier,
+    generation: GenerationConfig,
+) -> Path:
+    """Load the start model, resume or begin, train; the trained model's directory."""
+    grpo, seed = curriculum.grpo, curriculum.seed
+    loaded = load_model(start)
+    torch.manual_seed(seed)
+    loaded.model.train()
+    with create_engine(loaded.model, _per_update(engine_config, grpo)) as engine:
+        state = RunState.from_saved(run.begin(engine))
+        _forget_samples_after(run.root / SAMPLES_FILE, state.step)
         prompt_ids = encode_prompts(loaded.tokenizer, prompts)
         with open_rollouts(
             start,
@@ -124,10 +142,21 @@ def train_grpo(
             state.version,
         ) as rollouts:
             loop = _Loop(engine, rollouts, curriculum, run, loaded.tokenizer, prompt_ids)
-            loop.train(state, uses_tis(grpo, generation))
-        model_dir = run.end(engine)
-    samples = _read_samples(run.root / SAMPLES_FILE) if distributed.is_main() else []
-    return CheckpointRef(model_dir, dtype_name(start)), samples
+            loop.train(state, engine_config.optim.max_steps, uses_tis(grpo, generation))
+    return run.end()
+
+
+def _per_update(engine_config: EngineConfig, grpo: GRPOConfig) -> EngineConfig:
+    """The engine's schedule counts optimiser updates: ``n_minibatches`` per GRPO step."""
+    if grpo.n_minibatches == 1:
+        return engine_config
+    optim = engine_config.optim
+    scaled = dataclasses.replace(
+        optim,
+        max_steps=optim.max_steps * grpo.n_minibatches,
+        warmup_steps=optim.warmup_steps * grpo.n_minibatches,
+    )
+    return dataclasses.replace(engine_config, optim=scaled)
 
 
 @dataclass
@@ -143,17 +172,16 @@ class _Loop:
 
     def __post_init__(self) -> None:
         self.grpo, self.seed = self.curriculum.grpo, self.curriculum.seed
-        self.max_steps = self.engine.config.optim.max_steps
         assert self.tokenizer.pad_token_id is not None, "the tokenizer needs a pad token"
         self.pad_id: int = self.tokenizer.pad_token_id
         # Steps ordered ahead of the one trained on: 1 in sync mode (each step's stage is
         # decided just before it), max_batches_in_flight in async mode (the staleness bound).
         self.ahead = self.grpo.max_batches_in_flight if self.grpo.mode == "async" else 1
 
-    def train(self, state: RunState, tis: bool) -> None:
+    def train(self, state: RunState, max_steps: int, tis: bool) -> None:
         """Steps from ``state.step`` to ``max_steps``; ``state`` follows them. ``tis``:
         truncated importance sampling of the generator/trainer mismatch."""
-        self.tis = tis
+        self.max_steps, self.tis = max_steps, tis
         ordered = state.step
         progress = tqdm(
             total=self.max_steps,
@@ -223,7 +251,7 @@ class _Loop:
                     self.tis,
                 )
             except FloatingPointError as error:
-                raise self.run.stop(error, step) from error
+                raise self.run.stop(error, step + 1) from error
             seconds = time.perf_counter() - began
             metrics.update(stats)
             metrics["time/train_s"] = seconds
@@ -240,11 +268,7 @@ class _Loop:
         self.run.log(metrics, state.step)
         if not distributed.is_main():
             return
-        flat = [
-            (i, s)
-            for i, group in zip(rollout.work.chosen, rollout.groups, strict=True)
-            for s in group
-        ]
+        flat = rollout.completions()
         with (self.run.root / SAMPLES_FILE).open("a") as out:
             for k in range(min(self.grpo.samples_per_step, len(flat))):
                 index, sample = flat[k]
@@ -257,7 +281,8 @@ class _Loop:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def _checkpoint(self, state: RunState) -> None:
-        if distributed.world_size() > 1:
+        # ZeRO-3's gathered weights are one copy by construction: nothing to compare there.
+        if distributed.world_size() > 1 and self.engine.config.zero_stage < 3:
             with self.engine.full_weights() as whole:
                 _check_replicas(whole, state.step)
         saved = {k: v for k, v in dataclasses.asdict(state).items() if k != "step"}

@@ -48,7 +48,13 @@ from magistral_kedro.grpo.curriculum import Work
 from magistral_kedro.models.factory import Checkpoint, CheckpointRef, ModelSource
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.training import distributed
 from magistral_kedro.training.engine import TrainEngine
+
+
+def completions(work: Work, groups: list[list[Sample]]) -> list[tuple[int, Sample]]:
+    """(problem index, completion) of every completion of a step, flat and group-major."""
+    return [(i, s) for i, group in zip(work.chosen, groups, strict=True) for s in group]
 
 
 @dataclass
@@ -60,6 +66,10 @@ class Rollout:
     rewards: list[RewardBreakdown]  # flat, group-major
     generate_s: float
     verify_s: float
+
+    def completions(self) -> list[tuple[int, Sample]]:
+        """(problem index, completion) of every completion, flat and group-major."""
+        return completions(self.work, self.groups)
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ class Verifier:
         """One verdict per completion, flat and group-major."""
         stage = self.stages[work.stage]
         config = dataclasses.replace(self.reward, l_max=stage.l_max, l_cache=stage.l_cache)
-        flat = [(i, s) for i, group in zip(work.chosen, groups, strict=True) for s in group]
+        flat = completions(work, groups)
         return score_batch(
             [s.text for _, s in flat],
             [self.problems[i] for i, _ in flat],
@@ -267,6 +277,21 @@ class AsyncRollouts(Rollouts):
         torch.set_num_threads(self._threads)
 
 
+def _check_zero3(engine: TrainEngine, grpo: GRPOConfig, generation: GenerationConfig) -> None:
+    """Under ZeRO-3 the trained module gathers its shards in every forward: generating with it
+    (transformers) is one collective per decoding step, which ranks that finish their sequences
+    at different steps would wait on forever, and a copy of it (async) keeps its hooks."""
+    if engine.config.backend != "deepspeed" or engine.config.zero_stage != 3:
+        return
+    if grpo.mode == "async":
+        raise ValueError("rl.grpo.mode 'async' cannot copy a ZeRO-3 model: use zero_stage 2")
+    if generation.backend == "transformers" and distributed.world_size() > 1:
+        raise ValueError(
+            "ZeRO-3 over several ranks generates with vLLM (generation.backend: vllm): the "
+            "trained model's own generation would gather its shards at every decoding step"
+        )
+
+
 @contextlib.contextmanager
 def open_rollouts(
     start: ModelSource,
@@ -282,6 +307,7 @@ def open_rollouts(
     """The rollouts of a run (see the module docstring for who generates); ``version`` counts
     the optimiser updates the engine's weights have had (a resumed run's are not 0)."""
     check_generation_mode(grpo, generation)
+    _check_zero3(engine, grpo, generation)
     with contextlib.ExitStack() as stack:
         rollouts: Rollouts
         if grpo.mode == "async":

@@ -14,6 +14,7 @@ before the first update.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,7 +105,8 @@ def minibatch_loss(
     """Backward over one minibatch, cut into microbatches; the denominator is its token count
     over every rank. ``tis``: truncated importance sampling (see the module docstring).
     Returns token-weighted statistics of the whole minibatch (all ranks). Raises
-    FloatingPointError before the backward of a non-finite loss."""
+    FloatingPointError on every rank, before the optimiser step, when the loss of any rank is
+    not finite."""
     sequences, prompt_lengths = minibatch.sequences, minibatch.prompt_lengths
     local_tokens = sum(len(s) - p for s, p in zip(sequences, prompt_lengths, strict=True))
     total_tokens = loss_denominator(local_tokens)
@@ -141,9 +143,7 @@ def minibatch_loss(
             weights=weights,
             max_log_ratio=grpo.max_log_ratio,
         )
-        if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"GRPO loss is {float(loss.detach())}")
-        engine.backward(loss)
+        engine.backward(loss)  # a non-finite loss is caught below, on every rank, before any step
         stats |= mismatch_stats(before, generated, mask, grpo.tis_cap)
         stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
         for key, value in stats.items():
@@ -153,7 +153,11 @@ def minibatch_loss(
         _idle_pass(engine, pad_id, backward=True)
     everyone = distributed.all_gather_objects((sums, local_tokens))
     tokens = sum(n for _, n in everyone)
-    return {key: sum(s.get(key, 0.0) for s, _ in everyone) / tokens for key in everyone[0][0]}
+    keys = dict.fromkeys(key for s, _ in everyone for key in s)  # a rank may have had no rows
+    stats = {key: sum(s.get(key, 0.0) for s, _ in everyone) / tokens for key in keys}
+    if not math.isfinite(stats.get("loss", 0.0)):  # every rank sees it: every rank stops
+        raise FloatingPointError(f"GRPO loss is {stats['loss']}")
+    return stats
 
 
 def minibatches(
@@ -200,9 +204,7 @@ def update(
     """Train on this rank's kept rows of ``batch`` (``rollout`` holds their tokens), one
     optimiser step per minibatch. Returns the loss, mismatch and engine statistics (of the
     last minibatch), and the number of tokens trained on here."""
-    flat = [
-        (i, s) for i, group in zip(rollout.work.chosen, rollout.groups, strict=True) for s in group
-    ]
+    flat = rollout.completions()
     sequences = [prompt_ids[i] + s.token_ids for i, s in flat]
     prompt_lengths = [len(prompt_ids[i]) for i, _ in flat]
     chunks_of_rank = minibatches(batch, grpo.n_minibatches, seed, step)
