@@ -16,7 +16,7 @@ import sys
 
 from benchmarks._common import ROOT
 
-SUITE = ["rewards", "grpo", "overhead", "async_rl", "rl_gain", "curation", "vs_trl"]
+SUITE = ["equivalence", "rewards", "grpo", "overhead", "async_rl", "rl_gain", "curation", "vs_trl"]
 OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 
 

@@ -122,7 +122,7 @@ def test_public_graders_cases():
     agree = sum(got == row["equal"] for row, got in firm) / len(firm)
     false_accepts = [row["id"] for row, got in firm if got and not row["equal"]]
     assert false_accepts == []  # saying yes too easily is the worse error
-    assert agree >= 0.95
+    assert agree >= 0.985  # 99.0% (287 of 290) when written: the set must not slip back
 
 
 def test_through_the_process_boundary_and_from_a_thread():
