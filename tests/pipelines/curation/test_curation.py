@@ -8,13 +8,12 @@ from magistral_kedro.params import CurationParams, DifficultyStageParams
 from magistral_kedro.pipelines.curation import create_pipeline
 from magistral_kedro.pipelines.curation.nodes import (
     STAGES,
-    collect_rejects,
-    curation_report,
     deduplicate,
     filter_by_pass_rate,
     map_sources,
     normalise_text,
 )
+from magistral_kedro.pipelines.curation.report import collect_rejects, curation_report
 from magistral_kedro.tasks.frames import frame_to_problems
 from tests.params import merge, raw_catalog
 from tests.pipelines.conftest import MICRO, RAW, curated, load_sources

@@ -1,7 +1,7 @@
 """Curation nodes: sources in, verifiable problems out, every filter its own node.
 
 Every row that leaves the funnel leaves with a stage and a reason, in ``curation_rejects``; the
-report counts rows in and out of every stage per source and kind.
+report (``report.py``) counts rows in and out of every stage per source and kind.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from transformers import PreTrainedTokenizerFast
 
 from magistral_kedro.curation.code_tests import repair_code_problems
@@ -36,10 +35,9 @@ from magistral_kedro.models.tokenizer import train_tokenizer
 from magistral_kedro.params import CurationParams, DifficultyStageParams, ModelParams, PromptParams
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks import generate_code_problems, generate_math_problems
-from magistral_kedro.tasks.frames import COLUMNS, frame_to_problems, problems_to_frame
+from magistral_kedro.tasks.frames import frame_to_problems, problems_to_frame
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tasks.schema import validate_rows
-from magistral_kedro.tracking import as_metrics_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ STAGES = (
 REJECT_COLUMNS = ["id", "source", "kind", "language", "stage", "reject_reason"]
 
 
-def _rejects(frame: pd.DataFrame, stage: str, reasons: Any) -> pd.DataFrame:
+def rejects_of(frame: pd.DataFrame, stage: str, reasons: Any) -> pd.DataFrame:
     """``frame``'s rows as rejects of ``stage`` with their reasons (a scalar or one per row)."""
     out = frame.assign(stage=stage, reject_reason=reasons).reset_index(drop=True)
     return out.reindex(columns=list(dict.fromkeys([*frame.columns, *REJECT_COLUMNS])))
@@ -89,7 +87,7 @@ def map_sources(
     rejected = pd.DataFrame(
         rejects, columns=["source", "kind", "source_row", "raw", "reject_reason"]
     )
-    return pd.DataFrame(mapped), _rejects(rejected, "read", rejected["reject_reason"])
+    return pd.DataFrame(mapped), rejects_of(rejected, "read", rejected["reject_reason"])
 
 
 def merge_sources(embedded: pd.DataFrame, mapped: pd.DataFrame) -> pd.DataFrame:
@@ -108,7 +106,7 @@ def validate_problems(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             rejects[0]["reject_reason"],
         )
     invalid = pd.DataFrame(rejects, columns=[*raw.columns, "reject_reason"])
-    return problems_to_frame(valid), _rejects(invalid, "validate", invalid["reject_reason"])
+    return problems_to_frame(valid), rejects_of(invalid, "validate", invalid["reject_reason"])
 
 
 def filter_verifiable(problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -116,7 +114,7 @@ def filter_verifiable(problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     questions, several answers or unreadable answers (reason codes: ``curation.verifiability``)."""
     reasons = pd.Series(verifiability_reasons(frame_to_problems(problems)), index=problems.index)
     dropped = reasons.notna()
-    return problems[~dropped].reset_index(drop=True), _rejects(
+    return problems[~dropped].reset_index(drop=True), rejects_of(
         problems[dropped], "verifiability", reasons[dropped].to_numpy()
     )
 
@@ -144,7 +142,7 @@ def deduplicate(problems: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         duplicate = keep & (key.duplicated(keep="first"))
         reasons[duplicate] = label + " of " + first_id[duplicate]
         keep &= ~duplicate
-    duplicates = _rejects(problems[~keep], "deduplicate", reasons[~keep].to_numpy())
+    duplicates = rejects_of(problems[~keep], "deduplicate", reasons[~keep].to_numpy())
     return problems[keep].reset_index(drop=True), duplicates
 
 
@@ -181,7 +179,7 @@ def repair_code_tests(
     repaired = pd.concat([problems[~is_code], problems_to_frame(kept)], ignore_index=True).reindex(
         columns=problems.columns
     )
-    rejects = _rejects(
+    rejects = rejects_of(
         problems_to_frame([r.problem for r in removed]), "code_tests", [r.detail for r in removed]
     )
     return repaired, log, rejects
@@ -317,7 +315,7 @@ def filter_by_pass_rate(
             f"the difficulty filter kept no problem (dropped: {counts}); loosen its stage's "
             f"bounds (difficulty_stage1 / difficulty_stage2) or look at the pass rates it saved"
         )
-    rejects = _rejects(problems[dropped], "difficulty", verdicts[dropped].to_numpy())
+    rejects = rejects_of(problems[dropped], "difficulty", verdicts[dropped].to_numpy())
     suspect_ids = rejects.loc[rejects["reject_reason"] == "suspect_reference", "id"]
     suspects = problems[problems["id"].isin(suspect_ids)][["id", "source", "prompt", "answer"]]
     suspects = suspects.merge(
@@ -326,102 +324,6 @@ def filter_by_pass_rate(
         right_on="problem_id",
     ).drop(columns="problem_id")
     return kept, rejects, suspects.reset_index(drop=True)
-
-
-def collect_rejects(**by_stage: pd.DataFrame) -> pd.DataFrame:
-    """Every row the funnel dropped, each labelled with the stage (one of :data:`STAGES`) whose
-    rejects it came in as, and the reason."""
-    unknown = sorted(set(by_stage) - set(STAGES))
-    if unknown:
-        raise ValueError(f"rejects of unknown stages {unknown}; the stages are {STAGES}")
-    frames = [f.assign(stage=stage) for stage, f in by_stage.items() if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=[*COLUMNS, "stage", "reject_reason"])
-    return pd.concat(frames, ignore_index=True, sort=False)
-
-
-def _reason_summary(reasons: pd.Series) -> str:
-    # "duplicate of <id>" reasons differ per row: the code is what comes before " of ".
-    codes = reasons.astype(str).str.split(" of ").str[0].str.split(":").str[0]
-    return "; ".join(f"{code}: {n}" for code, n in codes.value_counts().items())
-
-
-def curation_report(
-    raw: pd.DataFrame,
-    rejects: pd.DataFrame,
-    evaluation: pd.DataFrame,
-    translation_log: pd.DataFrame,
-    rl_stage1: pd.DataFrame,
-    rl_stage2: pd.DataFrame,
-) -> tuple[pd.DataFrame, Figure, dict[str, Any]]:
-    """The funnel: rows into and out of every stage, per source and kind, with the reasons; a
-    funnel plot; and headline metrics (``curation/...``)."""
-    keys = ["source", "kind"]
-    read_rejects = rejects[rejects["stage"] == "read"]
-    entering = pd.concat([raw[keys], read_rejects[keys].fillna({"kind": "?"})])
-    held_out = _rejects(evaluation, "split", "held out for evaluation")
-    drops = pd.concat([rejects, held_out], ignore_index=True, sort=False).fillna({"kind": "?"})
-    rows = []
-    for (source, kind), group in entering.groupby(keys, dropna=False):
-        n = len(group)
-        for stage in STAGES:
-            out = drops[
-                (drops["stage"] == stage) & (drops["source"] == source) & (drops["kind"] == kind)
-            ]
-            rows.append(
-                {
-                    "stage": stage,
-                    "source": source,
-                    "kind": kind,
-                    "rows_in": n,
-                    "dropped": len(out),
-                    "rows_out": n - len(out),
-                    "reasons": _reason_summary(out["reject_reason"]),
-                }
-            )
-            n -= len(out)
-    table = pd.DataFrame(rows)
-    totals = table.groupby("stage", sort=False)[["rows_in", "rows_out"]].sum()
-    metrics = {f"curation/{stage}/rows_out": int(totals.loc[stage, "rows_out"]) for stage in STAGES}
-    metrics |= {
-        "curation/rows_read": len(entering),
-        "curation/eval": len(evaluation),
-        "curation/rl_stage1": len(rl_stage1),
-        "curation/rl_stage2": len(rl_stage2),
-        "curation/translated": int((translation_log["status"] == "translated").sum()),
-        "curation/translation_failed": int((translation_log["status"] == "failed").sum()),
-    }
-    logger.info("curation funnel: %s", dict(zip(totals.index, totals["rows_out"], strict=True)))
-    return table, funnel_plot(table), as_metrics_dataset(metrics)
-
-
-def funnel_plot(table: pd.DataFrame) -> Figure:
-    """Rows left after each stage, one bar segment per source and kind (log scale: the embedded
-    sources are much larger than a user's)."""
-    pivot = table.pivot_table(
-        index="stage", columns=["source", "kind"], values="rows_out", aggfunc="sum", sort=False
-    ).reindex(list(STAGES))
-    figure = Figure(figsize=(9, 4.5), layout="constrained")
-    axes = figure.subplots()
-    left = np.zeros(len(pivot))
-    for column in pivot.columns:
-        values = pivot[column].fillna(0).to_numpy()
-        axes.barh(pivot.index, values, left=left, label=" / ".join(map(str, column)))
-        left += values
-    for y, total in enumerate(left):
-        axes.annotate(
-            f"{int(total):,}",
-            (total, y),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-        )
-    axes.invert_yaxis()
-    axes.set_xlabel("problems left after the stage")
-    axes.set_title("Curation funnel")
-    axes.legend(fontsize=8, loc="lower right")
-    return figure
 
 
 def train_problem_tokenizer(

@@ -3,7 +3,7 @@ difficulty filter is one template pipeline, instantiated once per stage under it
 
 from kedro.pipeline import Node, Pipeline
 
-from magistral_kedro.pipelines.curation import nodes
+from magistral_kedro.pipelines.curation import nodes, report
 from magistral_kedro.pipelines.templates import instantiate
 
 
@@ -123,7 +123,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
             difficulty_stage("difficulty_stage1", "sft_model", "train_problems", "rl_problems"),
             difficulty_stage("difficulty_stage2", "rl_model", "rl_problems", "rl_problems_stage2"),
             Node(
-                nodes.collect_rejects,
+                report.collect_rejects,
                 inputs={
                     "read": "unreadable_rows",
                     "validate": "invalid_problems",
@@ -137,7 +137,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 name="collect_rejects",
             ),
             Node(
-                nodes.curation_report,
+                report.curation_report,
                 inputs=[
                     "raw_problems",
                     "curation_rejects",
