@@ -14,8 +14,10 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import NullLocator
 from safetensors.torch import load_file
 
 from magistral_kedro.analysis import (
@@ -133,6 +135,50 @@ def _window_means(history: pd.DataFrame, steps: list[int], key: str) -> list[flo
     return out
 
 
+def _draw_pca(
+    axes: Axes, coords: np.ndarray, table: pd.DataFrame, directions: dict[str, np.ndarray]
+) -> PathCollection:
+    """The checkpoints at ``coords`` [n, 2], labelled reward / mean tokens, with an arrow per
+    growth direction; returns the scatter, for its colour bar."""
+    steps = list(table["step"])
+    points = axes.scatter(coords[:, 0], coords[:, 1], c=steps, cmap="viridis", zorder=3)
+    axes.plot(coords[:, 0], coords[:, 1], color="grey", lw=0.8, zorder=2)
+    for x, y, r, n in zip(
+        coords[:, 0], coords[:, 1], table["reward"], table["mean_tokens"], strict=True
+    ):
+        axes.annotate(
+            f"{r:.2f} / {n:.0f}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    centre = coords.mean(axis=0)
+    scale = 0.3 * float(np.ptp(coords[:, 0]) or 1.0)
+    for (name, direction), colour in zip(directions.items(), ("tab:red", "tab:blue"), strict=True):
+        arrow = {"arrowstyle": "->", "color": colour, "lw": 2}
+        axes.annotate("", centre + scale * direction, centre, arrowprops=arrow)
+        axes.plot([], [], color=colour, label=f"{name} grows")
+    axes.legend(fontsize=8)
+    return points
+
+
+def _draw_length_fit(axes: Axes, clean: pd.DataFrame, fitted: dict[str, Any]) -> None:
+    """Reward against mean output length per step (log x), with the fitted line if any."""
+    lengths = clean["completion/mean_tokens"]
+    axes.scatter(lengths, clean["reward/total"], c=clean["step"], cmap="viridis", s=12)
+    axes.set_xscale("log")
+    if len(lengths) and lengths.min() > 0:  # often inside one decade: plain ticks of our own
+        ticks = np.unique(np.round(np.geomspace(lengths.min(), lengths.max(), 5)))
+        axes.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        axes.xaxis.set_minor_locator(NullLocator())
+    axes.set_xlabel("mean output length (tokens, log scale)")
+    axes.set_ylabel("mean reward")
+    if "slope" in fitted:
+        xs = np.linspace(lengths.min(), lengths.max())
+        axes.plot(xs, fitted["slope"] * np.log(xs) + fitted["intercept"], color="tab:red")
+        axes.set_title(
+            f"reward = {fitted['slope']:.3f} log(length) {fitted['intercept']:+.2f}"
+            f"\n(R\u00b2 = {fitted['r2']:.2f}, {fitted['n']} steps)"
+        )
+
+
 def weight_trajectory(
     checkpoints: pd.DataFrame, history: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[str, Any], Figure, str]:
@@ -168,54 +214,12 @@ def weight_trajectory(
             "length_direction": [float(v) for v in length_dir],
             "cosine_reward_length": float(reward_dir @ length_dir),
         }
-        points = pca_axes.scatter(coords[:, 0], coords[:, 1], c=steps, cmap="viridis", zorder=3)
-        pca_axes.plot(coords[:, 0], coords[:, 1], color="grey", lw=0.8, zorder=2)
-        for x, y, r, n in zip(
-            coords[:, 0], coords[:, 1], table["reward"], table["mean_tokens"], strict=True
-        ):
-            pca_axes.annotate(
-                f"{r:.2f} / {n:.0f}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
-        centre = coords.mean(axis=0)
-        scale = 0.3 * float(np.ptp(coords[:, 0]) or 1.0)
-        for direction, colour, label in (
-            (reward_dir, "tab:red", "reward grows"),
-            (length_dir, "tab:blue", "length grows"),
-        ):
-            pca_axes.annotate(
-                "",
-                centre + scale * direction,
-                centre,
-                arrowprops={"arrowstyle": "->", "color": colour, "lw": 2},
-            )
-            pca_axes.plot([], [], color=colour, label=label)
-        pca_axes.legend(fontsize=8)
+        points = _draw_pca(pca_axes, coords, table, {"reward": reward_dir, "length": length_dir})
         figure.colorbar(points, ax=pca_axes, label="step")
         pca_axes.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
         pca_axes.set_ylabel(f"PC2 ({explained[1]:.0%})")
     pca_axes.set_title("RL checkpoints in weight space (labels: reward / mean tokens)")
-    fit_axes.scatter(
-        clean["completion/mean_tokens"],
-        clean["reward/total"],
-        c=clean["step"],
-        cmap="viridis",
-        s=12,
-    )
-    fit_axes.set_xscale("log")
-    fit_axes.xaxis.set_major_formatter(ScalarFormatter())
-    fit_axes.xaxis.set_minor_formatter(NullFormatter())  # a narrow range: no overlapping labels
-    fit_axes.set_xlabel("mean output length (tokens, log scale)")
-    fit_axes.set_ylabel("mean reward")
-    fitted = stats["reward_vs_log_length"]
-    if "slope" in fitted:
-        xs = np.linspace(
-            clean["completion/mean_tokens"].min(), clean["completion/mean_tokens"].max()
-        )
-        fit_axes.plot(xs, fitted["slope"] * np.log(xs) + fitted["intercept"], color="tab:red")
-        fit_axes.set_title(
-            f"reward = {fitted['slope']:.3f} log(length) {fitted['intercept']:+.2f}"
-            f"  (R\u00b2 = {fitted['r2']:.2f}, {fitted['n']} steps)"
-        )
+    _draw_length_fit(fit_axes, clean, stats["reward_vs_log_length"])
     logger.info("weight trajectory: %s", stats)
     return table, stats, figure, figure_data_uri(figure)
 
