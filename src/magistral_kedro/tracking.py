@@ -116,6 +116,14 @@ class MlflowTracker:
         self.steps = steps
         self.run_id: str | None = None
 
+    @classmethod
+    def for_training(
+        cls, checkpoint_name: str, max_steps: int, checkpoint_every: int, keep: int | None
+    ) -> MlflowTracker:
+        """A training loop's tracker, uploading ``keep`` of its checkpoints (None: all)."""
+        steps = training_checkpoints(max_steps, checkpoint_every)
+        return cls(checkpoint_name, artifact_steps(steps, keep))
+
     def attach(self, run_id: str | None) -> str | None:
         """Log into ``run_id`` if given (a resumed run), else into the active run, if any."""
         active = mlflow.active_run()

@@ -12,7 +12,7 @@ from magistral_kedro.models import CheckpointRef, ModelSource, dtype_name, token
 from magistral_kedro.params import PromptParams, RLParams
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import frame_to_problems
-from magistral_kedro.tracking import MlflowTracker, artifact_steps, training_checkpoints
+from magistral_kedro.tracking import MlflowTracker
 from magistral_kedro.training import distributed
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
 
@@ -67,12 +67,8 @@ def train_rl_model(
         checkpoint_dir=rl.checkpoint_dir,
         seed=seed,
         fingerprint=run,
-        tracker=MlflowTracker(
-            "rl",
-            artifact_steps(
-                training_checkpoints(rl.engine.optim.max_steps, rl.grpo.checkpoint_every),
-                rl.keep_checkpoint_artifacts,
-            ),
+        tracker=MlflowTracker.for_training(
+            "rl", rl.engine.optim.max_steps, rl.grpo.checkpoint_every, rl.keep_checkpoint_artifacts
         ),
         generation=generation,
     )

@@ -22,9 +22,7 @@ from magistral_kedro.models import (
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
 from magistral_kedro.tracking import (
     MlflowTracker,
-    artifact_steps,
     as_metrics_dataset,
-    training_checkpoints,
 )
 from magistral_kedro.training import distributed
 from magistral_kedro.training.fingerprint import data_digest, fingerprint, weights_digest
@@ -106,11 +104,10 @@ def train_sft_model(
         checkpoint_dir=sft.checkpoint_dir,
         seed=seed,
         fingerprint=run,
-        tracker=MlflowTracker(
+        tracker=MlflowTracker.for_training(
             "sft",
-            artifact_steps(
-                training_checkpoints(sft.engine.optim.max_steps, sft.loop.checkpoint_every),
-                sft.keep_checkpoint_artifacts,
-            ),
+            sft.engine.optim.max_steps,
+            sft.loop.checkpoint_every,
+            sft.keep_checkpoint_artifacts,
         ),
     )
