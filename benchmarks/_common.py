@@ -3,6 +3,7 @@ default's RL setup (the SFT model of the last ``kedro run`` and the default ``rl
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,17 @@ from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """The commit the figures are measured on (``-dirty`` with uncommitted changes), for the
+    JSON a benchmark writes; "unknown" outside a git checkout."""
+    command = ["git", "describe", "--always", "--dirty"]
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    except OSError:  # no git
+        return "unknown"
+    return done.stdout.strip() or "unknown"
 
 
 class StepRows:

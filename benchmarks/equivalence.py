@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Iterable
 
-from benchmarks._common import ROOT
+from benchmarks._common import ROOT, code_version
 from magistral_kedro.rewards.math import math_equal_in_process
 from tests.rewards.equivalence_cases import ALL_CASES
 from tests.rewards.judge_cases import ALL_JUDGE_CASES
@@ -65,7 +65,8 @@ def main() -> int:
             for case in r[kind]:  # type: ignore[attr-defined]
                 print(f"    {kind[:-1].replace('_', ' ')}: {case}")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "equivalence.json").write_text(json.dumps(results, indent=2))
+    report = {"code_version": code_version(), **results}
+    (OUT / "equivalence.json").write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks._common import ROOT, StepRows, embedded_rl
+from benchmarks._common import ROOT, StepRows, code_version, embedded_rl
 from magistral_kedro.evaluation import evaluate_generation
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.grpo import curriculum, loop
@@ -284,9 +284,17 @@ def main() -> int:
     for gap in TRL_GAPS:
         print(f"  - {gap}")
     OUT.mkdir(parents=True, exist_ok=True)
-    report = {"trl_version": trl.__version__, "steps": args.steps, "threads": args.threads,
-              "repeats": summary, "median": median, "ratios_over_trl": ratios,
-              "trl_gaps": TRL_GAPS, "curves": {k: v[0] for k, v in runs.items()}}  # fmt: skip
+    report = {
+        "code_version": code_version(),
+        "trl_version": trl.__version__,
+        "steps": args.steps,
+        "threads": args.threads,
+        "repeats": summary,
+        "median": median,
+        "ratios_over_trl": ratios,
+        "trl_gaps": TRL_GAPS,
+        "curves": {k: v[0] for k, v in runs.items()},
+    }
     (OUT / "vs_trl.json").write_text(json.dumps(report, indent=2))
     _plot({k: v[0] for k, v in runs.items()}, OUT / "vs_trl.png")
     print(f"written: {OUT / 'vs_trl.json'}, {OUT / 'vs_trl.png'}")
