@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
+from magistral_kedro.generation.hf import sampler_config
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.training.logprobs import token_logprobs
 from tests.conftest import MICRO_MODEL
@@ -128,3 +129,10 @@ def test_samples_follow_the_model_not_the_checkpoints_generation_config(
     pooled[expected[common].argmin()] += expected[rare].sum()
     assert chisquare(observed.numpy(), pooled.numpy()).pvalue > 1e-3
     assert model.generation_config.repetition_penalty == 1.3  # the checkpoint's own, kept
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_the_sampler_sets_no_flag_generate_would_ignore(temperature):
+    # transformers warns of such a flag in every run's log; strict validation raises instead
+    sampling = SamplingConfig(max_new_tokens=8, temperature=temperature, top_p=0.9)
+    sampler_config(sampling, pad_id=0, eos_id=[1]).validate(strict=True)

@@ -121,7 +121,7 @@ def sampler_config(sampling: SamplingConfig, pad_id: int, eos_id: list[int]) -> 
         do_sample=not greedy,
         temperature=1.0 if greedy else sampling.temperature,
         top_p=1.0 if greedy else sampling.top_p,
-        top_k=0,  # generate() defaults to top_k=50: a biased sampler
+        top_k=None if greedy else 0,  # generate() samples top_k=50 unless told: biased
         min_p=None,
         typical_p=1.0,
         epsilon_cutoff=0.0,
