@@ -64,14 +64,11 @@ def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
     torch.testing.assert_close(result["grad"], logits.grad)
 
 
-def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) -> None:
-    """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it; saves
-    its weights, metrics, samples and the (step, stage) of every batch it trained on."""
+def _join_as_launched(rank: int, port: int) -> None:
+    """Join a group of two ranks through the environment a launcher sets (torchrun, deepspeed)."""
     import os
 
-    from magistral_kedro.grpo import loop, rollouts
     from magistral_kedro.training import distributed
-    from tests.grpo.test_loop import _run, parity_reward
 
     os.environ.update(
         RANK=str(rank),
@@ -81,6 +78,15 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
         MASTER_PORT=str(port),
     )
     distributed.init_from_env()
+
+
+def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) -> None:
+    """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it; saves
+    its weights, metrics, samples and the (step, stage) of every batch it trained on."""
+    from magistral_kedro.grpo import loop, rollouts
+    from tests.grpo.test_loop import _run, parity_reward
+
+    _join_as_launched(rank, port)
     rollouts.score_batch = parity_reward
     trained_on, gather = [], loop.gather_step
 
@@ -161,18 +167,7 @@ def _step(tokenizer, rows, backend):
 
 
 def _deepspeed_rank(rank: int, port: int, out: str, tokenizer) -> None:
-    import os
-
-    from magistral_kedro.training import distributed
-
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    distributed.init_from_env()
+    _join_as_launched(rank, port)
     grad_norm, weights = _step(tokenizer, [0, 2] if rank == 0 else [1, 3], "deepspeed")
     if rank == 0:
         torch.save({"grad_norm": grad_norm, "weights": weights}, out)
