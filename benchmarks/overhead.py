@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from benchmarks._common import embedded_rl
-from magistral_kedro.generation import SamplingConfig, TransformersGenerator
+from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
+from magistral_kedro.generation.hf import left_padded
 from magistral_kedro.grpo import curriculum, update
 from magistral_kedro.grpo.core import magistral_advantages
 from magistral_kedro.rewards import RewardConfig, score_batch
@@ -47,20 +48,21 @@ def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 def _ours_train(engine: Any, sequences: list[list[int]], lengths: list[int],
                 old: list[list[float]], advantages: torch.Tensor, pad_id: int,
                 grpo: Any) -> None:  # fmt: skip
-    update.minibatch_loss(engine, sequences, lengths, old, advantages, pad_id, grpo)
+    minibatch = update.Minibatch(sequences, lengths, old, advantages)
+    update.minibatch_loss(engine, minibatch, pad_id, grpo, tis=False)
     engine.step()
 
 
 @torch.no_grad()
-def _bare_generate(model: Any, tokenizer: Any, prompts: list[str], n: int,
+def _bare_generate(model: Any, tokenizer: Any, prompts: list[list[int]], n: int,
                    sampling: SamplingConfig, seed: int) -> None:  # fmt: skip
     """``model.generate`` alone, in the same batches, with the same seed as our generator."""
     flat = [p for p in prompts for _ in range(n)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for start in range(0, len(flat), sampling.batch_size):
-            encoded = tokenizer(flat[start : start + sampling.batch_size], return_tensors="pt",
-                                padding=True, add_special_tokens=False)  # fmt: skip
+            encoded = left_padded(flat[start : start + sampling.batch_size],
+                                  tokenizer.pad_token_id, model.device)  # fmt: skip
             model.generate(**encoded, max_new_tokens=sampling.max_new_tokens, do_sample=True,
                            temperature=sampling.temperature, top_k=0, top_p=1.0,
                            pad_token_id=tokenizer.pad_token_id,
@@ -99,12 +101,12 @@ def main() -> int:
     reward = dataclasses.replace(RewardConfig(), l_max=stage.l_max, l_cache=stage.l_cache)
     chosen = curriculum.draw(setup.problems, stage, 0, 0)
     prompts = [setup.prompts[i] for i in chosen]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    prompt_ids = encode_prompts(tokenizer, prompts)
     generator = TransformersGenerator(model, tokenizer)
     times: dict[str, list[float]] = {}
     for repeat in range(args.repeats + 1):  # repeat 0 warms up
-        seconds, groups = _timed(generator.generate, prompts, grpo.group_size, sampling, 0)
-        bare_gen, _ = _timed(_bare_generate, model, tokenizer, prompts, grpo.group_size,
+        seconds, groups = _timed(generator.generate, prompt_ids, grpo.group_size, sampling, 0)
+        bare_gen, _ = _timed(_bare_generate, model, tokenizer, prompt_ids, grpo.group_size,
                              sampling, 0)  # fmt: skip
         flat = [(g, s) for g, group in enumerate(groups) for s in group]
         verify, rewards = _timed(

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
-from magistral_kedro.generation.hf import sampler_config
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.training.logprobs import token_logprobs
 from tests.conftest import MICRO_MODEL
@@ -98,28 +97,12 @@ def test_weights_loaded_between_decoding_steps_take_over_mid_sequence(tokenizer,
     assert not torch.allclose(got[3:], after[3 : len(got)], atol=1e-3)  # on the old KV cache
 
 
-def test_samples_follow_the_model_not_the_checkpoints_generation_config(
-    micro_checkpoint, math_problems
-):
-    """The sampled tokens' frequencies match exp(log-prob) of the model (chi-square over many
-    draws of the first token), although the checkpoint ships a repetition penalty and bans
-    repeated tokens: nothing but temperature sampling may shape what the trainer scores."""
+def _chi_square_pvalue(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Tokens expected at least 5 times each are compared one by one, the rest pooled with the
+    least likely of those."""
     from scipy.stats import chisquare
 
-    tok, model = micro_checkpoint.tokenizer, micro_checkpoint.model
-    model.generation_config.repetition_penalty = 1.3
-    model.generation_config.no_repeat_ngram_size = 1
-    model.generation_config.top_k = 5
-    (prompt,) = _prompts(tok, math_problems, 1)
-    sampling = SamplingConfig(max_new_tokens=1, temperature=1.0, batch_size=1000)
-    (group,) = TransformersGenerator(model, tok).generate([prompt], n=4000, sampling=sampling,
-                                                          seed=0)  # fmt: skip
-    with torch.no_grad():
-        probs = torch.softmax(model(torch.tensor([prompt])).logits[0, -1].double(), -1)
-    counts = torch.bincount(torch.tensor([s.token_ids[0] for s in group]), minlength=len(probs))
-    # Tokens expected at least 5 times each are compared one by one, the rest pooled with the
-    # least likely of those.
-    expected = probs * len(group)
+    expected = probs * counts.sum()
     common = torch.nonzero(expected >= 5).squeeze(-1)
     rare = torch.ones_like(probs, dtype=torch.bool)
     rare[common] = False
@@ -127,12 +110,81 @@ def test_samples_follow_the_model_not_the_checkpoints_generation_config(
     observed[expected[common].argmin()] += counts[rare].sum()
     pooled = expected[common].clone()
     pooled[expected[common].argmin()] += expected[rare].sum()
-    assert chisquare(observed.numpy(), pooled.numpy()).pvalue > 1e-3
+    return float(chisquare(observed.numpy(), pooled.numpy()).pvalue)
+
+
+def _first_tokens(model, tok, prompt, temperature, top_p, n=4000):
+    """The first tokens of ``n`` samples, counted [V], and the log-probs they were returned with."""
+    sampling = SamplingConfig(max_new_tokens=1, temperature=temperature, top_p=top_p,
+                              batch_size=1000)  # fmt: skip
+    (group,) = TransformersGenerator(model, tok).generate([prompt], n=n, sampling=sampling, seed=0)
+    first = torch.tensor([s.token_ids[0] for s in group])
+    return torch.bincount(first, minlength=model.config.vocab_size), first, group
+
+
+def test_samples_follow_the_model_not_the_checkpoints_generation_config(
+    micro_checkpoint, math_problems
+):
+    """The sampled tokens' frequencies match exp(log-prob) of the model (chi-square over many
+    draws of the first token), although the checkpoint ships a repetition penalty and bans
+    repeated tokens: nothing but temperature sampling may shape what the trainer scores."""
+    tok, model = micro_checkpoint.tokenizer, micro_checkpoint.model
+    model.generation_config.repetition_penalty = 1.3
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.top_k = 5
+    (prompt,) = _prompts(tok, math_problems, 1)
+    counts, _, _ = _first_tokens(model, tok, prompt, temperature=1.0, top_p=1.0)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([prompt])).logits[0, -1].double(), -1)
+    assert _chi_square_pvalue(counts, probs) > 1e-3
     assert model.generation_config.repetition_penalty == 1.3  # the checkpoint's own, kept
 
 
-@pytest.mark.parametrize("temperature", [0.0, 0.7])
-def test_the_sampler_sets_no_flag_generate_would_ignore(temperature):
-    # transformers warns of such a flag in every run's log; strict validation raises instead
-    sampling = SamplingConfig(max_new_tokens=8, temperature=temperature, top_p=0.9)
-    sampler_config(sampling, pad_id=0, eos_id=[1]).validate(strict=True)
+def test_top_p_samples_the_nucleus_and_returns_untruncated_logprobs(
+    micro_checkpoint, math_problems
+):
+    """With top-p 0.5 at temperature 0.7 only the smallest set of likeliest tokens holding half
+    the mass is drawn, in proportion to its probabilities; each log-prob is of the scaled
+    distribution before truncation (what the trainer computes)."""
+    tok, model = micro_checkpoint.tokenizer, micro_checkpoint.model
+    (prompt,) = _prompts(tok, math_problems, 1)
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1].double()
+    probs = torch.softmax(logits / 0.7, -1)
+    ranked = probs.sort(descending=True)
+    size = int((ranked.values.cumsum(0) < 0.5).sum()) + 1  # the nucleus: cross 0.5, stop
+    nucleus = torch.zeros_like(probs)
+    nucleus[ranked.indices[:size]] = probs[ranked.indices[:size]]
+    counts, first, group = _first_tokens(model, tok, prompt, temperature=0.7, top_p=0.5)
+    assert size > 3, "the check needs a nucleus of several tokens"
+    assert counts[nucleus == 0].sum() == 0
+    assert _chi_square_pvalue(counts, nucleus / nucleus.sum()) > 1e-3
+    returned = torch.tensor([s.logprobs[0] for s in group], dtype=torch.float64)
+    torch.testing.assert_close(returned, probs.log()[first], atol=1e-4, rtol=1e-4)
+
+
+def test_rows_that_stop_early_leave_the_batch_and_the_rest_decode_on(
+    micro_checkpoint, math_problems
+):
+    """Many stop tokens make the rows of one batch stop at many different steps (the loop
+    drops stopped rows from the batch and its KV cache): each completion ends at its first stop
+    token, and every log-prob still equals a forward pass over the whole sequence."""
+    tok, model = micro_checkpoint.tokenizer, micro_checkpoint.model
+    model.generation_config.eos_token_id = list(range(3, model.config.vocab_size, 12))
+    ends = set(model.generation_config.eos_token_id) | {tok.eos_token_id}
+    prompts = _prompts(tok, math_problems, 4)
+    sampling = SamplingConfig(max_new_tokens=40, temperature=1.0, batch_size=64)
+    groups = TransformersGenerator(model, tok).generate(prompts, n=16, sampling=sampling, seed=0)
+    lengths = [len(s.token_ids) for g in groups for s in g]
+    assert len(set(lengths)) >= 8 and max(lengths) > 3 * min(lengths)
+    for prompt_ids, group in zip(prompts, groups, strict=True):
+        for sample in group:
+            stops = [t in ends for t in sample.token_ids]
+            assert sample.finish_reason == ("stop" if stops[-1] else "length")
+            assert not any(stops[:-1])
+            ids = torch.tensor([prompt_ids + sample.token_ids])
+            with torch.no_grad():
+                expected = token_logprobs(model(ids).logits, ids)[0, len(prompt_ids) :]
+            torch.testing.assert_close(
+                torch.tensor(sample.logprobs), expected, atol=1e-4, rtol=1e-4
+            )
