@@ -20,7 +20,10 @@ def _per_position(
     """[N, V], [N] -> log softmax(logits / temperature)[target] [N], float32, and (when
     ``entropy``) the entropy of each row's distribution [N], from the same log-softmax and
     without gradient (else an empty tensor)."""
-    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
+    scaled = logits.float()
+    if temperature != 1.0:  # a division by 1 would still copy [N, V] and back-propagate it
+        scaled = scaled / temperature
+    logprobs = torch.log_softmax(scaled, dim=-1)
     picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if not entropy:
         return picked, picked.new_empty(0)
