@@ -203,3 +203,32 @@ def test_a_finished_run_is_reused_and_a_changed_one_trains_again(tokenizer, exam
     path = train("one", first)
     assert train("one", again) == path and again.steps == []  # nothing trained: reused
     assert train("two", other) == path and other.steps == [1, 2, 3]  # inputs changed: trained
+
+
+def test_one_deepspeed_process_compiles_no_op(tmp_path):
+    """A single CPU process starts DeepSpeed without JIT-compiling its shared-memory all-reduce
+    (40-70 s of a fresh machine's first run, for no peer): the extension cache stays empty."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from magistral_kedro.training.engine import EngineConfig, create_engine\n"
+        "engine = create_engine(torch.nn.Sequential(torch.nn.Linear(4, 4)), EngineConfig())\n"
+        "print(type(engine).__name__)\n"
+    )
+    cache = tmp_path / "torch_extensions"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["TORCH_EXTENSIONS_DIR"] = str(cache)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("DeepSpeedEngine")
+    assert not cache.exists() or not any(cache.iterdir())

@@ -4,8 +4,9 @@ The caller owns gradient accumulation: it calls :meth:`TrainEngine.backward` onc
 with a loss already divided by the step's global token count, then :meth:`TrainEngine.step` once.
 That keeps the loss denominator exact however the batch is cut (MAGISTRAL.md section 1, item 5).
 
-DeepSpeed on CPU (what CI and laptops have) runs single-process over gloo; the first start
-JIT-compiles a communication op (~70 s, cached in ``$TORCH_EXTENSIONS_DIR``).
+DeepSpeed on CPU (what CI and laptops have) runs single-process over gloo; with several ranks
+the first start JIT-compiles a shared-memory communication op (~70 s, cached in
+``$TORCH_EXTENSIONS_DIR``), which one process does without.
 """
 
 from __future__ import annotations
@@ -218,6 +219,20 @@ def deepspeed_config(config: EngineConfig) -> dict[str, Any]:
     return _merge(base, config.deepspeed_overrides)
 
 
+def _skip_shared_memory_op_when_alone(deepspeed: Any) -> None:
+    """A single CPU process has no peer to share memory with, yet DeepSpeed JIT-compiles its
+    shared-memory all-reduce op at every start whose extension cache is cold (40-70 s of a
+    fresh machine's first run). Marking the op unavailable in DeepSpeed's op table (kept for
+    edits like this one) leaves gloo's own collectives, which a single rank hardly uses."""
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is not None:
+        deepspeed.ops.__compatible_ops__[builder.NAME] = False
+
+
 class DeepSpeedEngine(TrainEngine):
     """DeepSpeed backend: ZeRO partitioning, its own checkpoint format, gloo on CPU."""
 
@@ -229,6 +244,7 @@ class DeepSpeedEngine(TrainEngine):
         for old in ("all_gather_into_tensor", "reduce_scatter_tensor"):
             warnings.filterwarnings("ignore", message=f"`torch.distributed.{old}` is deprecated")
         _ensure_distributed_env()
+        _skip_shared_memory_op_when_alone(deepspeed)
         if not torch.distributed.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             deepspeed.init_distributed(dist_backend=backend)
