@@ -219,7 +219,8 @@ def test_one_deepspeed_process_compiles_no_op(tmp_path):
         "print(type(engine).__name__)\n"
     )
     cache = tmp_path / "torch_extensions"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # this process's
+    env = {k: v for k, v in os.environ.items() if k not in launcher}
     env["TORCH_EXTENSIONS_DIR"] = str(cache)
     done = subprocess.run(
         [sys.executable, "-c", script],
