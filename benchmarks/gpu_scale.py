@@ -111,7 +111,7 @@ def main() -> int:
         "--generation-batch",
         type=int,
         default=128,
-        help="sequences per generate() call (its logits are kept: [B, T, V])",
+        help="sequences decoded as one batch",
     )
     parser.add_argument("--microbatch-tokens", type=int, default=16384)
     parser.add_argument(

@@ -31,7 +31,7 @@ from magistral_kedro.models.factory import (
 class GenerationConfig:
     """Which engine samples (the top-level ``generation`` parameters)."""
 
-    #: transformers: ``model.generate`` on the loaded model. vllm: a vLLM engine that reads the
+    #: transformers: our decoding loop on the loaded model. vllm: a vLLM engine that reads the
     #: checkpoint directory itself (GRPO pushes the trainer's weights into it after each step).
     backend: Literal["transformers", "vllm"] = "transformers"
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
