@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
+from magistral_kedro.generation.hf import decode
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.training.logprobs import token_logprobs
 from tests.conftest import MICRO_MODEL
@@ -188,3 +189,41 @@ def test_rows_that_stop_early_leave_the_batch_and_the_rest_decode_on(
             torch.testing.assert_close(
                 torch.tensor(sample.logprobs), expected, atol=1e-4, rtol=1e-4
             )
+
+
+def test_sliding_window_attention_decodes_as_a_forward_pass():
+    """Sliding-window layers (Mistral's) keep their own cache layer; rows still stop at many
+    steps and every log-prob equals a forward pass over the whole sequence."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, sliding_window=4,
+        eos_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = MistralForCausalLM(config).eval()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8]] * 8
+    sampling = SamplingConfig(max_new_tokens=12, temperature=1.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        rows = decode(model, prompts, sampling, pad_id=0, ends=list(range(0, 64, 5)))
+    assert len({len(r.tokens) for r in rows}) >= 4
+    for prompt, row in zip(prompts, rows, strict=True):
+        ids = torch.tensor([prompt + row.tokens])
+        with torch.no_grad():
+            expected = token_logprobs(model(ids).logits, ids)[0, len(prompt) :]
+        torch.testing.assert_close(torch.tensor(row.logprobs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_model_without_an_attention_kv_cache_is_refused_by_name():
+    """A state-space model's cache (Mamba's) is not what the loop feeds and compacts: the
+    backend says so and names the way out, rather than sampling from the wrong distribution."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    model = MambaForCausalLM(
+        MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=4)
+    ).eval()
+    sampling = SamplingConfig(max_new_tokens=4, temperature=1.0)
+    with pytest.raises(ValueError, match=r"MambaForCausalLM.*LinearAttentionLayer.*vllm"):
+        decode(model, [[1, 2, 3]], sampling, pad_id=0, ends=[0])

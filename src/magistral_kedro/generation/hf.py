@@ -82,17 +82,23 @@ class _PreallocatedLayer(DynamicLayer):
 
 def kv_cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
     """The model's default cache, its full-attention layers preallocated for ``capacity``
-    positions (sliding-window layers stay as they are). Raises for a model whose default cache
-    is not a DynamicCache (state-space and hybrid models): sample those with vLLM."""
+    positions (sliding-window layers stay as they are). Raises ValueError for a model whose
+    cache holds anything but attention keys and values (state-space and hybrid models: the
+    loop neither feeds nor compacts such a state as their own generation does): sample those
+    with vLLM."""
     supports = getattr(model, "_supports_default_dynamic_cache", None)
-    if supports is None or not supports():
-        raise NotImplementedError(
-            f"{type(model).__name__} has no dynamic KV cache; set generation.backend: vllm"
+    cache = DynamicCache(config=model.config) if supports and supports() else None
+    layers = cache.layers if cache is not None else []
+    others = sorted(
+        {type(layer).__name__ for layer in layers if not isinstance(layer, DynamicLayer)}
+    )
+    if cache is None or others:
+        raise ValueError(
+            f"the transformers backend decodes attention models only; {type(model).__name__}'s "
+            f"cache holds {', '.join(others) or 'no dynamic cache'}: set generation.backend: vllm"
         )
-    cache = DynamicCache(config=model.config)
     cache.layers = [
-        _PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer
-        for layer in cache.layers
+        _PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in layers
     ]
     return cache
 
