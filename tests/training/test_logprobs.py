@@ -2,8 +2,15 @@
 
 import torch
 
+from magistral_kedro.models import build_tiny_model
 from magistral_kedro.training import logprobs
-from magistral_kedro.training.logprobs import token_logprobs, token_logprobs_and_entropy
+from magistral_kedro.training.batching import collate_causal_lm
+from magistral_kedro.training.logprobs import (
+    completion_logprobs,
+    token_logprobs,
+    token_logprobs_and_entropy,
+)
+from tests.conftest import MICRO_MODEL
 
 
 def test_token_logprobs_matches_a_manual_log_softmax():
@@ -38,3 +45,33 @@ def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(mon
     probs = torch.softmax(logits.detach()[:, :-1] / 0.7, -1)
     entropy = -(probs * probs.log()).sum(-1)
     torch.testing.assert_close(got_entropy[:, 1:], entropy)
+
+
+def test_completion_logprobs_equal_the_whole_sequences_and_skip_shared_prompt_columns(
+    tokenizer,
+):
+    """Rows with prompts of 3 and 5 tokens: the head runs from column 2 on (the position that
+    predicts the first completion token of either row), and every completion token's log-prob,
+    entropy and gradient equal those of the logits of every position."""
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    batch = collate_causal_lm([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 9, 11, 12, 13]], [3, 5], 0)
+    widths = []
+
+    def forward(**kwargs):
+        output = model(**kwargs)
+        widths.append(output.logits.shape[1])
+        return output
+
+    got, got_entropy = completion_logprobs(forward, batch, temperature=0.7, entropy=True)
+    (got * batch["loss_mask"]).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    want, want_entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=0.7)
+    (want * batch["loss_mask"]).sum().backward()
+    mask = batch["loss_mask"].bool()
+    assert widths == [8 - 2]
+    torch.testing.assert_close(got[mask], want[mask])
+    torch.testing.assert_close(got_entropy[mask], want_entropy[mask])
+    for mine, whole in zip(grads, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(mine, whole)

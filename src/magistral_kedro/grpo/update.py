@@ -34,7 +34,7 @@ from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import TrainEngine
-from magistral_kedro.training.logprobs import token_logprobs, token_logprobs_and_entropy
+from magistral_kedro.training.logprobs import completion_logprobs
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,7 @@ def trainer_logprobs(
             batch = collate_causal_lm(
                 [sequences[i] for i in group], [prompt_lengths[i] for i in group], pad_id
             )
-            output = engine.forward(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            )
-            logprobs = token_logprobs(output.logits, batch["input_ids"], grpo.temperature)
+            logprobs, _ = completion_logprobs(engine.forward, batch, grpo.temperature)
             for row, i in enumerate(group):
                 out[i] = logprobs[row, prompt_lengths[i] : len(sequences[i])].tolist()
         for _ in range(idle):
@@ -119,12 +116,9 @@ def minibatch_loss(
         batch = collate_causal_lm(
             [sequences[i] for i in group], [prompt_lengths[i] for i in group], pad_id
         )
-        output = engine.forward(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        )
-        logits = output.logits  # [B, T, V]; scaled by the sampler's temperature, as generated
-        logprobs, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], grpo.temperature)
-        mask = batch["loss_mask"].to(logits.device)
+        # Scaled by the sampler's temperature, as generated.
+        logprobs, entropy = completion_logprobs(engine.forward, batch, grpo.temperature, True)
+        mask = batch["loss_mask"].to(logprobs.device)
         generated = _per_token(minibatch.generator_logprobs, group, prompt_lengths, mask)
         before = (
             logprobs.detach()

@@ -118,10 +118,14 @@ class TrainEngine:
         """Where the model's parameters (and so every batch) live."""
         return next(self.model.parameters()).device
 
-    def forward(self, **batch: torch.Tensor) -> Any:
-        """Run the (possibly wrapped) model on ``batch`` (moved to the model's device)."""
+    def forward(self, **batch: torch.Tensor | int) -> Any:
+        """Run the (possibly wrapped) model on ``batch`` (its tensors moved to the model's
+        device; other arguments, such as ``logits_to_keep``, passed as they are)."""
         device = self.device
-        on_device = {key: value.to(device) for key, value in batch.items()}
+        on_device = {
+            key: value.to(device) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()
+        }
         # DeepSpeed casts the weights itself; the torch backend mixes precision by autocast.
         autocast = self.config.precision == "bf16" and self.config.backend == "torch"
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):

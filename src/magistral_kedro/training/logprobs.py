@@ -6,6 +6,8 @@ samples, so that the importance ratio of an on-policy step is 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 #: Elements of one float32 softmax temporary ([positions, vocabulary]): 2^28 is 1 GiB. A batch
@@ -83,3 +85,39 @@ def token_logprobs(
 ) -> torch.Tensor:
     """[B, T] log-probability of each token (see :func:`token_logprobs_and_entropy`)."""
     return token_logprobs_and_entropy(logits, input_ids, temperature, entropy=False)[0]
+
+
+def completion_logprobs(
+    forward: Callable[..., object],
+    batch: dict[str, torch.Tensor],
+    temperature: float = 1.0,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (and entropies) of a collated batch's tokens, its model's head and log-softmax
+    run only from the first completion token of any row on: the prompt columns every row
+    shares predict nothing the loss reads (a third of a short example's positions).
+
+    Args:
+        forward: the model (or engine) call; it must take ``logits_to_keep`` (transformers'
+            causal LMs do).
+        batch: ``input_ids``, ``attention_mask`` and ``loss_mask`` [B, T], as
+            :func:`~magistral_kedro.training.batching.collate_causal_lm` makes them.
+        temperature, entropy: as in :func:`token_logprobs_and_entropy`.
+
+    Returns:
+        [B, T] tensors as :func:`token_logprobs_and_entropy` returns them, 0 before the window.
+    """
+    input_ids = batch["input_ids"]
+    width = input_ids.shape[1]
+    has_loss = batch["loss_mask"].bool().any(dim=0)
+    first = int(has_loss.to(torch.uint8).argmax()) if bool(has_loss.any()) else width - 1
+    keep = width - max(first - 1, 0)  # position first - 1 predicts token first
+    output = forward(
+        input_ids=input_ids, attention_mask=batch["attention_mask"], logits_to_keep=keep
+    )
+    window = input_ids[:, width - keep :]
+    logits = output.logits  # type: ignore[attr-defined]  # [B, keep, V]
+    picked, entropies = token_logprobs_and_entropy(logits, window, temperature, entropy)
+    left = (width - keep, 0)
+    padded = torch.nn.functional.pad(picked, left)
+    return padded, torch.nn.functional.pad(entropies, left) if entropy else entropies

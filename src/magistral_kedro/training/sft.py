@@ -25,7 +25,7 @@ from magistral_kedro.config import config
 from magistral_kedro.models.factory import CheckpointRef, ModelSource, dtype_name, load_model
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
-from magistral_kedro.training.logprobs import token_logprobs
+from magistral_kedro.training.logprobs import completion_logprobs
 from magistral_kedro.training.run import TrainingRun
 
 if TYPE_CHECKING:
@@ -114,8 +114,7 @@ def summed_token_nll(
     forward: Callable[..., object], batch: dict[str, torch.Tensor]
 ) -> torch.Tensor:
     """Sum over completion tokens of -log p(token); ``forward`` is the model (or engine) call."""
-    output = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logprobs = token_logprobs(output.logits, batch["input_ids"])  # type: ignore[attr-defined]
+    logprobs, _ = completion_logprobs(forward, batch)
     return -(logprobs * batch["loss_mask"].to(logprobs.device)).sum()
 
 
