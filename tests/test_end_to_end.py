@@ -62,7 +62,7 @@ def test_one_mlflow_run_with_params_step_metrics_and_checkpoints(project):
     db = sqlite3.connect(project / "mlflow.db")
     (run_id,) = db.execute("SELECT run_uuid FROM runs").fetchone()
     params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
-    assert params["sft.engine.optim.lr"] == "0.003"  # from base: envs override single keys
+    assert params["sft.engine.optim.lr"] == "0.0015"  # from base: envs override single keys
     assert params["sft.engine.optim.max_steps"] == "8"  # from micro
     assert params["curation.translation.languages"] == "['fr', 'es', 'it', 'de', 'zh', 'ru']"
     assert params["seed"] == "42"
