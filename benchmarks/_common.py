@@ -1,9 +1,13 @@
-"""What the benchmarks share: a tracker that keeps each step's metrics, and the embedded
-default's RL setup (the SFT model of the last ``kedro run`` and the default ``rl`` parameters)."""
+"""What the benchmarks share: a tracker that keeps each step's metrics, the embedded default's
+RL setup (the SFT model of the last ``kedro run`` and the default ``rl`` parameters), and
+scratch copies of the project to run ``kedro run`` in."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,3 +83,46 @@ def embedded_rl(steps: int, **grpo: Any) -> EmbeddedRL:
     stages = [Stage(**stage) for stage in raw["curriculum"]]
     return EmbeddedRL(checkpoint, versions[-1].parent.name, problems, prompts, engine, config,
                       stages)  # fmt: skip
+
+
+def scratch_project(root: Path) -> Path:
+    """A copy of the project to run ``kedro run`` in (conf without local/, pyproject, the
+    example source, an empty src/; the package is this checkout's, see :func:`kedro_run`). An
+    existing copy keeps its data and gets this checkout's conf again."""
+    if (root / "conf").is_dir():
+        shutil.rmtree(root / "conf")
+    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    if (root / "src").is_dir():
+        return root
+    shutil.copy(ROOT / "pyproject.toml", root)
+    shutil.copy(ROOT / ".telemetry", root)
+    (root / "src").mkdir()
+    (root / "data" / "01_raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "01_raw" / "example_problems.jsonl", root / "data" / "01_raw")
+    return root
+
+
+def kedro_run(project: Path, *args: str, log: Path, threads: int | None = None) -> None:
+    """``kedro run [args]`` in ``project`` with this checkout's package, output appended to
+    ``log``, with ``threads`` torch threads (None: torch's default); raises SystemExit naming
+    the log if it fails."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    with log.open("a") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "kedro", "run", *args],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"kedro run {' '.join(args)} failed in {project}: see {log}")
