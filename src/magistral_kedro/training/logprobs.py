@@ -109,8 +109,8 @@ def completion_logprobs(
     """
     input_ids = batch["input_ids"]
     width = input_ids.shape[1]
-    has_loss = batch["loss_mask"].bool().any(dim=0)
-    first = int(has_loss.to(torch.uint8).argmax()) if bool(has_loss.any()) else width - 1
+    # The first column any row has a completion token in; 0 (every column) when none has one.
+    first = int(batch["loss_mask"].any(dim=0).to(torch.uint8).argmax())
     keep = width - max(first - 1, 0)  # position first - 1 predicts token first
     output = forward(
         input_ids=input_ids, attention_mask=batch["attention_mask"], logits_to_keep=keep
