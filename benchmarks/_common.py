@@ -20,6 +20,7 @@ from magistral_kedro.models import Checkpoint, build_prompt, load_checkpoint
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training.engine import EngineConfig
+from tests.e2e import new_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,20 +87,13 @@ def embedded_rl(steps: int, **grpo: Any) -> EmbeddedRL:
 
 
 def scratch_project(root: Path) -> Path:
-    """A copy of the project to run ``kedro run`` in (conf without local/, pyproject, the
-    example source, an empty src/; the package is this checkout's, see :func:`kedro_run`). An
-    existing copy keeps its data and gets this checkout's conf again."""
-    if (root / "conf").is_dir():
-        shutil.rmtree(root / "conf")
+    """The end-to-end tests' copy of the project (:func:`tests.e2e.new_project`), kept between
+    runs: an existing copy keeps its data and gets this checkout's conf again."""
+    if not (root / "src").is_dir():
+        return new_project(root)
+    shutil.rmtree(root / "conf")
     shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
-    if (root / "src").is_dir():
-        return root
-    shutil.copy(ROOT / "pyproject.toml", root)
-    shutil.copy(ROOT / ".telemetry", root)
-    (root / "src").mkdir()
-    (root / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "01_raw" / "example_problems.jsonl", root / "data" / "01_raw")
     return root
 
 

@@ -48,13 +48,20 @@ class SeedRun:
     loss: list[float]  # training loss per step
     eval_loss: dict[int, float]  # step -> held-out loss
 
+    @property
+    def last_eval_loss(self) -> float:
+        """The held-out loss of the trained model."""
+        return self.eval_loss[max(self.eval_loss)]
+
 
 def _records(project: Path) -> tuple[dict[str, float], list[float], dict[int, float]]:
     """The newest MLflow run of ``project`` with an SFT evaluation: its metrics and curves."""
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("magistral_kedro")
+    if experiment is None:
+        raise SystemExit(f"no MLflow experiment 'magistral_kedro' in {project}")
     runs = client.search_runs(
-        [experiment.experiment_id] if experiment else [],
+        [experiment.experiment_id],
         "metrics.`sft_eval/greedy_accuracy` >= 0",
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -124,14 +131,14 @@ def main() -> int:
         runs = list(pool.map(lambda s: _one_seed(s, args.params, args.workdir, threads), seeds))
     summary = {
         **{name: spread([r.metrics[name] for r in runs]) for name in EVAL_METRICS},
-        "eval_loss_last": spread([list(r.eval_loss.values())[-1] for r in runs]),
+        "eval_loss_last": spread([r.last_eval_loss for r in runs]),
     }
     print(f"== SFT over seeds, recipe {args.label!r} ({args.params or 'conf/base'})")
     for run in runs:
         m = run.metrics
         print(
             f"seed {run.seed:>4}: greedy {m['greedy_accuracy']:.3f}  pass@1 {m['pass_at_1']:.3f}"
-            f"  maj@k {m['maj_at_k']:.3f}  eval loss {list(run.eval_loss.values())[-1]:.4f}"
+            f"  maj@k {m['maj_at_k']:.3f}  eval loss {run.last_eval_loss:.4f}"
             f"  {run.wall_s:.0f} s"
         )
     for name, value in summary.items():
