@@ -1,4 +1,4 @@
-"""The three public GRPO functions on hand-computed cases."""
+"""The public GRPO functions on hand-computed cases."""
 
 import math
 
@@ -11,6 +11,7 @@ from magistral_kedro.grpo import (
     magistral_advantages,
     magistral_loss,
 )
+from magistral_kedro.grpo.core import group_advantages
 
 
 def test_advantages_hand_computed():
@@ -113,3 +114,16 @@ def test_greedy_collate_is_public_here():
 
 def test_single_process_denominator_is_the_local_count():
     assert loss_denominator(123) == 123.0
+
+
+def test_keeping_non_diverse_groups_keeps_them_with_advantage_zero():
+    """The ablation switch: every completion is kept; the all-equal group's advantage is 0,
+    the diverse group's r - mean(group) as with dropping."""
+    rewards = torch.tensor([1.0, 0.0, 7.0, 7.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    dropped, keep_dropped = group_advantages(rewards, groups)
+    kept, keep_all = group_advantages(rewards, groups, drop_non_diverse=False)
+    assert keep_dropped.tolist() == [True, True, False, False]
+    assert keep_all.tolist() == [True, True, True, True]
+    torch.testing.assert_close(kept, dropped)
+    assert kept.tolist() == [0.5, -0.5, 0.0, 0.0]

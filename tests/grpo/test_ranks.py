@@ -90,9 +90,9 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
     rollouts.score_batch = parity_reward
     trained_on, gather = [], loop.gather_step
 
-    def recording(rollout):
+    def recording(rollout, *args):
         trained_on.append((rollout.work.step, rollout.work.stage))
-        return gather(rollout)
+        return gather(rollout, *args)
 
     loop.gather_step = recording
     tracker = ListTracker()

@@ -144,6 +144,45 @@ def test_advantages_are_normalised_over_each_minibatch(tokenizer, math_problems,
     assert "mismatch/abs_logprob_diff" in metrics  # measured before the first update
 
 
+def _spy_advantages(monkeypatch):
+    seen = []
+    real = update_module.minibatch_loss
+
+    def spy(engine, minibatch, *args):
+        seen.append(minibatch.advantages.tolist())
+        return real(engine, minibatch, *args)
+
+    monkeypatch.setattr(update_module, "minibatch_loss", spy)
+    return seen
+
+
+def test_the_ablation_switches_change_what_the_update_sees(setup, monkeypatch):
+    """Without normalisation the update trains on r - mean(group); keeping non-diverse groups
+    puts their completions (advantage 0) in the minibatch, where they move the normalisation
+    and count in the loss's tokens."""
+    engine, prompt, completions = setup
+    seen = _spy_advantages(monkeypatch)
+    rollout = _rollout(engine.model, prompt, completions, (1.1, 0.1))
+    _update(engine, rollout, prompt, dataclasses.replace(GRPO, normalise_advantages=False))
+    assert sorted(seen[-1]) == pytest.approx([-0.5, 0.5])
+    _update(engine, rollout, prompt)
+    assert sorted(seen[-1]) == pytest.approx([-1.0, 1.0], abs=1e-6)
+
+    first = _rollout(engine.model, prompt, completions, (1.1, 0.1))
+    flat = _rollout(engine.model, prompt, completions, (0.1, 0.1))
+    work = dataclasses.replace(first.work, chosen=[0, 0])
+    both = Rollout(work, first.groups + flat.groups, first.rewards + flat.rewards, 0.0, 0.0)
+    keep = dataclasses.replace(GRPO, drop_non_diverse_groups=False)
+    batch = gather_step(both, drop_non_diverse=False)
+    assert batch.kept == 4
+    update(engine, both, batch, [prompt, prompt], keep, 0, 0, 0, tis=False)
+    # (0.5, -0.5, 0, 0): mean 0, population std sqrt(0.125)
+    scaled = 0.5 / 0.125**0.5
+    assert sorted(seen[-1]) == pytest.approx([-scaled, 0.0, 0.0, scaled], abs=1e-5)
+    update(engine, both, gather_step(both), [prompt, prompt], GRPO, 0, 0, 0, tis=False)
+    assert sorted(seen[-1]) == pytest.approx([-1.0, 1.0], abs=1e-6)
+
+
 def test_tis_weights_the_gradient_by_the_capped_ratio(setup):
     """An exact generator: TIS changes nothing. A generator that gave every token e^-1.5 of
     the trainer's probability (ratio 4.5, capped at 2): with TIS the gradient doubles, each

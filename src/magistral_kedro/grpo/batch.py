@@ -67,9 +67,9 @@ def _completions(rollout: Rollout) -> list[Completion]:
     ]
 
 
-def gather_step(rollout: Rollout) -> StepBatch:
+def gather_step(rollout: Rollout, drop_non_diverse: bool = True) -> StepBatch:
     """Every rank's completions of the step and their advantages (a collective: every rank
-    calls it)."""
+    calls it); ``drop_non_diverse``: see :func:`group_advantages`."""
     group_ids = [g for g, group in enumerate(rollout.groups) for _ in group]
     everyone = distributed.all_gather_objects(
         (len(rollout.groups), group_ids, _completions(rollout))
@@ -84,7 +84,7 @@ def gather_step(rollout: Rollout) -> StepBatch:
         completions += theirs
         n_groups += count
     rewards = torch.tensor([c.total for c in completions])
-    advantages, keep = group_advantages(rewards, torch.tensor(groups))
+    advantages, keep = group_advantages(rewards, torch.tensor(groups), drop_non_diverse)
     return StepBatch(completions, rows_of_rank, advantages, keep)
 
 

@@ -15,18 +15,20 @@ EPS = 1e-8
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_index: torch.Tensor
+    rewards: torch.Tensor, group_index: torch.Tensor, drop_non_diverse: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Group-relative advantages, non-diverse groups dropped (MAGISTRAL.md section 1, 2-3).
 
     Args:
         rewards: [N] total reward of each completion.
         group_index: [N] integer id of the prompt (group) each completion answers.
+        drop_non_diverse: drop the groups whose rewards are all equal (the paper's rule);
+            False keeps every completion (an ablation).
 
     Returns:
         (advantages [N] float64, keep [N] bool): ``r - mean(group)`` (no division by the
         group's std); ``keep`` is False for every member of a group whose rewards are all equal
-        (no signal), whose advantage is then 0.
+        (no signal), whose advantage is then 0; all True without ``drop_non_diverse``.
     """
     if rewards.shape != group_index.shape or rewards.dim() != 1:
         raise ValueError(
@@ -46,8 +48,9 @@ def group_advantages(
     low = torch.full((len(groups),), torch.inf, dtype=rewards.dtype).scatter_reduce(
         0, inverse, rewards, "amin"
     )
-    keep = (high - low > 1e-12)[inverse]
-    return torch.where(keep, centred, torch.zeros_like(centred)), keep
+    diverse = (high - low > 1e-12)[inverse]
+    advantages = torch.where(diverse, centred, torch.zeros_like(centred))
+    return advantages, diverse if drop_non_diverse else torch.ones_like(diverse)
 
 
 def normalise_advantages(advantages: torch.Tensor) -> torch.Tensor:

@@ -220,7 +220,7 @@ class _Loop:
         """Gather the step across ranks, update the policy (unless no group has a signal) and
         hand the new weights to the generator; the step's metrics."""
         state.stage = max(state.stage, rollout.work.stage)
-        batch = gather_step(rollout)
+        batch = gather_step(rollout, self.grpo.drop_non_diverse_groups)
         metrics = step_metrics(batch, state.version)
         generated = sum(len(s.token_ids) for group in rollout.groups for s in group)
         metrics.update(

@@ -1,6 +1,7 @@
 """The update of one GRPO step: minibatches of the kept completions, one optimiser step each.
 
-Advantages are normalised over each minibatch (MAGISTRAL.md section 1, item 2), across ranks.
+Advantages are normalised over each minibatch (MAGISTRAL.md section 1, item 2), across ranks
+(``grpo.normalise_advantages``, on by default; off only for the ablation).
 Each minibatch is cut into microbatches by greedy collation (section 3); every microbatch's loss
 is divided by the minibatch's token count over every rank, so the summed gradients are those of
 the token-normalised loss however the batch is cut or spread.
@@ -171,9 +172,15 @@ def minibatches(
     ]
 
 
-def _normalised(batch: StepBatch, chunks_of_rank: list[list[list[int]]], c: int) -> torch.Tensor:
+def _normalised(
+    batch: StepBatch, chunks_of_rank: list[list[list[int]]], c: int, normalise: bool = True
+) -> torch.Tensor:
     """This rank's advantages of minibatch ``c``, normalised over the minibatch's rows on every
-    rank (taken in row order)."""
+    rank (taken in row order); without ``normalise``, ``r - mean(group)`` as they are."""
+    if not normalise:
+        mine = batch.rows_of_rank[distributed.rank()]
+        rows_here = [mine.start + k for k in chunks_of_rank[distributed.rank()][c]]
+        return batch.advantages[rows_here].float()
     rows = sorted(
         r.start + k
         for r, chunks in zip(batch.rows_of_rank, chunks_of_rank, strict=True)
@@ -219,7 +226,7 @@ def update(
             [sequences[k] for k in rows],
             [prompt_lengths[k] for k in rows],
             [flat[k][1].logprobs for k in rows],
-            _normalised(batch, chunks_of_rank, c),
+            _normalised(batch, chunks_of_rank, c, grpo.normalise_advantages),
             None if before is None else [before[k] for k in rows],
         )
         metrics.update(minibatch_loss(engine, minibatch, pad_id, grpo, tis))
