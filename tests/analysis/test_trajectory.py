@@ -10,6 +10,8 @@ from magistral_kedro.analysis import (
     growth_direction,
     pca_2d,
     project_weights,
+    reward_length_directions,
+    window_means,
 )
 
 
@@ -59,3 +61,21 @@ def test_log_length_fit_and_growth_direction():
     assert np.allclose(growth_direction(coords, 2 * coords[:, 0] + 0.0), [1, 0])
     assert np.allclose(growth_direction(coords, np.ones(4)), [0, 0])
     assert np.allclose(growth_direction(np.zeros((4, 2)), np.arange(4.0)), [0, 0])  # no movement
+
+
+def test_window_means_average_the_steps_since_the_previous_checkpoint():
+    steps = [1, 2, 3, 4, 5, 6]
+    values = [1.0, 3.0, float("nan"), 5.0, 7.0, 9.0]
+    assert window_means(steps, values, [2, 4, 6]) == [2.0, 5.0, 8.0]
+    assert np.isnan(window_means(steps, values, [2, 2])[1])
+
+
+def test_reward_and_length_growing_together_point_the_same_way():
+    t = np.arange(8, dtype=float)
+    points = np.column_stack([t, np.sin(t), np.zeros(8)])
+    together = reward_length_directions(points, 0.1 * t, 40 + 2 * t)
+    assert together.cosine == pytest.approx(1.0, abs=1e-6)
+    opposed = reward_length_directions(points, 0.1 * t, 40 - 2 * t)
+    assert opposed.cosine == pytest.approx(-1.0, abs=1e-6)
+    flat = reward_length_directions(points, [float("nan")] * 8, 40 + 2 * t)
+    assert flat.cosine == 0.0 and flat.coords.shape == (8, 2)

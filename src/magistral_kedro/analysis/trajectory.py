@@ -8,7 +8,7 @@ compute the same quantities for any run.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,3 +110,46 @@ def growth_direction(coords: np.ndarray, values: np.ndarray) -> np.ndarray:
     gradient = np.linalg.solve(gram + ridge, x.T @ y)
     norm = float(np.linalg.norm(gradient))
     return gradient / norm if norm > 0 else np.zeros(2)
+
+
+def window_means(steps: Sequence[int], values: Sequence[float], at: Sequence[int]) -> list[float]:
+    """At each checkpoint step of ``at``, the mean of ``values`` (one per step of ``steps``)
+    over the steps since the previous checkpoint (NaN where there is none)."""
+    step_array, value_array = np.asarray(steps), np.asarray(values, dtype=float)
+    out, previous = [], 0
+    for step in at:
+        window = value_array[(step_array > previous) & (step_array <= step)]
+        window = window[~np.isnan(window)]
+        out.append(float(window.mean()) if window.size else float("nan"))
+        previous = step
+    return out
+
+
+@dataclass(frozen=True)
+class Directions:
+    """The checkpoints in the PCA plane and the directions along which reward and length grow."""
+
+    coords: np.ndarray  # [n, 2]
+    explained: np.ndarray  # [2] share of variance
+    reward: np.ndarray  # [2] unit vector
+    length: np.ndarray  # [2] unit vector
+
+    @property
+    def cosine(self) -> float:
+        """Cosine between the reward and the length directions (0 if either is 0)."""
+        return float(self.reward @ self.length)
+
+
+def reward_length_directions(
+    points: np.ndarray, reward: Sequence[float], length: Sequence[float]
+) -> Directions:
+    """PCA of the checkpoints ``points [n, D]`` (n >= 2) and the directions in its plane along
+    which ``reward`` and ``length`` (one per checkpoint; NaN: the mean, resp. 0) grow."""
+    coords, explained = pca_2d(points)
+    rewards = np.asarray(reward, dtype=float)
+    fill = float(np.nanmean(rewards)) if np.isfinite(rewards).any() else 0.0
+    rewards = np.where(np.isnan(rewards), fill, rewards)
+    lengths = np.nan_to_num(np.asarray(length, dtype=float), nan=0.0)
+    return Directions(
+        coords, explained, growth_direction(coords, rewards), growth_direction(coords, lengths)
+    )

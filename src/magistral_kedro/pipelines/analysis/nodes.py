@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 from magistral_kedro.analysis import (
     fit_log_length,
     flatten_weights,
-    growth_direction,
-    pca_2d,
     project_weights,
+    reward_length_directions,
+    window_means,
 )
 from magistral_kedro.models import ModelSource
 from magistral_kedro.params import AnalysisParams
@@ -125,16 +125,6 @@ def figure_data_uri(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _window_means(history: pd.DataFrame, steps: list[int], key: str) -> list[float]:
-    """The mean of ``key`` over the steps since the previous checkpoint, at each checkpoint."""
-    out, previous = [], 0
-    for step in steps:
-        window = history[(history["step"] > previous) & (history["step"] <= step)][key]
-        out.append(float(window.mean()) if not window.empty else float("nan"))
-        previous = step
-    return out
-
-
 def _draw_pca(
     axes: Axes, coords: np.ndarray, table: pd.DataFrame, directions: dict[str, np.ndarray]
 ) -> PathCollection:
@@ -188,8 +178,8 @@ def weight_trajectory(
     stats and figure say so."""
     steps = list(checkpoints["step"])
     table = pd.DataFrame({"step": steps})
-    table["reward"] = _window_means(history, steps, "reward/total")
-    table["mean_tokens"] = _window_means(history, steps, "completion/mean_tokens")
+    for column, key in (("reward", "reward/total"), ("mean_tokens", "completion/mean_tokens")):
+        table[column] = window_means(history["step"], history[key], steps)
     stats: dict[str, Any] = {"run_id": str(history["run_id"].iloc[0]), "checkpoints": len(steps)}
     clean = history.dropna(subset=["reward/total", "completion/mean_tokens"])
     try:
@@ -204,15 +194,17 @@ def weight_trajectory(
         table["pc1"] = table["pc2"] = np.nan
         pca_axes.text(0.5, 0.5, stats["pca"]["skipped"], ha="center", va="center")
     else:
-        coords, explained = pca_2d(checkpoints.drop(columns="step").to_numpy())
+        found = reward_length_directions(
+            checkpoints.drop(columns="step").to_numpy(), table["reward"], table["mean_tokens"]
+        )
+        coords, explained = found.coords, found.explained
+        reward_dir, length_dir = found.reward, found.length
         table["pc1"], table["pc2"] = coords[:, 0], coords[:, 1]
-        reward_dir = growth_direction(coords, table["reward"].fillna(table["reward"].mean()))
-        length_dir = growth_direction(coords, table["mean_tokens"].fillna(0.0))
         stats["pca"] = {
             "explained_variance": [float(v) for v in explained],
             "reward_direction": [float(v) for v in reward_dir],
             "length_direction": [float(v) for v in length_dir],
-            "cosine_reward_length": float(reward_dir @ length_dir),
+            "cosine_reward_length": found.cosine,
         }
         points = _draw_pca(pca_axes, coords, table, {"reward": reward_dir, "length": length_dir})
         figure.colorbar(points, ax=pca_axes, label="step")
