@@ -65,15 +65,20 @@ class EmbeddedRL:
     stages: list[Stage]
 
 
-def embedded_rl(steps: int, **grpo: Any) -> EmbeddedRL:
-    """The latest SFT model and the default ``rl`` parameters for ``steps`` steps on the torch
-    backend (no checkpoints on the way); ``grpo`` overrides GRPOConfig fields."""
-    versions = sorted((ROOT / "data" / "06_models" / "sft_model").glob("*/sft_model"))
+def embedded_rl(steps: int, project: Path = ROOT, **grpo: Any) -> EmbeddedRL:
+    """The latest SFT model of ``project`` (a directory where ``kedro run`` ran) and the
+    default ``rl`` parameters for ``steps`` steps on the torch backend (no checkpoints on the
+    way), on its training split's math problems; ``grpo`` overrides GRPOConfig fields."""
+    versions = sorted((project / "data" / "06_models" / "sft_model").glob("*/sft_model"))
     if not versions:
-        raise SystemExit("no SFT model yet: run `make run` (or `kedro run --pipeline sft`) first")
+        raise SystemExit(
+            f"no SFT model in {project}: run `make run` (or `kedro run --pipeline sft`) first"
+        )
     checkpoint = load_checkpoint(versions[-1])
     raw: dict[str, Any] = yaml.safe_load((ROOT / "conf/base/parameters_rl.yml").read_text())["rl"]
-    train = pd.read_json(ROOT / "data/05_model_input/train_problems.jsonl", lines=True, dtype=False)
+    train = pd.read_json(
+        project / "data/05_model_input/train_problems.jsonl", lines=True, dtype=False
+    )
     problems = frame_to_problems(train[train["kind"] == "math"].reset_index(drop=True))
     prompts = [build_prompt(checkpoint.tokenizer, p.prompt, None) for p in problems]
     optim = {**raw["engine"]["optim"], "max_steps": steps}

@@ -1,0 +1,113 @@
+"""The ablations benchmark's own arithmetic: per-run figures, the language set, and the
+comparison of arms over seeds."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.ablations import (
+    ARMS,
+    FIGURES,
+    TrajectoryRows,
+    compare,
+    language_set,
+    plot,
+    report,
+    run_figures,
+)
+from magistral_kedro.tasks.frames import problems_to_frame
+from magistral_kedro.tasks.math import generate_math_problems
+
+
+def _rows(n_steps, tokens, points=()):
+    rows = TrajectoryRows()
+    for step in range(n_steps):
+        rows.rows.append(
+            {
+                "reward/total": 0.3 + 0.01 * step,
+                "completion/mean_tokens": tokens(step),
+                "policy/entropy": 1.0 - 0.01 * step,
+                "clip/low_frac": 0.01,
+                "clip/high_frac": 0.0,
+            }
+        )
+    for step, point in points:
+        rows.steps.append(step)
+        rows.points.append(point)
+    return rows
+
+
+def test_run_figures_compare_the_last_steps_with_the_first():
+    direction = np.array([1.0, 2.0, 0.5])
+    wobble = np.array([0.0, 1.0, 0.0])
+    points = [(s, s * direction + 0.01 * np.sin(s) * wobble) for s in (5, 10, 15, 20, 25, 30)]
+    grows = run_figures(_rows(30, lambda step: 40.0 + step, points))
+    assert grows["mean_tokens_first"] == pytest.approx(44.5)  # steps 0-9
+    assert grows["mean_tokens_last"] == pytest.approx(64.5)  # steps 20-29
+    assert grows["length_ratio"] == pytest.approx(64.5 / 44.5)
+    assert grows["entropy_last"] == pytest.approx(1.0 - 0.01 * 24.5)
+    assert grows["clip_low_frac"] == pytest.approx(0.01)
+    assert grows["reward_last"] - grows["reward_first"] == pytest.approx(0.2)
+    # reward and length both grow along the run's direction: they agree
+    assert grows["cosine_reward_length"] == pytest.approx(1.0, abs=1e-3)
+    shrinks = run_figures(_rows(30, lambda step: 80.0 - step, points))
+    assert shrinks["cosine_reward_length"] == pytest.approx(-1.0, abs=1e-3)
+    assert shrinks["length_ratio"] < 1
+    assert math.isnan(run_figures(_rows(30, lambda step: 50.0))["cosine_reward_length"])
+
+
+def _run(arm, seed, pass_at_1):
+    values = dict.fromkeys((*FIGURES, "greedy_accuracy", "reward_last", "length_ratio"), 0.5)
+    extra = {"arm": arm, "seed": seed, "pass_at_1": pass_at_1, "cosine_reward_length": 0.9}
+    curves = {"policy/entropy": [1.0, 0.9], "completion/mean_tokens": [40.0, 42.0]}
+    return {**values, **extra, "curves": {**curves, "reward/total": [0.3, 0.4]}}
+
+
+def test_an_arm_differs_from_the_recipe_only_beyond_twice_its_standard_error():
+    runs = [_run("recipe", s, 0.40 + 0.01 * s) for s in range(3)]
+    runs += [_run("no_clip_higher", s, 0.30 + 0.01 * s) for s in range(3)]
+    runs += [_run("keep_non_diverse", s, 0.40 + 0.02 * s) for s in range(3)]
+    result = report(runs, {"pass_at_1": 0.3}, {"steps": 2})
+    assert result["arms"]["recipe"]["seeds"] == [0, 1, 2]
+    assert result["arms"]["recipe"]["pass_at_1"] == pytest.approx([0.40, 0.41, 0.42])
+    assert set(result["arms"]) == {"recipe", "no_clip_higher", "keep_non_diverse"} <= set(ARMS)
+    assert result["summary"]["recipe"]["pass_at_1"]["sd"] == pytest.approx(0.01)
+    versus = result["versus_recipe"]
+    assert versus["no_clip_higher"]["pass_at_1"]["difference"] == pytest.approx(-0.10)
+    assert versus["no_clip_higher"]["pass_at_1"]["exceeds_noise"]
+    assert versus["keep_non_diverse"]["pass_at_1"]["difference"] == pytest.approx(0.01)
+    assert not versus["keep_non_diverse"]["pass_at_1"]["exceeds_noise"]
+    # identical values: no spread, no difference, nothing exceeds
+    assert not versus["keep_non_diverse"]["maj_at_k"]["exceeds_noise"]
+    assert compare({"recipe": result["arms"]["recipe"]}, "recipe") == {}
+
+
+def test_the_plot_draws_every_arm(tmp_path):
+    runs = [_run(arm, s, 0.4) for arm in ("recipe", "no_clip_higher") for s in range(2)]
+    plot(report(runs, {}, {}), tmp_path / "ablations.png")
+    assert (tmp_path / "ablations.png").stat().st_size > 10_000
+
+
+def test_the_language_set_writes_held_out_english_problems_in_six_languages(tmp_path):
+    problems = generate_math_problems(40, seed=3, languages={"en": 3, "fr": 1}, levels={2: 1})
+    inputs = tmp_path / "data" / "05_model_input"
+    inputs.mkdir(parents=True)
+    train, held_out = problems[:20], problems[20:]
+    problems_to_frame(train).to_json(inputs / "train_problems.jsonl", orient="records", lines=True)
+    problems_to_frame(held_out).to_json(
+        inputs / "eval_problems.jsonl", orient="records", lines=True
+    )
+    english = [p for p in held_out if p.language == "en"][:3]
+    languages = language_set(tmp_path, 3)
+    assert len(languages) == 18
+    assert sorted(set(languages["language"])) == ["de", "es", "fr", "it", "ru", "zh"]
+    assert list(languages["translated_from"].unique()) == [p.id for p in english]
+    assert set(languages["answer"]) == {p.answer for p in english}  # numbers kept
+    assert not set(languages["prompt"]) & {p.prompt for p in train}
+    # a translation that is in the training split is left out
+    seen = languages.iloc[:2]
+    extra = pd.concat([problems_to_frame(train), seen], ignore_index=True)
+    extra.to_json(inputs / "train_problems.jsonl", orient="records", lines=True)
+    assert len(language_set(tmp_path, 3)) == 16
