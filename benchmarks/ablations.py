@@ -21,7 +21,8 @@ differs from 1 and the clip acts; in sync mode with one minibatch per batch the 
 - ``no_adv_normalisation``: advantages ``r - mean(group)``, not normalised over the minibatch;
 - ``rl_alone`` (not run by default): the recipe from the untrained base model, no SFT.
 
-Evaluation of each trained model (and once of the SFT model itself, the ``sft`` row):
+Evaluation of each trained model (and once of the SFT and the untrained base model, the
+``start_models``):
 ``--k`` answers at T = 1 and one greedy answer to each of the first ``--eval-problems``
 held-out math problems (pass@1, maj@k, greedy accuracy), and ``--k`` answers to a language set:
 the first ``--language-problems`` English held-out problems each written in the six other
@@ -90,6 +91,8 @@ ARMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "rl_alone": ({}, {}),
 }
 DEFAULT_ARMS = [arm for arm in ARMS if arm != "rl_alone"]
+#: The models the arms start from, evaluated once each.
+START_MODELS = ("sft", "base")
 #: Per-seed figures of each arm, as issue 18 names them, then the extras.
 FIGURES = ("pass_at_1", "maj_at_k", "entropy_last", "mean_tokens_last", "language_rate")
 EXTRAS = (
@@ -227,10 +230,7 @@ def _worker(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     overrides = {k: setup.grpo.eps_low if v is None else v for k, v in grpo_overrides.items()}
     grpo = dataclasses.replace(setup.grpo, keep_checkpoints=2, **overrides)
     problems, prompts = _rl_problems(args.project, setup)
-    start: ModelSource = setup.checkpoint
-    if arm == "rl_alone":
-        versions = sorted((args.project / "data/06_models/base_model").glob("*/base_model"))
-        start = load_checkpoint(versions[-1])  # the model SFT started from
+    start = _base_model(args.project) if arm == "rl_alone" else setup.checkpoint
     rows = TrajectoryRows()
     with tempfile.TemporaryDirectory() as directory:
         trained, _ = train_grpo(
@@ -247,6 +247,14 @@ def _worker(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         )
         evaluated = _evaluate_run(trained, args, setup.stages[0].l_max)
     return {"arm": arm, "seed": seed, **run_figures(rows), **evaluated}
+
+
+def _base_model(project: Path) -> ModelSource:
+    """The untrained model ``project``'s SFT started from (its latest version)."""
+    versions = sorted((project / "data/06_models/base_model").glob("*/base_model"))
+    if not versions:
+        raise SystemExit(f"no base model in {project}: run `kedro run --pipeline sft` first")
+    return load_checkpoint(versions[-1])
 
 
 def _grpo_overrides(text: str) -> dict[str, Any]:
@@ -331,9 +339,12 @@ def compare(arms: dict[str, dict[str, list[float]]], reference: str) -> dict[str
     return out
 
 
-def report(runs: list[dict[str, Any]], sft: dict[str, float], settings: dict) -> dict[str, Any]:
+def report(
+    runs: list[dict[str, Any]], starts: dict[str, dict[str, float]], settings: dict[str, Any]
+) -> dict[str, Any]:
     """The JSON of the ablations: per arm the seeds and one value per seed of each figure, their
-    mean +- sd, the comparison with the recipe, and the SFT model's own evaluation."""
+    mean +- sd, the comparison with the recipe, and the evaluation of the models the arms start
+    from (``starts``: ``sft``, ``base``)."""
     arms: dict[str, dict[str, Any]] = {}
     for arm in ARMS:
         mine = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
@@ -347,7 +358,7 @@ def report(runs: list[dict[str, Any]], sft: dict[str, float], settings: dict) ->
     return {
         "code_version": code_version(),
         "settings": settings,
-        "sft": sft,
+        "start_models": starts,
         "arms": arms,
         "summary": summary,
         "versus_recipe": compare(arms, "recipe") if "recipe" in arms else {},
@@ -398,8 +409,8 @@ def _print(result: dict[str, Any]) -> None:
         f"{settings['eval_problems']} held-out problems x {settings['k']}; mean +- sd over "
         f"seeds; * = differs from recipe by > 2 se"
     )
-    sft = result["sft"]
-    print("SFT model: " + ", ".join(f"{key} {value:.3f}" for key, value in sft.items()))
+    for name, figures in result["start_models"].items():
+        print(f"{name} model: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
     keys = (*FIGURES, "greedy_accuracy", "length_ratio", "cosine_reward_length")
     print(f"{'arm':<22}" + "".join(f"{key:>22}" for key in keys))
     for arm, stats in result["summary"].items():
@@ -428,7 +439,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--eval-problems", type=int, default=300)
     parser.add_argument("--language-problems", type=int, default=50, help="English originals")
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--worker", choices=[*ARMS, "sft"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*ARMS, *START_MODELS], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -440,10 +451,10 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> int:
     args = _arguments()
-    if args.worker == "sft":
+    if args.worker in START_MODELS:
         setup = embedded_rl(1, args.project)
-        figures = _evaluate_run(setup.checkpoint, args, setup.stages[0].l_max)
-        args.out.write_text(json.dumps(figures))
+        model = setup.checkpoint if args.worker == "sft" else _base_model(args.project)
+        args.out.write_text(json.dumps(_evaluate_run(model, args, setup.stages[0].l_max)))
         return 0
     if args.worker:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -451,11 +462,13 @@ def main() -> int:
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     # Seed by seed: if the budget runs out, every arm has the same seeds so far.
-    tasks = [("sft", 0)] + [(arm, s) for s in seeds for arm in args.arms.split(",")]
+    tasks = [(name, 0) for name in START_MODELS]
+    tasks += [(arm, s) for s in seeds for arm in args.arms.split(",")]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
         done = list(pool.map(lambda task: _run(*task, args, threads), tasks))
-    result = report(done[1:], done[0], _settings(args))
+    starts = dict(zip(START_MODELS, done, strict=False))
+    result = report(done[len(START_MODELS) :], starts, _settings(args))
     _print(result)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ablations.json").write_text(json.dumps(result, indent=2))

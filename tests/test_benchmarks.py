@@ -69,7 +69,7 @@ def test_an_arm_differs_from_the_recipe_only_beyond_twice_its_standard_error():
     runs = [_run("recipe", s, 0.40 + 0.01 * s) for s in range(3)]
     runs += [_run("no_clip_higher", s, 0.30 + 0.01 * s) for s in range(3)]
     runs += [_run("keep_non_diverse", s, 0.40 + 0.02 * s) for s in range(3)]
-    result = report(runs, {"pass_at_1": 0.3}, {"steps": 2})
+    result = report(runs, {"sft": {"pass_at_1": 0.3}}, {"steps": 2})
     assert result["arms"]["recipe"]["seeds"] == [0, 1, 2]
     assert result["arms"]["recipe"]["pass_at_1"] == pytest.approx([0.40, 0.41, 0.42])
     assert set(result["arms"]) == {"recipe", "no_clip_higher", "keep_non_diverse"} <= set(ARMS)
