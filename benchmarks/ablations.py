@@ -33,12 +33,15 @@ measure a language rate to +-0.01 (binomial), well under the seed noise.
 
 From each run: entropy, mean completion length and reward of its last steps, the ratio of the
 last to the first steps' length, and the cosine between the directions of reward and of length
-in the PCA plane of its checkpoints (every 10 steps).
+in the PCA plane of its checkpoints (every 10 steps). The reward is the training reward without
+its language term (which ``no_language_reward`` lacks); entropy and clip fractions are over
+the tokens trained on, which in ``keep_non_diverse`` include the all-equal groups.
 
 Written to ``data/08_reporting/benchmarks/ablations.json`` (per arm, one value per seed of each
-figure; mean +- sd; each arm's difference from ``recipe`` and whether it exceeds twice its
-standard error over seeds) and ``ablations.png``. Each finished run is kept under
-``ablations_runs/`` and reused by a later call with the same settings.
+figure; mean +- sd; each arm's mean per-seed difference from ``recipe`` and whether a paired
+t-test over the seeds puts it beyond noise at 5%) and ``ablations.png``. Each finished run is
+kept under ``ablations_runs/`` and reused by a later call with the same settings, code version
+and recipe parameters.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from benchmarks._common import ROOT, StepRows, code_version, embedded_rl
 from magistral_kedro.analysis import flatten_weights, reward_length_directions, window_means
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
+from magistral_kedro.grpo.config import Stage
 from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import (
     ModelSource,
@@ -104,16 +108,23 @@ EXTRAS = (
     "cosine_reward_length",
     "clip_low_frac",
     "clip_high_frac",
+    "staleness",
 )
 EVAL_SEED = 7
 #: Step metrics kept per run.
 CURVES = (
     "reward/total",
+    "reward/language",
+    "accuracy",
     "completion/mean_tokens",
     "policy/entropy",
     "clip/low_frac",
     "clip/high_frac",
+    "groups/dropped_frac",
+    "async/staleness_mean",
 )
+#: Student's t, two-sided 95%, for 1..10 degrees of freedom (the last serves beyond).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 #: Steps a run's checkpoints are apart: the points of its PCA.
 CHECKPOINT_EVERY = 10
 
@@ -145,34 +156,35 @@ def _held_out(project: Path, n: int) -> pd.DataFrame:
 
 
 def language_set(project: Path, n_english: int) -> pd.DataFrame:
-    """The first ``n_english`` English held-out math problems, each in the six other languages
-    (the generator's translation, numbers kept), minus any whose prompt is in the training
-    split."""
-    held_out = _held_out(project, 10**9)
-    english = frame_to_problems(held_out[held_out["language"] == "en"].head(n_english))
+    """The first ``n_english`` English held-out math problems the generator's templates can
+    translate (the embedded ones), each in the six other languages (numbers kept), minus any
+    whose prompt is in the training split."""
+    held_out = frame_to_problems(_held_out(project, 10**9))
+    others = [language for language in LANGUAGES if language != "en"]
+    english = [p for p in held_out if translate_math_problem(p, others[0]) is not None]
     train = pd.read_json(
         project / "data/05_model_input/train_problems.jsonl", lines=True, dtype=False
     )
     seen = set(train["prompt"])
     translated = [
         problem
-        for original in english
-        for language in LANGUAGES
-        if language != "en"
-        and (problem := translate_math_problem(original, language)) is not None
+        for original in english[:n_english]
+        for language in others
+        if (problem := translate_math_problem(original, language)) is not None
         and problem.prompt not in seen
     ]
     return problems_to_frame(translated)
 
 
 def evaluate(
-    model: ModelSource, held_out: pd.DataFrame, languages: pd.DataFrame, k: int, l_max: int
+    model: ModelSource, held_out: pd.DataFrame, languages: pd.DataFrame, k: int, stage: Stage
 ) -> dict[str, float]:
-    """pass@1, maj@k and greedy accuracy of ``model`` on ``held_out``, and its answer rate in
-    the problem's language on ``languages`` (answers up to ``l_max`` tokens, the recipe's
-    reward)."""
-    reward = dataclasses.replace(_recipe_reward(), l_max=l_max)
-    sampling = SamplingConfig(max_new_tokens=l_max, temperature=1.0, batch_size=256)
+    """pass@1, maj@k and greedy accuracy of ``model`` on ``held_out``, and on ``languages`` the
+    share of answers the language reward grades in the problem's language (formatted, and
+    identified as that language); answers as long as GRPO's ``stage`` allows, graded by the
+    recipe's reward with its length window."""
+    reward = dataclasses.replace(_recipe_reward(), l_max=stage.l_max, l_cache=stage.l_cache)
+    sampling = SamplingConfig(max_new_tokens=stage.l_max, temperature=1.0, batch_size=256)
     with open_generator(model, GenerationConfig(), EVAL_SEED) as generator:
         tokenizer = tokenizer_of(model)
         graded = [
@@ -192,6 +204,12 @@ def evaluate(
     }
 
 
+def _finite_mean(values: list[float]) -> float:
+    """The mean of the finite ``values`` (NaN where a step did not log the metric); NaN if none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(finite) if finite else math.nan
+
+
 def run_figures(rows: TrajectoryRows) -> dict[str, Any]:
     """What one run's steps say: last-steps entropy, length and reward, the length ratio of the
     last to the first steps (windows of a third of the run, at most 10 steps), and the cosine of
@@ -199,16 +217,20 @@ def run_figures(rows: TrajectoryRows) -> dict[str, Any]:
     steps = list(range(1, len(rows.rows) + 1))
     curves = {key: [row.get(key, math.nan) for row in rows.rows] for key in CURVES}
     window = max(1, min(10, len(steps) // 3))
-    tokens, rewards = curves["completion/mean_tokens"], curves["reward/total"]
+    tokens = curves["completion/mean_tokens"]
+    # Without its language term, so that no_language_reward (which lacks it) compares.
+    rewards = list(np.subtract(curves["reward/total"], curves["reward/language"]))
+    curves["reward/task"] = rewards
     figures: dict[str, Any] = {
-        "entropy_last": float(np.nanmean(curves["policy/entropy"][-window:])),
+        "entropy_last": _finite_mean(curves["policy/entropy"][-window:]),
         "mean_tokens_first": float(np.mean(tokens[:window])),
         "mean_tokens_last": float(np.mean(tokens[-window:])),
         "reward_first": float(np.mean(rewards[:window])),
         "reward_last": float(np.mean(rewards[-window:])),
         "cosine_reward_length": math.nan,
-        "clip_low_frac": float(np.nanmean(curves["clip/low_frac"])),
-        "clip_high_frac": float(np.nanmean(curves["clip/high_frac"])),
+        "clip_low_frac": _finite_mean(curves["clip/low_frac"]),
+        "clip_high_frac": _finite_mean(curves["clip/high_frac"]),
+        "staleness": _finite_mean(curves["async/staleness_mean"]),
         "curves": curves,
     }
     figures["length_ratio"] = figures["mean_tokens_last"] / figures["mean_tokens_first"]
@@ -245,7 +267,7 @@ def _worker(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             seed=seed,
             tracker=rows,
         )
-        evaluated = _evaluate_run(trained, args, setup.stages[0].l_max)
+        evaluated = _evaluate_run(trained, args, setup.stages[0])
     return {"arm": arm, "seed": seed, **run_figures(rows), **evaluated}
 
 
@@ -277,11 +299,10 @@ def _rl_problems(project: Path, setup: Any) -> tuple[list, list[str]]:
     return problems, [build_prompt(tokenizer, p.prompt, None) for p in problems]
 
 
-def _evaluate_run(model: ModelSource, args: argparse.Namespace, l_max: int) -> dict[str, float]:
+def _evaluate_run(model: ModelSource, args: argparse.Namespace, stage: Stage) -> dict[str, float]:
     held_out = _held_out(args.project, args.eval_problems)
-    return evaluate(
-        model, held_out, language_set(args.project, args.language_problems), args.k, l_max
-    )
+    languages = language_set(args.project, args.language_problems)
+    return evaluate(model, held_out, languages, args.k, stage)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -292,19 +313,24 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings["sft_model"] = versions[-1].parent.name if versions else None
     settings["project"] = str(args.project.resolve())
     settings["rl_problems"] = (args.project / "data/05_model_input/rl_problems.jsonl").exists()
+    # The recipe's parameters are this checkout's, like its code.
+    conf = [ROOT / "conf/base" / name for name in ("parameters.yml", "parameters_rl.yml")]
+    settings["conf"] = hashlib.sha256(b"".join(path.read_bytes() for path in conf)).hexdigest()
+    settings["code"] = code_version()
     return settings
 
 
-def _run(task: str, seed: int, args: argparse.Namespace, threads: int) -> dict[str, Any]:
-    """One arm and seed (or the ``sft`` evaluation) in a fresh process, or its kept result."""
-    settings = _settings(args)
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+def _run(
+    task: str, seed: int, args: argparse.Namespace, threads: int, digest: str
+) -> dict[str, Any]:
+    """One arm and seed (or a start model's evaluation) in a fresh process, or the result kept
+    from a call whose settings had this ``digest``."""
     kept = OUT / "ablations_runs" / f"{task}_seed{seed}_{digest}.json"
     if kept.exists():
         return dict(json.loads(kept.read_text()))
     kept.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "benchmarks.ablations", "--worker", task]
-    command += ["--seed", str(seed), "--out", str(kept), "--project", str(args.project)]
+    command += ["--seed", str(seed), "--out", str(kept), "--project", str(args.project.resolve())]
     for key in ("steps", "grpo", "eval_problems", "language_problems", "k"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
@@ -322,20 +348,35 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(finite), "sd": sd, "n": len(finite)}
 
 
+def paired(arm: list[float], reference: list[float]) -> dict[str, float | bool]:
+    """The mean of the per-seed differences ``arm - reference`` (the same seed draws the same
+    prompts in both), their standard error ``sd / sqrt(n)``, and whether the mean exceeds
+    Student's two-sided 95% bound ``t(n - 1) * se`` (a paired t-test at 5%; with a standard
+    error of 0, whether the difference is not 0)."""
+    diffs = [a - r for a, r in zip(arm, reference, strict=True) if np.isfinite(a - r)]
+    if len(diffs) < 2:
+        return {"difference": math.nan, "se": math.nan, "n": len(diffs), "exceeds_noise": False}
+    mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+    bound = T_975[min(len(diffs) - 1, len(T_975)) - 1] * se
+    exceeds = abs(mean) > bound if se > 0 else mean != 0
+    return {"difference": mean, "se": se, "n": len(diffs), "exceeds_noise": bool(exceeds)}
+
+
 def compare(arms: dict[str, dict[str, list[float]]], reference: str) -> dict[str, Any]:
-    """Each arm's difference from ``reference`` per figure, its standard error over seeds
-    (``sqrt(sd_a^2 / n_a + sd_r^2 / n_r)``) and whether ``|difference| > 2 * se``."""
+    """Each arm against ``reference``, figure by figure, over the seeds both ran
+    (:func:`paired`)."""
     out: dict[str, Any] = {}
+    mine = arms[reference]
     for arm, figures in arms.items():
         if arm == reference:
             continue
-        out[arm] = {}
-        for key in (*FIGURES, *EXTRAS):
-            a, r = spread(figures[key]), spread(arms[reference][key])
-            difference = a["mean"] - r["mean"]
-            se = math.sqrt(a["sd"] ** 2 / max(a["n"], 1) + r["sd"] ** 2 / max(r["n"], 1))
-            exceeds = bool(math.isfinite(se) and abs(difference) > 2 * se)
-            out[arm][key] = {"difference": difference, "se": se, "exceeds_noise": exceeds}
+        common = [s for s in figures["seeds"] if s in mine["seeds"]]
+        at = {s: i for i, s in enumerate(figures["seeds"])}
+        ref = {s: i for i, s in enumerate(mine["seeds"])}
+        out[arm] = {
+            key: paired([figures[key][at[s]] for s in common], [mine[key][ref[s]] for s in common])
+            for key in (*FIGURES, *EXTRAS)
+        }
     return out
 
 
@@ -356,7 +397,7 @@ def report(
         for arm, figures in arms.items()
     }
     return {
-        "code_version": code_version(),
+        "code_version": settings.get("code", code_version()),
         "settings": settings,
         "start_models": starts,
         "arms": arms,
@@ -407,7 +448,7 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"== GRPO ablations: {settings['steps']} steps, SFT model {settings['sft_model']}, "
         f"{settings['eval_problems']} held-out problems x {settings['k']}; mean +- sd over "
-        f"seeds; * = differs from recipe by > 2 se"
+        f"seeds; * = differs from recipe (paired t-test over seeds, 5%)"
     )
     for name, figures in result["start_models"].items():
         print(f"{name} model: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
@@ -421,6 +462,13 @@ def _print(result: dict[str, Any]) -> None:
             for key in keys
         )
         print(f"{arm:<22}{cells}")
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    """``result`` as JSON at ``path``, whole or not at all (a killed worker leaves no file)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(result))
+    partial.replace(path)
 
 
 def _arguments() -> argparse.Namespace:
@@ -454,21 +502,23 @@ def main() -> int:
     if args.worker in START_MODELS:
         setup = embedded_rl(1, args.project)
         model = setup.checkpoint if args.worker == "sft" else _base_model(args.project)
-        args.out.write_text(json.dumps(_evaluate_run(model, args, setup.stages[0].l_max)))
+        _write(args.out, _evaluate_run(model, args, setup.stages[0]))
         return 0
     if args.worker:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        args.out.write_text(json.dumps(_worker(args.worker, args.seed, args)))
+        _write(args.out, _worker(args.worker, args.seed, args))
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     # Seed by seed: if the budget runs out, every arm has the same seeds so far.
     tasks = [(name, 0) for name in START_MODELS]
     tasks += [(arm, s) for s in seeds for arm in args.arms.split(",")]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    settings = _settings(args)  # once: the code version is the one the runs start with
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = list(pool.map(lambda task: _run(*task, args, threads), tasks))
+        done = list(pool.map(lambda task: _run(*task, args, threads, digest), tasks))
     starts = dict(zip(START_MODELS, done, strict=False))
-    result = report(done[len(START_MODELS) :], starts, _settings(args))
+    result = report(done[len(START_MODELS) :], starts, settings)
     _print(result)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ablations.json").write_text(json.dumps(result, indent=2))

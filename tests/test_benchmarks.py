@@ -29,6 +29,7 @@ def _rows(n_steps, tokens, points=()):
                 "reward/total": 0.3 + 0.01 * step,
                 "completion/mean_tokens": tokens(step),
                 "policy/entropy": 1.0 - 0.01 * step,
+                "reward/language": 0.05,
                 "clip/low_frac": 0.01,
                 "clip/high_frac": 0.0,
             }
@@ -50,12 +51,14 @@ def test_run_figures_compare_the_last_steps_with_the_first():
     assert grows["entropy_last"] == pytest.approx(1.0 - 0.01 * 24.5)
     assert grows["clip_low_frac"] == pytest.approx(0.01)
     assert grows["reward_last"] - grows["reward_first"] == pytest.approx(0.2)
+    assert grows["reward_first"] == pytest.approx(0.3 + 0.045 - 0.05)  # without the language term
     # reward and length both grow along the run's direction: they agree
     assert grows["cosine_reward_length"] == pytest.approx(1.0, abs=1e-3)
     shrinks = run_figures(_rows(30, lambda step: 80.0 - step, points))
     assert shrinks["cosine_reward_length"] == pytest.approx(-1.0, abs=1e-3)
     assert shrinks["length_ratio"] < 1
-    assert math.isnan(run_figures(_rows(30, lambda step: 50.0))["cosine_reward_length"])
+    # no checkpoints, no directions
+    assert math.isnan(run_figures(_rows(30, lambda step: 40.0 + step))["cosine_reward_length"])
 
 
 def _run(arm, seed, pass_at_1):
@@ -65,20 +68,31 @@ def _run(arm, seed, pass_at_1):
     return {**values, **extra, "curves": {**curves, "reward/total": [0.3, 0.4]}}
 
 
-def test_an_arm_differs_from_the_recipe_only_beyond_twice_its_standard_error():
+def test_an_arm_differs_from_the_recipe_only_beyond_the_paired_seed_noise():
     runs = [_run("recipe", s, 0.40 + 0.01 * s) for s in range(3)]
     runs += [_run("no_clip_higher", s, 0.30 + 0.01 * s) for s in range(3)]
     runs += [_run("keep_non_diverse", s, 0.40 + 0.02 * s) for s in range(3)]
+    # per-seed differences -0.08, -0.10, -0.12: mean -0.10, se 0.02 / sqrt(3), bound 4.303 se
+    runs += [_run("no_adv_normalisation", s, 0.32 - 0.01 * s) for s in range(3)]
+    # differences 0.00, 0.06, 0.12: mean 0.06 under the bound 4.303 * 0.06 / sqrt(3)
+    runs += [_run("no_language_reward", s, 0.40 + 0.07 * s) for s in range(3)]
     result = report(runs, {"sft": {"pass_at_1": 0.3}}, {"steps": 2})
     assert result["arms"]["recipe"]["seeds"] == [0, 1, 2]
     assert result["arms"]["recipe"]["pass_at_1"] == pytest.approx([0.40, 0.41, 0.42])
-    assert set(result["arms"]) == {"recipe", "no_clip_higher", "keep_non_diverse"} <= set(ARMS)
+    assert set(result["arms"]) <= set(ARMS) and len(result["arms"]) == 5
     assert result["summary"]["recipe"]["pass_at_1"]["sd"] == pytest.approx(0.01)
     versus = result["versus_recipe"]
     assert versus["no_clip_higher"]["pass_at_1"]["difference"] == pytest.approx(-0.10)
     assert versus["no_clip_higher"]["pass_at_1"]["exceeds_noise"]
     assert versus["keep_non_diverse"]["pass_at_1"]["difference"] == pytest.approx(0.01)
+    assert versus["keep_non_diverse"]["pass_at_1"]["se"] == pytest.approx(0.01 / math.sqrt(3))
     assert not versus["keep_non_diverse"]["pass_at_1"]["exceeds_noise"]
+    noisy = versus["no_adv_normalisation"]["pass_at_1"]
+    assert noisy["difference"] == pytest.approx(-0.10)
+    assert noisy["se"] == pytest.approx(0.02 / math.sqrt(3))
+    assert noisy["exceeds_noise"]
+    assert versus["no_language_reward"]["pass_at_1"]["difference"] == pytest.approx(0.06)
+    assert not versus["no_language_reward"]["pass_at_1"]["exceeds_noise"]
     # identical values: no spread, no difference, nothing exceeds
     assert not versus["keep_non_diverse"]["maj_at_k"]["exceeds_noise"]
     assert compare({"recipe": result["arms"]["recipe"]}, "recipe") == {}
@@ -95,11 +109,15 @@ def test_the_language_set_writes_held_out_english_problems_in_six_languages(tmp_
     inputs = tmp_path / "data" / "05_model_input"
     inputs.mkdir(parents=True)
     train, held_out = problems[:20], problems[20:]
+    # a problem of another source: the templates cannot translate it, the next one counts
+    first_english = next(p for p in held_out if p.language == "en")
+    foreign_source = first_english.model_copy(update={"id": "mine-1", "source": "mine"})
+    held_out = [foreign_source, *held_out]
     problems_to_frame(train).to_json(inputs / "train_problems.jsonl", orient="records", lines=True)
     problems_to_frame(held_out).to_json(
         inputs / "eval_problems.jsonl", orient="records", lines=True
     )
-    english = [p for p in held_out if p.language == "en"][:3]
+    english = [p for p in held_out[1:] if p.language == "en"][:3]
     languages = language_set(tmp_path, 3)
     assert len(languages) == 18
     assert sorted(set(languages["language"])) == ["de", "es", "fr", "it", "ru", "zh"]
