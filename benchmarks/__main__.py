@@ -5,8 +5,8 @@
 Each script prints its figures (all measured in its own run); the output of each is also kept in
 ``data/08_reporting/benchmarks/<name>.txt``. ``vs_trl`` needs the ``bench`` extra (TRL) and is
 skipped with a note without it. ``gpu_scale`` needs a GPU, ``sft_seeds`` trains SFT once per
-seed (about 15 minutes each on 2 cores) and ``ablations`` GRPO once per arm and seed (about 80
-minutes in all): they are run on their own (``--only sft_seeds``).
+seed (about 15 minutes each on 2 cores) and ``ablations`` GRPO once per arm and seed (about an
+hour in all): they are run on their own (``--only sft_seeds``).
 """
 
 from __future__ import annotations

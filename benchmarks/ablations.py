@@ -419,7 +419,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     panels = (
         ("policy/entropy", "entropy"),
         ("completion/mean_tokens", "mean completion tokens"),
-        ("reward/total", "mean reward"),
+        ("reward/task", "mean reward without the language term"),
     )
     for arm in result["arms"]:
         mine = [c for name, c in result["curves"].items() if name.split("/")[0] == arm]

@@ -65,7 +65,7 @@ def _run(arm, seed, pass_at_1):
     values = dict.fromkeys((*FIGURES, "greedy_accuracy", "reward_last", "length_ratio"), 0.5)
     extra = {"arm": arm, "seed": seed, "pass_at_1": pass_at_1, "cosine_reward_length": 0.9}
     curves = {"policy/entropy": [1.0, 0.9], "completion/mean_tokens": [40.0, 42.0]}
-    return {**values, **extra, "curves": {**curves, "reward/total": [0.3, 0.4]}}
+    return {**values, **extra, "curves": {**curves, "reward/task": [0.3, 0.4]}}
 
 
 def test_an_arm_differs_from_the_recipe_only_beyond_the_paired_seed_noise():
