@@ -91,7 +91,7 @@ ARMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no_language_reward": ({}, {"language_reward": 0.0}),
     "no_clip_higher": ({"eps_high": None}, {}),
     "keep_non_diverse": ({"drop_non_diverse_groups": False}, {}),
-    "no_adv_normalisation": ({"normalise_advantages": False}, {}),
+    "no_adv_normalisation": ({"normalise_minibatch_advantages": False}, {}),
     "rl_alone": ({}, {}),
 }
 DEFAULT_ARMS = [arm for arm in ARMS if arm != "rl_alone"]

@@ -163,7 +163,9 @@ def test_the_ablation_switches_change_what_the_update_sees(setup, monkeypatch):
     engine, prompt, completions = setup
     seen = _spy_advantages(monkeypatch)
     rollout = _rollout(engine.model, prompt, completions, (1.1, 0.1))
-    _update(engine, rollout, prompt, dataclasses.replace(GRPO, normalise_advantages=False))
+    _update(
+        engine, rollout, prompt, dataclasses.replace(GRPO, normalise_minibatch_advantages=False)
+    )
     assert sorted(seen[-1]) == pytest.approx([-0.5, 0.5])
     _update(engine, rollout, prompt)
     assert sorted(seen[-1]) == pytest.approx([-1.0, 1.0], abs=1e-6)

@@ -36,8 +36,9 @@ class Completion:
 @dataclass(frozen=True)
 class StepBatch:
     """Every rank's completions of one step, in rank order, where this rank's rows are, and
-    their group-relative advantages (non-diverse groups dropped: ``keep`` False, advantage 0;
-    normalised per minibatch by the update)."""
+    their group-relative advantages (advantage 0 in non-diverse groups, which are dropped,
+    ``keep`` False, unless ``grpo.drop_non_diverse_groups`` is off; normalised per minibatch by
+    the update)."""
 
     completions: list[Completion]
     rows_of_rank: list[range]

@@ -1,7 +1,7 @@
 """The update of one GRPO step: minibatches of the kept completions, one optimiser step each.
 
 Advantages are normalised over each minibatch (MAGISTRAL.md section 1, item 2), across ranks
-(``grpo.normalise_advantages``, on by default; off only for the ablation).
+(``grpo.normalise_minibatch_advantages``, on by default; off only for the ablation).
 Each minibatch is cut into microbatches by greedy collation (section 3); every microbatch's loss
 is divided by the minibatch's token count over every rank, so the summed gradients are those of
 the token-normalised loss however the batch is cut or spread.
@@ -172,7 +172,7 @@ def minibatches(
     ]
 
 
-def _normalised(
+def _minibatch_advantages(
     batch: StepBatch, chunks_of_rank: list[list[list[int]]], c: int, normalise: bool = True
 ) -> torch.Tensor:
     """This rank's advantages of minibatch ``c``, normalised over the minibatch's rows on every
@@ -226,7 +226,7 @@ def update(
             [sequences[k] for k in rows],
             [prompt_lengths[k] for k in rows],
             [flat[k][1].logprobs for k in rows],
-            _normalised(batch, chunks_of_rank, c, grpo.normalise_advantages),
+            _minibatch_advantages(batch, chunks_of_rank, c, grpo.normalise_minibatch_advantages),
             None if before is None else [before[k] for k in rows],
         )
         metrics.update(minibatch_loss(engine, minibatch, pad_id, grpo, tis))
