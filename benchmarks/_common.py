@@ -65,29 +65,39 @@ class EmbeddedRL:
     stages: list[Stage]
 
 
-def embedded_rl(steps: int, project: Path = ROOT, **grpo: Any) -> EmbeddedRL:
+def latest_model(project: Path, name: str) -> Path | None:
+    """The newest version of the versioned model ``name`` (``sft_model``, ``base_model``...)
+    in ``project``, or None if it has none."""
+    versions = sorted((project / "data" / "06_models" / name).glob(f"*/{name}"))
+    return versions[-1] if versions else None
+
+
+def embedded_rl(
+    steps: int, project: Path = ROOT, problems: str = "train_problems", **grpo: Any
+) -> EmbeddedRL:
     """The latest SFT model of ``project`` (a directory where ``kedro run`` ran) and the
     default ``rl`` parameters for ``steps`` steps on the torch backend (no checkpoints on the
-    way), on its training split's math problems; ``grpo`` overrides GRPOConfig fields."""
-    versions = sorted((project / "data" / "06_models" / "sft_model").glob("*/sft_model"))
-    if not versions:
+    way), on the math problems of its ``data/05_model_input/<problems>.jsonl``; ``grpo``
+    overrides GRPOConfig fields."""
+    model = latest_model(project, "sft_model")
+    if model is None:
         raise SystemExit(
             f"no SFT model in {project}: run `make run` (or `kedro run --pipeline sft`) first"
         )
-    checkpoint = load_checkpoint(versions[-1])
+    checkpoint = load_checkpoint(model)
     raw: dict[str, Any] = yaml.safe_load((ROOT / "conf/base/parameters_rl.yml").read_text())["rl"]
     train = pd.read_json(
-        project / "data/05_model_input/train_problems.jsonl", lines=True, dtype=False
+        project / "data" / "05_model_input" / f"{problems}.jsonl", lines=True, dtype=False
     )
-    problems = frame_to_problems(train[train["kind"] == "math"].reset_index(drop=True))
-    prompts = [build_prompt(checkpoint.tokenizer, p.prompt, None) for p in problems]
+    typed = frame_to_problems(train[train["kind"] == "math"].reset_index(drop=True))
+    prompts = [build_prompt(checkpoint.tokenizer, p.prompt, None) for p in typed]
     optim = {**raw["engine"]["optim"], "max_steps": steps}
     engine = EngineConfig(**{**raw["engine"], "backend": "torch", "optim": optim})
     config = GRPOConfig(
         **{**raw["grpo"], "checkpoint_every": 10**6, "samples_per_step": 10**6, **grpo}
     )
     stages = [Stage(**stage) for stage in raw["curriculum"]]
-    return EmbeddedRL(checkpoint, versions[-1].parent.name, problems, prompts, engine, config,
+    return EmbeddedRL(checkpoint, model.parent.name, typed, prompts, engine, config,
                       stages)  # fmt: skip
 
 

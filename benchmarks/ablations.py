@@ -66,7 +66,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from benchmarks._common import ROOT, StepRows, code_version, embedded_rl
+from benchmarks._common import ROOT, StepRows, code_version, embedded_rl, latest_model
 from magistral_kedro.analysis import flatten_weights, reward_length_directions, window_means
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
@@ -74,7 +74,6 @@ from magistral_kedro.grpo.config import Stage
 from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import (
     ModelSource,
-    build_prompt,
     load_checkpoint,
     tokenizer_of,
 )
@@ -247,18 +246,17 @@ def run_figures(rows: TrajectoryRows) -> dict[str, Any]:
 def _worker(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One GRPO run of ``arm`` with ``seed``, then its evaluation."""
     common = {"checkpoint_every": CHECKPOINT_EVERY, **_grpo_overrides(args.grpo)}
-    setup = embedded_rl(args.steps, args.project, **common)
+    setup = embedded_rl(args.steps, args.project, _rl_set(args.project), **common)
     grpo_overrides, reward_overrides = ARMS[arm]
     overrides = {k: setup.grpo.eps_low if v is None else v for k, v in grpo_overrides.items()}
     grpo = dataclasses.replace(setup.grpo, keep_checkpoints=2, **overrides)
-    problems, prompts = _rl_problems(args.project, setup)
     start = _base_model(args.project) if arm == "rl_alone" else setup.checkpoint
     rows = TrajectoryRows()
     with tempfile.TemporaryDirectory() as directory:
         trained, _ = train_grpo(
             start,
-            problems,
-            prompts,
+            setup.problems,
+            setup.prompts,
             engine_config=setup.engine,
             grpo=grpo,
             stages=setup.stages,
@@ -273,10 +271,10 @@ def _worker(arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def _base_model(project: Path) -> ModelSource:
     """The untrained model ``project``'s SFT started from (its latest version)."""
-    versions = sorted((project / "data/06_models/base_model").glob("*/base_model"))
-    if not versions:
+    model = latest_model(project, "base_model")
+    if model is None:
         raise SystemExit(f"no base model in {project}: run `kedro run --pipeline sft` first")
-    return load_checkpoint(versions[-1])
+    return load_checkpoint(model)
 
 
 def _grpo_overrides(text: str) -> dict[str, Any]:
@@ -287,16 +285,11 @@ def _grpo_overrides(text: str) -> dict[str, Any]:
     return {key.strip(): yaml.safe_load(value) for key, value in pairs}
 
 
-def _rl_problems(project: Path, setup: Any) -> tuple[list, list[str]]:
-    """The difficulty-filtered RL set of ``project`` if it has one, else the setup's (the
-    training split), with their prompts."""
-    path = project / "data/05_model_input/rl_problems.jsonl"
-    if not path.exists():
-        return setup.problems, setup.prompts
-    frame = pd.read_json(path, lines=True, dtype=False)
-    problems = frame_to_problems(frame[frame["kind"] == "math"].reset_index(drop=True))
-    tokenizer = setup.checkpoint.tokenizer
-    return problems, [build_prompt(tokenizer, p.prompt, None) for p in problems]
+def _rl_set(project: Path) -> str:
+    """The problems GRPO trains on: ``project``'s difficulty-filtered RL set if it has one,
+    else its training split."""
+    filtered = (project / "data/05_model_input/rl_problems.jsonl").exists()
+    return "rl_problems" if filtered else "train_problems"
 
 
 def _evaluate_run(model: ModelSource, args: argparse.Namespace, stage: Stage) -> dict[str, float]:
@@ -309,10 +302,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """What makes two runs of an arm comparable (and a kept run reusable)."""
     keys = ("steps", "grpo", "eval_problems", "language_problems", "k")
     settings: dict[str, Any] = {key: getattr(args, key) for key in keys}
-    versions = sorted((args.project / "data/06_models/sft_model").glob("*/sft_model"))
-    settings["sft_model"] = versions[-1].parent.name if versions else None
+    model = latest_model(args.project, "sft_model")
+    settings["sft_model"] = model.parent.name if model else None
     settings["project"] = str(args.project.resolve())
-    settings["rl_problems"] = (args.project / "data/05_model_input/rl_problems.jsonl").exists()
+    settings["rl_problems"] = _rl_set(args.project) == "rl_problems"
     # The recipe's parameters are this checkout's, like its code.
     conf = [ROOT / "conf/base" / name for name in ("parameters.yml", "parameters_rl.yml")]
     settings["conf"] = hashlib.sha256(b"".join(path.read_bytes() for path in conf)).hexdigest()

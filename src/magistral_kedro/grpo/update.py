@@ -177,18 +177,17 @@ def _minibatch_advantages(
 ) -> torch.Tensor:
     """This rank's advantages of minibatch ``c``, normalised over the minibatch's rows on every
     rank (taken in row order); without ``normalise``, ``r - mean(group)`` as they are."""
+    mine = batch.rows_of_rank[distributed.rank()]
+    here = [mine.start + k for k in chunks_of_rank[distributed.rank()][c]]
     if not normalise:
-        mine = batch.rows_of_rank[distributed.rank()]
-        rows_here = [mine.start + k for k in chunks_of_rank[distributed.rank()][c]]
-        return batch.advantages[rows_here].float()
+        return batch.advantages[here].float()
     rows = sorted(
         r.start + k
         for r, chunks in zip(batch.rows_of_rank, chunks_of_rank, strict=True)
         for k in chunks[c]
     )
     normalised = dict(zip(rows, normalise_advantages(batch.advantages[rows]).tolist(), strict=True))
-    mine = batch.rows_of_rank[distributed.rank()]
-    return torch.tensor([normalised[mine.start + k] for k in chunks_of_rank[distributed.rank()][c]])
+    return torch.tensor([normalised[row] for row in here])
 
 
 def update(
