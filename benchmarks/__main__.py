@@ -16,10 +16,9 @@ import importlib.util
 import subprocess
 import sys
 
-from benchmarks._common import ROOT
+from benchmarks._common import OUT, ROOT
 
 SUITE = ["equivalence", "rewards", "grpo", "overhead", "async_rl", "rl_gain", "curation", "vs_trl"]
-OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 
 
 def main() -> int:

@@ -23,6 +23,8 @@ from magistral_kedro.training.engine import EngineConfig
 from tests.e2e import new_project
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Where the benchmarks write their figures (JSON, plots, printed output).
+OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 
 
 def code_version() -> str:

@@ -66,7 +66,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from benchmarks._common import ROOT, StepRows, code_version, embedded_rl, latest_model
+from benchmarks._common import OUT, ROOT, StepRows, code_version, embedded_rl, latest_model
 from magistral_kedro.analysis import flatten_weights, reward_length_directions, window_means
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
@@ -82,7 +82,6 @@ from magistral_kedro.tasks.frames import frame_to_problems, problems_to_frame
 from magistral_kedro.tasks.math import translate_math_problem
 from magistral_kedro.tasks.schema import LANGUAGES
 
-OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 #: arm -> (GRPOConfig overrides, RewardConfig overrides); no_clip_higher's eps_high (None here)
 #: is the recipe's eps_low.
 ARMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

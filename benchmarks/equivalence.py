@@ -15,13 +15,12 @@ import json
 import time
 from collections.abc import Iterable
 
-from benchmarks._common import ROOT, code_version
+from benchmarks._common import OUT, ROOT, code_version
 from magistral_kedro.rewards.math import math_equal_in_process
 from tests.rewards.equivalence_cases import ALL_CASES
 from tests.rewards.judge_cases import ALL_JUDGE_CASES
 
 SHARED = ROOT.parent / "shared" / "data" / "answer_equivalence.jsonl"
-OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 
 
 def _score(cases: Iterable[tuple[str, str, bool, str]]) -> dict[str, object]:

@@ -31,9 +31,8 @@ from pathlib import Path
 
 import mlflow
 
-from benchmarks._common import ROOT, kedro_run, scratch_project
+from benchmarks._common import OUT, ROOT, kedro_run, scratch_project
 
-OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 CURATED = "train_problems,eval_problems,tokenizer"
 EVAL_METRICS = ("greedy_accuracy", "pass_at_1", "maj_at_k", "format_rate")
 

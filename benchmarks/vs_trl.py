@@ -40,14 +40,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks._common import ROOT, StepRows, code_version, embedded_rl
+from benchmarks._common import OUT, ROOT, StepRows, code_version, embedded_rl
 from magistral_kedro.evaluation import evaluate_generation
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.grpo import curriculum, loop
 from magistral_kedro.models import Checkpoint
 from magistral_kedro.rewards import RewardConfig, score_batch
 
-OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 #: Our loop synchronous (the default) and asynchronous (generation overlapping training), TRL.
 KINDS = ["ours-sync", "ours-async", "trl"]
 #: What TRL does not do of Magistral's recipe; the comparison says so rather than hiding it.
