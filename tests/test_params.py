@@ -53,6 +53,7 @@ def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
         ("sft", {"loop": {"batch_size": 0}}, "batch_size"),
         ("sft", {"lopo": {}}, "lopo"),
         ("curation", {"math": {"languages": {"en": 1.0, "xx": 1.0}}}, "xx"),
+        ("curation", {"math": {"hurried_share": 1.5}}, "hurried_share"),
         ("curation", {"code": {"tests_per_problem": 5}}, "tests_per_problem"),
         ("model", {"name_or_path": "/no/such/model"}, "/no/such/model"),
         ("rl", {"grpo": {"group_size": 1}}, "group_size"),

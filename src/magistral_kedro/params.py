@@ -65,11 +65,13 @@ class PromptParams(_Params):
 
 
 class MathSourceParams(_Params):
-    """The embedded math generator: how many problems, language and level weights."""
+    """The embedded math generator: how many problems, language and level weights, and the
+    share of hurried reference traces (``magistral_kedro.tasks.math``)."""
 
     n: Annotated[int, Field(ge=0)]
     languages: dict[str, Annotated[float, Field(gt=0)]]
     levels: dict[int, Annotated[float, Field(gt=0)]]
+    hurried_share: Annotated[float, Field(ge=0, le=1)]
 
     @field_validator("languages")
     @classmethod

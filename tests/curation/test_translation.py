@@ -15,7 +15,7 @@ from magistral_kedro.generation import SamplingConfig
 from magistral_kedro.generation.base import Sample
 from magistral_kedro.rewards import check_format, language_of, math_equal
 from magistral_kedro.tasks import Problem, generate_math_problems
-from magistral_kedro.tasks.math import translate_math_problem
+from magistral_kedro.tasks.math import trace_style, translate_math_problem
 
 ENGLISH = generate_math_problems(
     60, seed=5, languages={"en": 1.0}, levels=dict.fromkeys(range(1, 6), 1.0)
@@ -34,6 +34,18 @@ def test_templates_translate_every_embedded_problem_exactly(language):
         assert check_format(translated.reference, "math").ok
         # The trace is in the new language too (what the language reward looks at).
         assert math_equal(translated.reference, problem.answer)
+
+
+@pytest.mark.parametrize("language", OTHERS)
+def test_templates_keep_the_trace_style(language):
+    mixed = generate_math_problems(
+        40, seed=6, languages={"en": 1.0}, levels={2: 1.0, 4: 1.0}, hurried_share=0.5
+    )
+    styles = [trace_style(p.reference) for p in mixed]
+    assert set(styles) == {"full", "hurried"}
+    for problem, style in zip(mixed, styles, strict=True):
+        translated = translate_math_problem(problem, language)
+        assert translated is not None and trace_style(translated.reference) == style
 
 
 def test_templates_leave_other_problems_alone():

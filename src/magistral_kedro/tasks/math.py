@@ -9,9 +9,16 @@ Every problem carries its exact answer (an integer, or ``\\frac{p}{q}`` in lowes
 reference completion in the Magistral format, written in the problem's language::
 
     <think>
-    <step-by-step reasoning>
+    <reasoning>
     </think>
     <one-sentence summary with $\\boxed{answer}$>
+
+The reasoning comes in one of two styles (:data:`STYLES`), drawn per problem with a seeded share:
+``full`` writes every step out ("First we add: 6 + 46 = 52. Then we subtract: 52 - 19 = 33."),
+``hurried`` states the answer with no working ("In one go, without the steps: 33."), the way a
+hurried solver does. A small model that answers at once is wrong far more often than one that
+writes the computation out, and the more so the more steps a level has: SFT learns both styles
+from the references, and a reward for right answers alone pays for writing more.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from magistral_kedro.tasks.math_templates import TEMPLATES
 from magistral_kedro.tasks.schema import LANGUAGES, Problem
 
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: How a reference trace is written: every step out, or the answer at once.
+STYLES: tuple[str, ...] = ("full", "hurried")
 
 
 def _draw(level: int, rng: random.Random) -> tuple[str, dict[str, int]]:
@@ -84,8 +93,11 @@ def _render(
     numbers: Mapping[str, int],
     person: int,
     item: int,
+    style: str,
 ) -> Problem:
-    """One problem from its drawn parts, written in ``language`` with its reference completion."""
+    """One problem from its drawn parts, written in ``language`` with its reference completion
+    in ``style``."""
+    check_known("trace style", [style], STYLES)
     lang = TEMPLATES[language]
     derived, answer = _solve(key, numbers)
     answer_tex = format_answer(answer)
@@ -96,8 +108,9 @@ def _render(
         **derived,
         "r": answer_tex,
         "rt": f"{answer.numerator}/{answer.denominator}",
+        "plain": str(answer),
     }
-    thoughts = lang.steps[key].format(**fields)
+    thoughts = (lang.steps[key] if style == "full" else lang.hurried).format(**fields)
     return Problem(
         id=problem_id,
         kind="math",
@@ -110,14 +123,31 @@ def _render(
     )
 
 
-def make_math_problem(index: int, language: str, level: int, rng: random.Random) -> Problem:
-    """One problem in ``language`` at difficulty ``level``, with its reference completion."""
+def make_math_problem(
+    index: int, language: str, level: int, rng: random.Random, style: str = "full"
+) -> Problem:
+    """One problem in ``language`` at difficulty ``level``, with its reference completion written
+    in ``style`` (one of :data:`STYLES`)."""
     lang = TEMPLATES[language]
     key, numbers = _draw(level, rng)
     person, item = rng.randrange(len(lang.people)), rng.randrange(len(lang.items))
     return _render(
-        f"math-{language}-{level}-{index:06d}", language, level, key, numbers, person, item
+        f"math-{language}-{level}-{index:06d}", language, level, key, numbers, person, item, style
     )
+
+
+#: The phrase each language's hurried trace opens with.
+HURRIED_OPENINGS: tuple[str, ...] = tuple(
+    lang.hurried.split("{plain}")[0].strip() for lang in TEMPLATES.values()
+)
+
+
+def trace_style(completion: str) -> str:
+    """``hurried`` if the thoughts of ``completion`` open with a hurried phrase (of any
+    language), else ``full``: how a reference, or a model's answer, was written."""
+    start = completion.find("<think>")
+    thoughts = completion[start + len("<think>") :] if start >= 0 else completion
+    return "hurried" if thoughts.strip().startswith(HURRIED_OPENINGS) else "full"
 
 
 def _english_pattern(key: str) -> re.Pattern[str]:
@@ -140,7 +170,8 @@ def _english_pattern(key: str) -> re.Pattern[str]:
 
 def translate_math_problem(problem: Problem, language: str) -> Problem | None:
     """The same embedded English problem (numbers, person, item) written in ``language``, with
-    its trace; ``None`` when ``problem`` is not one the English templates produce."""
+    its trace in the same style; ``None`` when ``problem`` is not one the English templates
+    produce."""
     check_known("language code", [language], LANGUAGES)
     if problem.kind != "math" or problem.language != "en" or problem.source != "embedded/math":
         return None
@@ -154,8 +185,16 @@ def translate_math_problem(problem: Problem, language: str) -> Problem | None:
         items = [i["item"] for i in en.items]
         person = names.index(match["name"]) if "name" in match.groupdict() else 0
         item = items.index(match["item"]) if "item" in match.groupdict() else 0
+        style = trace_style(problem.reference or "")
         translated = _render(
-            f"{problem.id}-{language}", language, problem.difficulty, key, numbers, person, item
+            f"{problem.id}-{language}",
+            language,
+            problem.difficulty,
+            key,
+            numbers,
+            person,
+            item,
+            style,
         )
         return translated.model_copy(update={"translated_from": problem.id})
     return None
@@ -178,6 +217,7 @@ def generate_math_problems(
     seed: int,
     languages: Mapping[str, float],
     levels: Mapping[int, float],
+    hurried_share: float = 0.0,
 ) -> list[Problem]:
     """``n`` problems, each language and level drawn with the given weights; same seed, same list.
 
@@ -186,13 +226,19 @@ def generate_math_problems(
         seed: the random seed; the whole list is a function of it.
         languages: weight per language code (a subset of :data:`LANGUAGES`).
         levels: weight per difficulty level (a subset of :data:`LEVELS`).
+        hurried_share: the chance that a problem's reference trace is hurried (the answer with
+            no working) rather than full. Drawn from a stream of its own, so the problems
+            themselves do not depend on it.
     """
     check_known("language code", languages, LANGUAGES)
     check_known("difficulty level", levels, LEVELS)
-    rng = random.Random(seed)
+    if not 0.0 <= hurried_share <= 1.0:
+        raise ValueError(f"hurried_share must be in [0, 1], got {hurried_share}")
+    rng, styles = random.Random(seed), random.Random(f"styles-{seed}")
     problems = []
     for index in range(n):
         (language,) = _pick(languages, rng)
         (level,) = _pick(levels, rng)
-        problems.append(make_math_problem(index, language, int(level), rng))
+        style = "hurried" if styles.random() < hurried_share else "full"
+        problems.append(make_math_problem(index, language, int(level), rng, style))
     return problems

@@ -1,5 +1,6 @@
-"""The embedded math problems' text: per language, the people, the items, and one problem and
-one worked-trace template per kind of problem (see :mod:`magistral_kedro.tasks.math`)."""
+"""The embedded math problems' text: per language, the people, the items, one problem and one
+worked-trace template per kind of problem, and the hurried trace (see
+:mod:`magistral_kedro.tasks.math`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ from magistral_kedro.tasks.schema import LANGUAGES
 
 @dataclass(frozen=True)
 class Language:
-    """Everything one language needs: who, what, and one problem/trace template per level."""
+    """Everything one language needs: who, what, one problem/trace template per level, and the
+    hurried trace: a short phrase in the language, then the answer with no working."""
 
     people: tuple[dict[str, str], ...]
     items: tuple[dict[str, str], ...]
     problems: dict[str, str]
     steps: dict[str, str]
     summary: str
+    hurried: str
 
 
 # Placeholders: {name} (and {gen}, Russian genitive), {item} (and {m}, Chinese measure word),
-# numbers {a} {b} {c}, intermediate results {s} {p} {d}, the result {r} and its plain text {rt}.
+# numbers {a} {b} {c}, intermediate results {s} {p} {d}, the result {r}, its plain text {rt}
+# (numerator/denominator) and {plain} (the result as it is said: "33", "-3", "3/5").
 TEMPLATES: dict[str, Language] = {
     "en": Language(
         people=({"name": "Emma"}, {"name": "Noah"}, {"name": "Olivia"}, {"name": "Liam"}),
@@ -49,6 +53,7 @@ TEMPLATES: dict[str, Language] = {
             "which simplifies to {rt}.",
         },
         summary="So the answer is $\\boxed{{{r}}}$.",
+        hurried="In one go, without the steps: {plain}.",
     ),
     "fr": Language(
         people=({"name": "Marie"}, {"name": "Hugo"}, {"name": "Chloé"}, {"name": "Louis"}),
@@ -80,6 +85,7 @@ TEMPLATES: dict[str, Language] = {
             "ce qui se simplifie en {rt}.",
         },
         summary="La réponse est donc $\\boxed{{{r}}}$.",
+        hurried="D'un seul coup, sans les étapes : {plain}.",
     ),
     "es": Language(
         people=({"name": "Lucía"}, {"name": "Pablo"}, {"name": "Sofía"}, {"name": "Mateo"}),
@@ -113,6 +119,7 @@ TEMPLATES: dict[str, Language] = {
             "que se simplifica a {rt}.",
         },
         summary="Por lo tanto, la respuesta es $\\boxed{{{r}}}$.",
+        hurried="De una vez, sin los pasos: {plain}.",
     ),
     "it": Language(
         people=({"name": "Giulia"}, {"name": "Marco"}, {"name": "Sofia"}, {"name": "Luca"}),
@@ -145,6 +152,7 @@ TEMPLATES: dict[str, Language] = {
             "che si semplifica in {rt}.",
         },
         summary="Quindi la risposta è $\\boxed{{{r}}}$.",
+        hurried="In un colpo solo, senza i passaggi: {plain}.",
     ),
     "de": Language(
         people=({"name": "Anna"}, {"name": "Lukas"}, {"name": "Mia"}, {"name": "Felix"}),
@@ -176,6 +184,7 @@ TEMPLATES: dict[str, Language] = {
             "fraction": "Sei x die Zahl. Dann gilt {a}x = {b}, also x = {b}/{a}, gekürzt {rt}.",
         },
         summary="Die Antwort ist also $\\boxed{{{r}}}$.",
+        hurried="In einem Zug, ohne die Schritte: {plain}.",
     ),
     "zh": Language(
         people=({"name": "小明"}, {"name": "小红"}, {"name": "李华"}, {"name": "王芳"}),
@@ -205,6 +214,7 @@ TEMPLATES: dict[str, Language] = {
             "fraction": "设这个数为x。那么{a}x = {b}，所以x = {b}/{a}，化简得{rt}。",
         },
         summary="所以答案是 $\\boxed{{{r}}}$。",
+        hurried="不写步骤，直接得出：{plain}。",
     ),
     "ru": Language(
         # Amounts in roubles ("руб.") keep the noun out of Russian number agreement.
@@ -237,6 +247,7 @@ TEMPLATES: dict[str, Language] = {
             "после сокращения {rt}.",
         },
         summary="Итак, ответ: $\\boxed{{{r}}}$.",
+        hurried="Быстро, без шагов, сразу: {plain}.",
     ),
 }
 assert set(TEMPLATES) == set(LANGUAGES)

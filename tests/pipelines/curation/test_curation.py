@@ -10,11 +10,13 @@ from magistral_kedro.pipelines.curation.nodes import (
     STAGES,
     deduplicate,
     filter_by_pass_rate,
+    generate_embedded_problems,
     map_sources,
     normalise_text,
 )
 from magistral_kedro.pipelines.curation.report import collect_rejects, curation_report
 from magistral_kedro.tasks.frames import frame_to_problems
+from magistral_kedro.tasks.math import trace_style
 from tests.params import merge, raw_catalog
 from tests.pipelines.conftest import MICRO, RAW, curated, load_sources
 
@@ -268,3 +270,19 @@ def test_collect_rejects_holds_every_stages_rejects(out):
     counts = collected.groupby("stage").size().to_dict()
     assert counts == {stage: len(f) for stage, f in by_stage.items() if len(f)}
     assert collected["reject_reason"].notna().all()
+
+
+def _embedded_math(hurried_share: float) -> pd.DataFrame:
+    curation = MICRO["params:curation"]
+    math = curation.math.model_copy(update={"hurried_share": hurried_share})
+    frame = generate_embedded_problems(curation.model_copy(update={"math": math}), seed=0)
+    return frame[frame["kind"] == "math"]
+
+
+def test_the_embedded_math_traces_come_in_the_configured_share_of_styles():
+    """curation.math.hurried_share reaches the generator: none hurried at 0 (the default), about
+    half at 0.5, the same problems either way."""
+    plain, mixed = _embedded_math(0.0), _embedded_math(0.5)
+    assert list(plain["prompt"]) == list(mixed["prompt"])
+    assert set(plain["reference"].map(trace_style)) == {"full"}
+    assert 0.4 < (mixed["reference"].map(trace_style) == "hurried").mean() < 0.6

@@ -64,7 +64,11 @@ def rejects_of(frame: pd.DataFrame, stage: str, reasons: Any) -> pd.DataFrame:
 def generate_embedded_problems(curation: CurationParams, seed: int) -> pd.DataFrame:
     """The embedded default's problems: multilingual math word problems and code tasks."""
     math_problems = generate_math_problems(
-        curation.math.n, seed, curation.math.languages, curation.math.levels
+        curation.math.n,
+        seed,
+        curation.math.languages,
+        curation.math.levels,
+        curation.math.hurried_share,
     )
     code_problems = generate_code_problems(curation.code.n, seed, curation.code.tests_per_problem)
     return problems_to_frame(math_problems + code_problems)
