@@ -4,8 +4,10 @@ scratch copies of the project to run ``kedro run`` in."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -137,3 +139,12 @@ def kedro_run(project: Path, *args: str, log: Path, threads: int | None = None) 
         )
     if done.returncode != 0:
         raise SystemExit(f"kedro run {' '.join(args)} failed in {project}: see {log}")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (NaN for one value) and count of the finite ``values``."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return {"mean": math.nan, "sd": math.nan, "n": 0}
+    sd = statistics.stdev(finite) if len(finite) > 1 else math.nan
+    return {"mean": statistics.fmean(finite), "sd": sd, "n": len(finite)}

@@ -66,7 +66,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from benchmarks._common import OUT, ROOT, StepRows, code_version, embedded_rl, latest_model
+from benchmarks._common import (
+    OUT,
+    ROOT,
+    StepRows,
+    code_version,
+    embedded_rl,
+    latest_model,
+    spread,
+)
 from magistral_kedro.analysis import flatten_weights, reward_length_directions, window_means
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
@@ -329,15 +337,6 @@ def _run(
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     print(f"  {task} seed {seed}: done", flush=True)
     return dict(json.loads(kept.read_text()))
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """Mean, sample standard deviation and count of the finite ``values``."""
-    finite = [v for v in values if np.isfinite(v)]
-    if not finite:
-        return {"mean": math.nan, "sd": math.nan, "n": 0}
-    sd = statistics.stdev(finite) if len(finite) > 1 else math.nan
-    return {"mean": statistics.fmean(finite), "sd": sd, "n": len(finite)}
 
 
 def paired(arm: list[float], reference: list[float]) -> dict[str, float | bool]:

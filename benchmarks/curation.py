@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from kedro.config import OmegaConfigLoader
 
+from benchmarks._common import ROOT, latest_model
 from magistral_kedro.curation.difficulty import sample_pass_rates
 from magistral_kedro.evaluation import build_prompts
 from magistral_kedro.generation import TransformersGenerator
@@ -34,9 +34,6 @@ from magistral_kedro.params import (
 from magistral_kedro.pipelines.curation import nodes
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import frame_to_problems
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 #: Seconds spent in the data stages so far (summed by :func:`timed`).
 TOTAL = [0.0]
@@ -52,10 +49,10 @@ def timed(label: str, rows: int, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def reference_model(curation_tokenizer: Any, model: ModelParams, seed: int) -> Checkpoint:
-    versions = sorted((ROOT / "data/06_models/sft_model").glob("*/sft_model"))
-    if versions:
-        print(f"reference model: SFT model {versions[-1].parent.name}")
-        return load_checkpoint(versions[-1])
+    sft_model = latest_model(ROOT, "sft_model")
+    if sft_model is not None:
+        print(f"reference model: SFT model {sft_model.parent.name}")
+        return load_checkpoint(sft_model)
     print("reference model: no SFT model (run `make run` first): a fresh tiny model instead")
     return Checkpoint(build_tiny_model(curation_tokenizer, model.tiny, seed), curation_tokenizer)
 

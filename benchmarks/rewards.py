@@ -19,17 +19,16 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, latest_model
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
 from magistral_kedro.models import build_prompt, load_checkpoint
 from magistral_kedro.rewards import RewardConfig, math_equal, run_code, score_batch
 from magistral_kedro.rewards.math import math_equal_in_process
 from magistral_kedro.tasks import LANGUAGES, generate_code_problems, generate_math_problems
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "answer_equivalence.jsonl"
 
 
@@ -108,9 +107,9 @@ def bench_code(n: int) -> None:
 
 
 def _model():
-    versions = sorted((ROOT / "data" / "06_models" / "sft_model").glob("*/sft_model"))
-    if versions:
-        return load_checkpoint(versions[-1]), f"SFT model {versions[-1].parent.name}"
+    sft_model = latest_model(ROOT, "sft_model")
+    if sft_model is not None:
+        return load_checkpoint(sft_model), f"SFT model {sft_model.parent.name}"
     from magistral_kedro.models import TinyModelConfig, build_tiny_model, train_tokenizer
     from magistral_kedro.models.factory import Checkpoint
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 import pandas as pd
 import torch
 
+from benchmarks._common import ROOT, latest_model
 from magistral_kedro.evaluation import evaluate_generation
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.models import CheckpointRef
 from magistral_kedro.rewards import RewardConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLING_SEED = 7
 
 
@@ -37,11 +36,11 @@ def main() -> int:
     greedy = SamplingConfig(max_new_tokens=128, temperature=0.0, batch_size=256)
     results = {}
     for name in ("sft_model", "rl_model"):
-        versions = sorted((ROOT / "data/06_models" / name).glob(f"*/{name}"))
-        if not versions:
+        model = latest_model(ROOT, name)
+        if model is None:
             raise SystemExit(f"no {name} yet: run `make run` first")
         table, metrics = evaluate_generation(
-            CheckpointRef(versions[-1]),
+            CheckpointRef(model),
             frame,
             "none",
             args.problems,
@@ -59,7 +58,7 @@ def main() -> int:
         n = problems * args.k
         acc = values["pass_at_1"]
         print(
-            f"{name:<10} {versions[-1].parent.name}  greedy accuracy "
+            f"{name:<10} {model.parent.name}  greedy accuracy "
             f"{values['greedy_accuracy']:.3f}  pass@1 {acc:.3f} "
             f"(+/- {math.sqrt(acc * (1 - acc) / n):.3f})  "
             f"sampled mean reward {values['mean_reward']:.3f}  ({problems} problems x {args.k})"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import mlflow
 
-from benchmarks._common import OUT, ROOT, kedro_run, scratch_project
+from benchmarks._common import OUT, ROOT, kedro_run, scratch_project, spread
 
 CURATED = "train_problems,eval_problems,tokenizer"
 EVAL_METRICS = ("greedy_accuracy", "pass_at_1", "maj_at_k", "format_rate")
@@ -108,12 +107,6 @@ def _plot(runs: list[SeedRun], title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "sd": sd}
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks._common import spread
 from benchmarks.ablations import (
     ARMS,
     FIGURES,
@@ -129,3 +130,10 @@ def test_the_language_set_writes_held_out_english_problems_in_six_languages(tmp_
     extra = pd.concat([problems_to_frame(train), seen], ignore_index=True)
     extra.to_json(inputs / "train_problems.jsonl", orient="records", lines=True)
     assert len(language_set(tmp_path, 3)) == 16
+
+
+def test_spread_is_over_the_finite_values_and_has_no_sd_for_one():
+    assert spread([1.0, 3.0, math.nan]) == {"mean": 2.0, "sd": math.sqrt(2.0), "n": 2}
+    one = spread([0.5])
+    assert one["mean"] == 0.5 and one["n"] == 1 and math.isnan(one["sd"])
+    assert spread([math.nan])["n"] == 0
