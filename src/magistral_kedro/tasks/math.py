@@ -16,9 +16,9 @@ reference completion in the Magistral format, written in the problem's language:
 The reasoning comes in one of two styles (:data:`STYLES`), drawn per problem with a seeded share:
 ``full`` writes every step out ("First we add: 6 + 46 = 52. Then we subtract: 52 - 19 = 33."),
 ``hurried`` states the answer with no working ("In one go, without the steps: 33."), the way a
-hurried solver does. A small model that answers at once is wrong far more often than one that
-writes the computation out, and the more so the more steps a level has: SFT learns both styles
-from the references, and a reward for right answers alone pays for writing more.
+hurried solver does. SFT learns both styles from the references, and a small model that answers
+at once is right less often than one that writes the computation out (about half as often on
+levels 1-3 for the tiny default model), so a reward for right answers alone pays for writing more.
 """
 
 from __future__ import annotations
