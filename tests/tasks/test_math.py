@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import pytest
 
-from magistral_kedro.rewards import check_format, extract_boxed, language_of
+from magistral_kedro.rewards import check_format, extract_boxed, language_of, split_thoughts
 from magistral_kedro.tasks import LANGUAGES, generate_math_problems
 from magistral_kedro.tasks.math import STYLES, format_answer, trace_style
 
@@ -60,10 +60,6 @@ MIXED = generate_math_problems(
 )
 
 
-def _thoughts(reference: str) -> str:
-    return reference.split("<think>")[1].split("</think>", maxsplit=1)[0].strip()
-
-
 def test_hurried_traces_state_the_answer_with_no_working_full_ones_write_it_out():
     """Hurried thoughts are a phrase and the answer ('In one go, without the steps: 13/3.'), no
     equation; full thoughts hold at least one; both are well formed and box the answer, and a
@@ -72,7 +68,7 @@ def test_hurried_traces_state_the_answer_with_no_working_full_ones_write_it_out(
     for problem in MIXED:
         assert check_format(problem.reference, "math").ok, problem.reference
         assert extract_boxed(problem.reference) == problem.answer
-        thoughts, style = _thoughts(problem.reference), trace_style(problem.reference)
+        (thoughts, _), style = split_thoughts(problem.reference), trace_style(problem.reference)
         if style == "hurried":
             assert "=" not in thoughts, thoughts
             assert str(_value(problem.answer)) in thoughts, thoughts
@@ -103,7 +99,7 @@ def test_the_style_share_is_seeded_and_leaves_the_problems_alone():
 def test_thoughts_of_either_style_are_in_the_problems_language(style):
     """What the language reward checks: a hurried trace's short phrase carries its language."""
     problems = [p for p in MIXED if trace_style(p.reference) == style]
-    agree = sum(language_of(_thoughts(p.reference))[0] == p.language for p in problems)
+    agree = sum(language_of(split_thoughts(p.reference)[0])[0] == p.language for p in problems)
     assert agree / len(problems) >= 0.9
 
 
