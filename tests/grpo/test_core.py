@@ -5,13 +5,9 @@ import math
 import pytest
 import torch
 
-from magistral_kedro.grpo import (
-    greedy_collate,
-    loss_denominator,
-    magistral_advantages,
-    magistral_loss,
-)
+from magistral_kedro.grpo import greedy_collate, magistral_advantages, magistral_loss
 from magistral_kedro.grpo.core import group_advantages
+from magistral_kedro.training.distributed import loss_denominator
 
 
 def test_advantages_hand_computed():

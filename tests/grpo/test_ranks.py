@@ -8,8 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from magistral_kedro.grpo import loss_denominator, magistral_loss
+from magistral_kedro.grpo import magistral_loss
 from magistral_kedro.models import build_tiny_model
+from magistral_kedro.training.distributed import loss_denominator
 from tests.conftest import MICRO_MODEL, ListTracker
 
 TOKENS = torch.tensor(

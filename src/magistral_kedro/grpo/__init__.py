@@ -15,14 +15,13 @@ ranks), ``update.py`` (minibatches and the optimiser steps).
 """
 
 from magistral_kedro.grpo.config import GRPOConfig, Stage
-from magistral_kedro.grpo.core import loss_denominator, magistral_advantages, magistral_loss
+from magistral_kedro.grpo.core import magistral_advantages, magistral_loss
 from magistral_kedro.training.batching import greedy_collate
 
 __all__ = [
     "GRPOConfig",
     "Stage",
     "greedy_collate",
-    "loss_denominator",
     "magistral_advantages",
     "magistral_loss",
 ]

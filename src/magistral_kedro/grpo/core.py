@@ -9,8 +9,6 @@ import math
 
 import torch
 
-from magistral_kedro.training import distributed
-
 EPS = 1e-8
 
 
@@ -103,8 +101,8 @@ def magistral_loss(
         eps_low: lower clip (ratio >= 1 - eps_low), 0.2 in the paper.
         eps_high: upper clip (ratio <= 1 + eps_high), 0.26-0.28 in the paper ("clip-higher").
         total_tokens: the denominator, i.e. every kept completion token of the whole optimiser
-            step (across microbatches; across ranks see :func:`loss_denominator`); default
-            ``mask.sum()``.
+            step (across microbatches; across ranks see
+            :func:`~magistral_kedro.training.distributed.loss_denominator`); default ``mask.sum()``.
         weights: [B, T] per-token importance weights (truncated importance sampling, see
             :func:`truncated_importance_weights`), or None.
         max_log_ratio: the log-ratio is clamped to +-this before ``exp``: one wild token
@@ -180,13 +178,3 @@ def mismatch_stats(
             "mismatch/kl": float(((ratio - 1 - delta) * mask).sum() / n),
             "mismatch/beyond_cap_frac": float(((ratio > cap) * mask).sum() / n),
         }
-
-
-def loss_denominator(local_tokens: int) -> float:
-    """The token count that makes the step's loss ``sum over all kept tokens / their number``.
-
-    With one process this is ``local_tokens``. Across data-parallel ranks whose gradients are
-    averaged (DeepSpeed, DDP), every rank divides by ``global_tokens / world_size``: the average
-    of the ranks' gradients is then the gradient of the global token-normalised loss.
-    """
-    return sum(distributed.all_gather_objects(local_tokens)) / distributed.world_size()

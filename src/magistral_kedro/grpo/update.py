@@ -25,7 +25,6 @@ import torch
 from magistral_kedro.grpo.batch import StepBatch
 from magistral_kedro.grpo.config import GRPOConfig
 from magistral_kedro.grpo.core import (
-    loss_denominator,
     magistral_loss,
     mismatch_stats,
     normalise_advantages,
@@ -62,16 +61,6 @@ def _per_token(
     return out
 
 
-def _idle_pass(engine: TrainEngine, pad_id: int, backward: bool) -> None:
-    """A forward (and zero-gradient backward) on one pad token: a rank with fewer microbatches
-    than another still takes part in every collective (ZeRO-3 gathers parameters in each
-    forward, DeepSpeed reduces gradients in each backward)."""
-    token = torch.tensor([[pad_id]])
-    output = engine.forward(input_ids=token, attention_mask=torch.ones_like(token))
-    if backward:
-        engine.backward(output.logits.sum() * 0.0)
-
-
 def trainer_logprobs(
     engine: TrainEngine,
     sequences: list[list[int]],
@@ -93,7 +82,7 @@ def trainer_logprobs(
             for row, i in enumerate(group):
                 out[i] = logprobs[row, prompt_lengths[i] : len(sequences[i])].tolist()
         for _ in range(idle):
-            _idle_pass(engine, pad_id, backward=False)
+            engine.idle_pass(pad_id, backward=False)
     return out
 
 
@@ -107,7 +96,7 @@ def minibatch_loss(
     not finite."""
     sequences, prompt_lengths = minibatch.sequences, minibatch.prompt_lengths
     local_tokens = sum(len(s) - p for s, p in zip(sequences, prompt_lengths, strict=True))
-    total_tokens = loss_denominator(local_tokens)
+    total_tokens = distributed.loss_denominator(local_tokens)
     sums: dict[str, float] = {}
     microbatches = greedy_collate([len(s) for s in sequences], grpo.max_tokens_per_microbatch)
     # Every rank runs as many backwards as the busiest (each one reduces gradients across
@@ -145,7 +134,7 @@ def minibatch_loss(
             sums[key] = sums.get(key, 0.0) + value * float(mask.sum())
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens
     for _ in range(idle):
-        _idle_pass(engine, pad_id, backward=True)
+        engine.idle_pass(pad_id, backward=True)
     everyone = distributed.all_gather_objects((sums, local_tokens))
     tokens = sum(n for _, n in everyone)
     keys = dict.fromkeys(key for s, _ in everyone for key in s)  # a rank may have had no rows

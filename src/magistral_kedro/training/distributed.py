@@ -89,3 +89,13 @@ def on_rank_zero(compute: Callable[[], T]) -> T:
 def all_reduce_max(value: int) -> int:
     """The largest ``value`` over the ranks."""
     return max(all_gather_objects(value))
+
+
+def loss_denominator(local_tokens: int) -> float:
+    """The token count that makes a step's loss ``sum over all its tokens / their number``.
+
+    With one process this is ``local_tokens``. Across data-parallel ranks whose gradients are
+    averaged (DeepSpeed, DDP), every rank divides by ``global_tokens / world_size``: the average
+    of the ranks' gradients is then the gradient of the global token-normalised loss.
+    """
+    return sum(all_gather_objects(local_tokens)) / world_size()

@@ -141,6 +141,15 @@ class TrainEngine:
         """Accumulate gradients of ``loss`` (already divided by the step's token count)."""
         loss.backward()
 
+    def idle_pass(self, pad_id: int, backward: bool) -> None:
+        """A forward (and, if ``backward``, a zero-gradient backward) on one pad token: a rank
+        with fewer microbatches than another still takes part in every collective (ZeRO-3
+        gathers parameters in each forward, DeepSpeed reduces gradients in each backward)."""
+        token = torch.tensor([[pad_id]])
+        output = self.forward(input_ids=token, attention_mask=torch.ones_like(token))
+        if backward:
+            self.backward(output.logits.sum() * 0.0)
+
     def step(self) -> dict[str, float]:
         """Clip, apply one optimiser step and advance the schedule; returns grad norm and lr."""
         lr = float(self.scheduler.get_last_lr()[0])
