@@ -3,7 +3,10 @@
 Each optimiser step takes ``batch_size`` examples (a seeded permutation per epoch, so the data
 position is a function of the step and resume needs no iterator state), cuts them into microbatches
 under a token budget with :func:`greedy_collate`, and divides the summed token loss by the step's
-completion-token count.
+completion-token count. Across data-parallel ranks each rank takes every ``world_size``-th example
+of the step, and the denominator is the step's count over every rank
+(:func:`~magistral_kedro.training.distributed.loss_denominator`): the ranks' averaged gradients
+are those of one process on the whole step, at a ``world_size``-th of the work each.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.config import config
 from magistral_kedro.models.factory import CheckpointRef, ModelSource, dtype_name, load_model
+from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
 from magistral_kedro.training.logprobs import completion_logprobs
@@ -145,27 +149,38 @@ def _sft_step(
     seed: int,
     pad_id: int,
 ) -> dict[str, float]:
-    """One optimiser step on step ``step``'s examples: the summed token loss over the step's
-    completion tokens, microbatch by microbatch. Raises FloatingPointError before the update
-    on a non-finite loss."""
+    """One optimiser step on this rank's share of step ``step``'s examples: the summed token
+    loss over the step's completion tokens (every rank's), microbatch by microbatch. Returns
+    the step's metrics over every rank; raises FloatingPointError on every rank, before the
+    update, when the loss is not finite."""
     began = time.perf_counter()
-    examples = [train[i] for i in batch_indices(len(train), loop.batch_size, step, seed)]
-    batches, n_tokens, padded = _microbatches(examples, loop.max_tokens_per_microbatch, pad_id)
+    indices = batch_indices(len(train), loop.batch_size, step, seed)
+    share = [train[i] for i in indices[distributed.rank() :: distributed.world_size()]]
+    batches, n_tokens, padded = _microbatches(share, loop.max_tokens_per_microbatch, pad_id)
+    denominator = distributed.loss_denominator(n_tokens)
+    # Every rank runs as many backwards as the busiest (each one reduces gradients across ranks).
+    idle = distributed.all_reduce_max(len(batches)) - len(batches)
     loss_sum = 0.0
     for batch in batches:
-        loss = summed_token_nll(engine.forward, batch) / n_tokens
+        loss = summed_token_nll(engine.forward, batch) / denominator
         engine.backward(loss)
         loss_sum += float(loss.detach())
+    for _ in range(idle):
+        engine.idle_pass(pad_id, backward=True)
+    real = sum(len(e.input_ids) for e in share)
+    ranks = distributed.all_gather_objects((loss_sum, padded, real))
+    loss_sum = sum(r[0] for r in ranks) / len(ranks)  # each rank's is over world_size its tokens
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"loss is {loss_sum}")
     stats = engine.step()
     elapsed = time.perf_counter() - began
+    padded, real = sum(r[1] for r in ranks), sum(r[2] for r in ranks)
     return {
         "sft/loss": loss_sum,
         "sft/lr": stats["lr"],
         "sft/grad_norm": stats["grad_norm"],
         "sft/tokens_per_s": padded / elapsed,
-        "sft/padding_fraction": 1.0 - sum(len(e.input_ids) for e in examples) / padded,
+        "sft/padding_fraction": 1.0 - real / padded,
     }
 
 
