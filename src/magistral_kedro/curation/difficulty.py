@@ -23,6 +23,7 @@ from magistral_kedro.generation.base import Generator, SamplingConfig
 from magistral_kedro.rewards.format import final_answer
 from magistral_kedro.rewards.score import RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.training import distributed
 
 #: Verdicts of :func:`difficulty_verdict`; ``None`` keeps the problem.
 VERDICTS = ("suspect_reference", "too_hard", "too_easy")
@@ -98,13 +99,17 @@ def sample_pass_rates(
 ) -> tuple[list[PassRate], dict[str, float]]:
     """``n_samples`` completions per problem, graded by the reward's verifier.
 
-    Problems are sampled ``chunk_size`` at a time (the generator batches across them). Returns the
-    records and the seconds spent ``sampling`` and ``verifying``.
+    Problems are sampled ``chunk_size`` at a time (the generator batches across them; chunk ``c``
+    with ``seed + c``). Across data-parallel ranks each rank samples every ``world_size``-th
+    chunk and every rank returns all the records, the same as one process. Returns the records
+    and the seconds this rank spent ``sampling`` and ``verifying``.
     """
-    rates: list[PassRate] = []
+    done: dict[int, list[PassRate]] = {}
     seconds = {"sampling": 0.0, "verifying": 0.0}
     starts = range(0, len(problems), chunk_size)
-    for chunk, start in enumerate(tqdm(starts, desc="pass rates", unit="chunk", leave=False)):
+    mine = distributed.my_chunks(len(starts))
+    for chunk in tqdm(mine, desc="pass rates", unit="chunk", leave=False):
+        start = starts[chunk]
         part = list(problems[start : start + chunk_size])
         began = time.perf_counter()
         groups = generator.generate(
@@ -121,10 +126,15 @@ def sample_pass_rates(
             seed=seed,
         )
         seconds["verifying"] += time.perf_counter() - began
-        for i, (problem, group) in enumerate(zip(part, groups, strict=True)):
-            correct = [v.correct > 0 for v in verdicts[i * n_samples : (i + 1) * n_samples]]
-            rates.append(pass_rate_of(problem.id, [s.text for s in group], correct))
-    return rates, seconds
+        done[chunk] = [
+            pass_rate_of(
+                problem.id,
+                [s.text for s in group],
+                [v.correct > 0 for v in verdicts[i * n_samples : (i + 1) * n_samples]],
+            )
+            for i, (problem, group) in enumerate(zip(part, groups, strict=True))
+        ]
+    return [rate for rates in distributed.gather_chunks(done) for rate in rates], seconds
 
 
 def difficulty_verdict(rate: PassRate, bounds: PassRateBounds) -> str | None:

@@ -4,7 +4,7 @@ every completion (one row each), and the in-pipeline evaluation of a model."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -24,6 +24,7 @@ from magistral_kedro.rewards import RewardConfig, final_answer, score_batch
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.training import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,17 @@ def build_prompts(
     or literal text; see :func:`resolve_system_prompt`), problem text."""
     resolved = resolve_system_prompt(system_prompt)
     return [build_prompt(tokenizer, text, resolved) for text in problems["prompt"]]
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One generator call of :func:`grade_samples`: ``n`` samples of each of its ``problems``."""
+
+    decoding: str  # "greedy" or "sampled"
+    n: int
+    sampling: SamplingConfig
+    seed: int
+    problems: slice  # of the problems' rows
 
 
 def grade_samples(
@@ -55,7 +67,8 @@ def grade_samples(
 
     Problems go to the generator ``sampling.batch_size`` at a time (chunk ``c`` of a decoding
     run sampled with the run's seed + ``c``), each chunk graded as it comes, with a progress
-    bar over the completions."""
+    bar over the completions. Across data-parallel ranks each rank does every
+    ``world_size``-th chunk and every rank returns all the rows, the same as one process."""
     prompts = encode_prompts(tokenizer, build_prompts(problems, tokenizer, system_prompt))
     typed = frame_to_problems(problems)
     runs = []
@@ -64,18 +77,24 @@ def grade_samples(
     if k > 0:
         runs.append(("sampled", k, replace(sampling, temperature=temperature), seed + 1))
     size = max(1, sampling.batch_size)
-    rows: list[dict[str, object]] = []
-    total = len(prompts) * sum(n for _, n, _, _ in runs)
+    chunks = [
+        _Chunk(decoding, n, config, run_seed + chunk, slice(start, start + size))
+        for decoding, n, config, run_seed in runs
+        for chunk, start in enumerate(range(0, len(prompts), size))
+    ]
+    mine = distributed.my_chunks(len(chunks))
+    done: dict[int, list[dict[str, object]]] = {}
+    total = sum(chunks[i].n * len(typed[chunks[i].problems]) for i in mine)
     with tqdm(total=total, desc="evaluation", unit="sample", leave=False) as bar:
-        for decoding, n, config, run_seed in runs:
-            for chunk, start in enumerate(range(0, len(prompts), size)):
-                part = typed[start : start + size]
-                groups = generator.generate(
-                    prompts[start : start + size], n=n, sampling=config, seed=run_seed + chunk
-                )
-                rows += _graded(part, groups, decoding, reward, seed)
-                bar.update(n * len(part))
-    return pd.DataFrame(rows)
+        for i in mine:
+            chunk = chunks[i]
+            part = typed[chunk.problems]
+            groups = generator.generate(
+                prompts[chunk.problems], n=chunk.n, sampling=chunk.sampling, seed=chunk.seed
+            )
+            done[i] = _graded(part, groups, chunk.decoding, reward, seed)
+            bar.update(chunk.n * len(part))
+    return pd.DataFrame([row for rows in distributed.gather_chunks(done) for row in rows])
 
 
 def _graded(

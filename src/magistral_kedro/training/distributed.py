@@ -86,6 +86,22 @@ def on_rank_zero(compute: Callable[[], T]) -> T:
     return broadcast_object(compute() if is_main() else None)
 
 
+def my_chunks(n_chunks: int) -> range:
+    """The chunks of a chunked loop that this rank does: every ``world_size``-th from its rank
+    (all of them in one process). Each chunk must be seeded by its index, not by the rank, so
+    that the split does not change what is computed."""
+    return range(rank(), n_chunks, world_size())
+
+
+def gather_chunks(done: dict[int, T]) -> list[T]:
+    """Every rank's ``{chunk: result}`` (its :func:`my_chunks`), merged on every rank: the
+    results in chunk order, as one process doing every chunk has them."""
+    merged: dict[int, T] = {}
+    for part in all_gather_objects(done):
+        merged.update(part)
+    return [merged[chunk] for chunk in sorted(merged)]
+
+
 def all_reduce_max(value: int) -> int:
     """The largest ``value`` over the ranks."""
     return max(all_gather_objects(value))
