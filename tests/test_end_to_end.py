@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from magistral_kedro.evaluation import LOGGED
@@ -357,29 +358,46 @@ def test_kedro_viz_renders_the_five_pipelines_in_a_browser(project, tmp_path):
     assert {p["id"] for p in pipelines} >= {"curation", "sft", "rl", "eval", "analysis"}
 
 
-def test_two_launched_ranks_run_the_rl_pipeline_once(project):
+@pytest.mark.parametrize(
+    ("pipeline", "model", "metric", "steps"),
+    [
+        ("sft", "sft_model", "sft/loss", list(range(1, 9))),
+        ("rl", "rl_model", "reward/total", [1, 2, 3, 4]),
+    ],
+)
+def test_two_launched_ranks_run_a_training_pipeline_once(project, pipeline, model, metric, steps):
     """torchrun starts two ranks (gloo, DeepSpeed ZeRO-2 on CPU); each opens a KedroSession and
-    runs the rl pipeline. One MLflow run and one new version of each output come of it."""
+    runs the pipeline. One MLflow run with every step's metrics and one new version of each
+    output come of it, and the run's held-out evaluation was graded on every problem once."""
     runs_before = _mlflow_runs(project)
-    versions_before = set((project / "data" / "06_models" / "rl_model").iterdir())
+    versions_before = set((project / "data" / "06_models" / model).iterdir())
+    samples = project / "data" / "07_model_output" / f"{pipeline}_eval_samples.jsonl"
+    graded_before = _graded_rows(samples)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "-m", "magistral_kedro.launch", "--env", "micro", "--pipeline", "rl",
-         "--params", "rl.checkpoint_dir=data/06_models/rl_state_ranks"],
+         "-m", "magistral_kedro.launch", "--env", "micro", "--pipeline", pipeline,
+         "--params", f"{pipeline}.checkpoint_dir=data/06_models/{pipeline}_state_ranks"],
         cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"},
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     new_runs = _mlflow_runs(project) - runs_before
     assert len(new_runs) == 1, "rank 1 must not open an MLflow run"
+    run = new_runs.pop()
     db = sqlite3.connect(project / "mlflow.db")
-    steps = [s for (s,) in db.execute(
-        "SELECT step FROM metrics WHERE key = 'reward/total' AND run_uuid = ? ORDER BY step",
-        (new_runs.pop(),),
+    logged = [s for (s,) in db.execute(
+        "SELECT step FROM metrics WHERE key = ? AND run_uuid = ? ORDER BY step", (metric, run)
     )]  # fmt: skip
-    assert steps == [1, 2, 3, 4]
-    new_versions = set((project / "data" / "06_models" / "rl_model").iterdir()) - versions_before
+    assert logged == steps
+    new_versions = set((project / "data" / "06_models" / model).iterdir()) - versions_before
     assert len(new_versions) == 1, "rank 1 must not write datasets"
+    # The ranks graded the greedy and the sampled batches between them; rank 0 wrote them all.
+    assert _graded_rows(samples) == graded_before
+
+
+def _graded_rows(samples: Path) -> list[tuple[str, str, int]]:
+    frame = pd.read_json(samples, lines=True)
+    return sorted(zip(frame["decoding"], frame["problem_id"], frame["sample"], strict=True))
 
 
 def _mlflow_runs(project: Path) -> set[str]:

@@ -108,7 +108,8 @@ def sample_pass_rates(
     seconds = {"sampling": 0.0, "verifying": 0.0}
     starts = range(0, len(problems), chunk_size)
     mine = distributed.my_chunks(len(starts))
-    for chunk in tqdm(mine, desc="pass rates", unit="chunk", leave=False):
+    quiet = not distributed.is_main()
+    for chunk in tqdm(mine, desc="pass rates", unit="chunk", leave=False, disable=quiet):
         start = starts[chunk]
         part = list(problems[start : start + chunk_size])
         began = time.perf_counter()
@@ -134,7 +135,9 @@ def sample_pass_rates(
             )
             for i, (problem, group) in enumerate(zip(part, groups, strict=True))
         ]
-    return [rate for rates in distributed.gather_chunks(done) for rate in rates], seconds
+    return [
+        rate for rates in distributed.gather_chunks(done, len(starts)) for rate in rates
+    ], seconds
 
 
 def difficulty_verdict(rate: PassRate, bounds: PassRateBounds) -> str | None:

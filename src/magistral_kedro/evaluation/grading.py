@@ -85,7 +85,8 @@ def grade_samples(
     mine = distributed.my_chunks(len(chunks))
     done: dict[int, list[dict[str, object]]] = {}
     total = sum(chunks[i].n * len(typed[chunks[i].problems]) for i in mine)
-    with tqdm(total=total, desc="evaluation", unit="sample", leave=False) as bar:
+    quiet = not distributed.is_main()
+    with tqdm(total=total, desc="evaluation", unit="sample", leave=False, disable=quiet) as bar:
         for i in mine:
             chunk = chunks[i]
             part = typed[chunk.problems]
@@ -94,7 +95,9 @@ def grade_samples(
             )
             done[i] = _graded(part, groups, chunk.decoding, reward, seed)
             bar.update(chunk.n * len(part))
-    return pd.DataFrame([row for rows in distributed.gather_chunks(done) for row in rows])
+    return pd.DataFrame(
+        [row for rows in distributed.gather_chunks(done, len(chunks)) for row in rows]
+    )
 
 
 def _graded(

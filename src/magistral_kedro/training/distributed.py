@@ -93,13 +93,16 @@ def my_chunks(n_chunks: int) -> range:
     return range(rank(), n_chunks, world_size())
 
 
-def gather_chunks(done: dict[int, T]) -> list[T]:
-    """Every rank's ``{chunk: result}`` (its :func:`my_chunks`), merged on every rank: the
-    results in chunk order, as one process doing every chunk has them."""
+def gather_chunks(done: dict[int, T], n_chunks: int) -> list[T]:
+    """Every rank's ``{chunk: result}`` (its :func:`my_chunks` of ``n_chunks``), merged on every
+    rank: the results in chunk order, as one process doing every chunk has them. The results
+    travel as pickled objects (through GPU memory on NCCL): keep them to what the caller needs."""
     merged: dict[int, T] = {}
     for part in all_gather_objects(done):
         merged.update(part)
-    return [merged[chunk] for chunk in sorted(merged)]
+    if sorted(merged) != list(range(n_chunks)):
+        raise RuntimeError(f"gathered chunks {sorted(merged)}, expected 0..{n_chunks - 1}")
+    return [merged[chunk] for chunk in range(n_chunks)]
 
 
 def all_reduce_max(value: int) -> int:

@@ -169,7 +169,8 @@ def _sft_step(
         engine.idle_pass(pad_id, backward=True)
     real = sum(len(e.input_ids) for e in share)
     ranks = distributed.all_gather_objects((loss_sum, padded, real))
-    loss_sum = sum(r[0] for r in ranks) / len(ranks)  # each rank's is over world_size its tokens
+    # Each rank divided by global tokens / world_size: the ranks' mean is the step's loss.
+    loss_sum = sum(r[0] for r in ranks) / len(ranks)
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"loss is {loss_sum}")
     stats = engine.step()
@@ -222,7 +223,14 @@ def train_sft(
     model.train()
     with create_engine(model, engine_config) as engine:
         first = run.begin(engine)["step"]
-        progress = tqdm(total=max_steps, initial=first, desc="sft", unit="step", leave=False)
+        progress = tqdm(
+            total=max_steps,
+            initial=first,
+            desc="sft",
+            unit="step",
+            leave=False,
+            disable=not distributed.is_main(),
+        )
         for step in range(first, max_steps):
             try:
                 metrics = _sft_step(engine, train, loop, step, seed, pad_id)
