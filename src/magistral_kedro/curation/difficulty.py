@@ -135,9 +135,8 @@ def sample_pass_rates(
             )
             for i, (problem, group) in enumerate(zip(part, groups, strict=True))
         ]
-    return [
-        rate for rates in distributed.gather_chunks(done, len(starts)) for rate in rates
-    ], seconds
+    rates = [rate for part in distributed.gather_chunks(done, len(starts)) for rate in part]
+    return rates, seconds
 
 
 def difficulty_verdict(rate: PassRate, bounds: PassRateBounds) -> str | None:

@@ -95,9 +95,8 @@ def grade_samples(
             )
             done[i] = _graded(part, groups, chunk.decoding, reward, seed)
             bar.update(chunk.n * len(part))
-    return pd.DataFrame(
-        [row for rows in distributed.gather_chunks(done, len(chunks)) for row in rows]
-    )
+    rows = [row for part in distributed.gather_chunks(done, len(chunks)) for row in part]
+    return pd.DataFrame(rows)
 
 
 def _graded(
