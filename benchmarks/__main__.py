@@ -18,7 +18,17 @@ import sys
 
 from benchmarks._common import OUT, ROOT
 
-SUITE = ["equivalence", "rewards", "grpo", "overhead", "async_rl", "rl_gain", "curation", "vs_trl"]
+SUITE = [
+    "equivalence",
+    "rewards",
+    "sandbox",
+    "grpo",
+    "overhead",
+    "async_rl",
+    "rl_gain",
+    "curation",
+    "vs_trl",
+]
 
 
 def main() -> int:

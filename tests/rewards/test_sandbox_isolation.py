@@ -179,3 +179,14 @@ def test_workers_leave_the_warning_to_the_process_that_scores(forbidden_namespac
         patch.setattr(pool, "_IN_WORKER", True)
         assert isolation_mode() is None
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_mount_points_with_escaped_characters_are_read_back_as_named():
+    """/proc/self/mountinfo writes space, tab, newline and backslash as octal escapes; the init
+    must remount the very path (a wrong name fails with ENOENT and is skipped: left writable)."""
+    from magistral_kedro.rewards.sandbox_init import _unescape
+
+    assert _unescape("/plain/path") == "/plain/path"
+    assert _unescape("/mnt/my\\040disk") == "/mnt/my disk"
+    assert _unescape("/a\\011b\\012c\\134d") == "/a\tb\nc\\d"
+    assert _unescape("\\040lead\\040") == " lead "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import json
 import logging
 import math
 import os
@@ -188,15 +187,16 @@ def _hidden_paths(box: Path) -> list[str]:
 def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: int) -> list[str]:
     """``unshare`` into new namespaces, then ``sandbox_init`` (with the system interpreter, which
     stays visible) sets up and execs ``argv`` (its program resolved here, on the caller's PATH)."""
-    spec = {"mode": mode, "box": str(box), "hide": _hidden_paths(box), "nproc": processes}
-    spec["uid"] = box.stat().st_uid  # as root, the program runs as its box's owner
+    hidden = _hidden_paths(box)
+    uid = box.stat().st_uid  # as root, the program runs as its box's owner
+    spec = [mode, str(box), str(uid), str(processes), str(len(hidden)), *hidden]
     user = ["--user", "--map-root-user"] if mode == "user" else []
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=_PATH) or argv[0]
     interpreter = _python_executable()
     if "/" not in interpreter:
         interpreter = sys.executable
     namespaces = ["--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
-    init = [interpreter, "-I", "-S", str(_INIT), json.dumps(spec)]
+    init = [interpreter, "-I", "-S", str(_INIT), *spec]
     return ["unshare", *user, *namespaces, "--", *init, program, *argv[1:]]
 
 

@@ -1,17 +1,18 @@
 """The first process inside the code sandbox's namespaces: hide, lock, drop privileges, exec.
 
 ``rewards.sandbox`` runs it as ``unshare [--user --map-root-user] --net --pid --mount --fork
---kill-child --mount-proc -- python3 -I -S sandbox_init.py SPEC /abs/program ARGS...`` with the
-system interpreter and the box (the program's directory) as working directory. It imports only
-the standard library, all at start: the project and its environment may be hidden once it runs.
-In order, it
+--kill-child --mount-proc -- python3 -I -S sandbox_init.py MODE BOX UID NPROC N HIDE_1 ... HIDE_N
+/abs/program ARGS...`` with the system interpreter and the box (the program's directory) as
+working directory. It imports only the standard library, all at start (the project and its
+environment may be hidden once it runs), and only what it needs: it starts once per program run,
+and ``json`` and ``re`` alone would double its imports' time. In order, it
 
-1. covers the paths in ``SPEC["hide"]`` (/tmp, /dev/shm, /run, home, the project, the other
-   boxes) with empty tmpfs;
+1. covers the N paths HIDE_i (/tmp, /dev/shm, /run, home, the project, the other boxes) with
+   empty tmpfs;
 2. puts the box back at its path, a bind mount of the working directory: the one writable place;
 3. makes every other mount read-only (a program cannot write outside its box, even where its
    user could: the shared /tmp, /var/tmp, the user's own files);
-4. drops privileges: as root to ``SPEC["uid"]``, its box's own uid (see ``rewards.sandbox``),
+4. drops privileges: as root (MODE ``root``) to UID, its box's own uid (see ``rewards.sandbox``),
    and group ``nogroup``; in a user namespace every capability (bounding set, securebits
    "noroot", no_new_privs), so the program cannot unmount what hides the rest; ``RLIMIT_NPROC``
    is set here, where it counts only the sandbox's processes (its box's uid as root, its user
@@ -26,9 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
-import re
 import resource
 import sys
 
@@ -64,14 +63,19 @@ def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
+def _unescape(field: str) -> str:
+    """A mountinfo path: the kernel writes space, tab, newline and backslash as ``\\ooo``."""
+    head, *escaped = field.split("\\")
+    return head + "".join(chr(int(part[:3], 8)) + part[3:] for part in escaped)
+
+
 def _mounts() -> list[tuple[str, set[str]]]:
     """(mount point, per-mount options) of every mount, from /proc/self/mountinfo."""
     found = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
         for line in info:
             fields = line.split()
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
-            found.append((point, set(fields[5].split(","))))
+            found.append((_unescape(fields[4]), set(fields[5].split(","))))
     return found
 
 
@@ -108,31 +112,34 @@ def _drop_privileges(as_root: bool, uid: int) -> None:
         raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
 
 
-def _set_up(spec: dict[str, object]) -> None:
-    box, hidden = str(spec["box"]), [str(path) for path in spec["hide"]]  # type: ignore[attr-defined]
+def _set_up(mode: str, box: str, uid: int, processes: int, hidden: list[str]) -> None:
     for path in hidden:
         _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
     os.makedirs(box, exist_ok=True)
     _mount("/proc/self/cwd", box, None, MS_BIND, "")  # the box we were started in
     os.chdir(box)
     _read_only_everywhere(box, hidden)
-    processes = int(spec["nproc"])  # type: ignore[call-overload]
     resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-    uid = int(spec["uid"])  # type: ignore[call-overload]
-    _drop_privileges(as_root=spec["mode"] == "root", uid=uid)
+    _drop_privileges(as_root=mode == "root", uid=uid)
 
 
 def main(argv: list[str]) -> None:
-    """``sandbox_init.py SPEC PROGRAM...``: set up, then become the program."""
+    """``sandbox_init.py MODE BOX UID NPROC N HIDE_1..HIDE_N PROGRAM...``: set up, then become
+    the program."""
     try:
-        _set_up(json.loads(argv[1]))
-    except (OSError, ValueError, KeyError) as error:
+        mode, box = argv[1], argv[2]
+        uid, processes, count = (int(value) for value in argv[3:6])
+        hidden, program = argv[6 : 6 + count], argv[6 + count :]
+        if not program:
+            raise ValueError("no program to run")
+        _set_up(mode, box, uid, processes, hidden)
+    except (OSError, ValueError, IndexError) as error:
         print(f"sandbox setup failed: {error}", file=sys.stderr)
         sys.exit(SETUP_FAILED)
     try:
-        os.execv(argv[2], argv[2:])  # no PATH search: it would import modules now hidden
+        os.execv(program[0], program)  # no PATH search: it would import modules now hidden
     except OSError as error:
-        print(f"sandbox: cannot run {argv[2]}: {error}", file=sys.stderr)
+        print(f"sandbox: cannot run {program[0]}: {error}", file=sys.stderr)
         sys.exit(127)
 
 
