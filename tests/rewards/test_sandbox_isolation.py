@@ -190,3 +190,30 @@ def test_mount_points_with_escaped_characters_are_read_back_as_named():
     assert _unescape("/mnt/my\\040disk") == "/mnt/my disk"
     assert _unescape("/a\\011b\\012c\\134d") == "/a\tb\nc\\d"
     assert _unescape("\\040lead\\040") == " lead "
+    assert _unescape("/not\\12an\\escape\\") == "/not\\12an\\escape\\"  # kept as written
+
+
+def test_the_init_refuses_a_malformed_command_before_any_set_up(monkeypatch):
+    """Missing or miscounted arguments end in status 125 before anything is mounted or run
+    (set-up and exec are stubbed: nothing here touches this machine's mounts)."""
+    from magistral_kedro.rewards import sandbox_init
+
+    calls = []
+    monkeypatch.setattr(sandbox_init, "_set_up", lambda *args: calls.append(("set_up", args)))
+    monkeypatch.setattr(sandbox_init.os, "execv", lambda *args: calls.append(("exec", args)))
+    head = ["init", "root", "/box", "1000", "4"]
+    for argv in (
+        ["init"],
+        head,
+        [*head, "0"],  # no program
+        [*head, "x", "/bin/true"],  # no count
+        [*head, "-1", "/tmp", "/bin/true"],  # a negative count would hide nothing
+        [*head, "2", "/tmp", "/bin/true"],  # the program counted as a path to hide
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            sandbox_init.main(argv)
+        assert stopped.value.code == sandbox_init.SETUP_FAILED, argv
+    assert calls == []
+    sandbox_init.main([*head, "1", "/tmp", "/bin/true", "-v"])  # well formed: set up, then exec
+    assert calls == [("set_up", ("root", "/box", 1000, 4, ["/tmp"])),
+                     ("exec", ("/bin/true", ["/bin/true", "-v"]))]  # fmt: skip

@@ -64,9 +64,15 @@ def _under(path: str, parent: str) -> bool:
 
 
 def _unescape(field: str) -> str:
-    """A mountinfo path: the kernel writes space, tab, newline and backslash as ``\\ooo``."""
+    """A mountinfo path: the kernel writes space, tab, newline and backslash as ``\\ooo``
+    (anything else after a backslash is kept as it is)."""
     head, *escaped = field.split("\\")
-    return head + "".join(chr(int(part[:3], 8)) + part[3:] for part in escaped)
+    return head + "".join(
+        chr(int(part[:3], 8)) + part[3:]
+        if len(part) >= 3 and all(c in "01234567" for c in part[:3])
+        else "\\" + part
+        for part in escaped
+    )
 
 
 def _mounts() -> list[tuple[str, set[str]]]:
@@ -74,7 +80,7 @@ def _mounts() -> list[tuple[str, set[str]]]:
     found = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
         for line in info:
-            fields = line.split()
+            fields = line.split(" ")  # one space apart; split() would also cut at \r, \f...
             found.append((_unescape(fields[4]), set(fields[5].split(","))))
     return found
 
@@ -129,6 +135,8 @@ def main(argv: list[str]) -> None:
     try:
         mode, box = argv[1], argv[2]
         uid, processes, count = (int(value) for value in argv[3:6])
+        if not 0 <= count <= len(argv) - 7:  # N paths to hide and a program after them
+            raise ValueError(f"{count} paths to hide in {len(argv) - 6} arguments")
         hidden, program = argv[6 : 6 + count], argv[6 + count :]
         if not program:
             raise ValueError("no program to run")
