@@ -21,13 +21,16 @@ LOGGED = ("sft/loss", "sft/grad_norm", "sft/eval_loss")
 
 
 def _train(tokenizer, directory, backend, zero_stage=2):
-    """The trained weights and the metrics logged, per step."""
+    """The trained weights and the metrics logged, per step; activations recomputed in backward,
+    as conf/gpu trains (its bf16 aside: the comparison is to 1e-4)."""
     tracker = ListTracker()
     ref = sft.train_sft(
         Checkpoint(build_tiny_model(tokenizer, MICRO_MODEL, seed=0), tokenizer),
         EXAMPLES,
         EXAMPLES[:4],
-        engine_config=_engine(backend, steps=STEPS, zero_stage=zero_stage),
+        engine_config=_engine(
+            backend, steps=STEPS, zero_stage=zero_stage, gradient_checkpointing=True
+        ),
         loop=LOOP,
         checkpoint_dir=directory,
         seed=0,
@@ -63,10 +66,10 @@ def _sft_rank(rank: int, port: int, out: str, tokenizer) -> None:
 
 @pytest.mark.slow
 def test_two_zero3_ranks_split_each_step_and_train_as_one_process(tokenizer, tmp_path):
-    """Each of two gloo ranks (DeepSpeed ZeRO-3, the gpu env's engine) computes the loss of half
-    of each step's examples, in as many microbatches as its share needs (the ranks' counts
-    differ, the idle one keeps pace); the loss, gradient norm and eval loss of each step and
-    the trained model are those of a single process on whole steps."""
+    """Each of two gloo ranks (DeepSpeed ZeRO-3 with gradient checkpointing, the gpu env's
+    engine) computes the loss of half of each step's examples, in as many microbatches as its
+    share needs (the ranks' counts differ, the idle one keeps pace); the loss, gradient norm and
+    eval loss of each step and the trained model are those of a single process on whole steps."""
     mp.spawn(_sft_rank, args=(_free_port(), str(tmp_path), tokenizer), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert [r["rows"] for r in ranks] == [STEPS * LOOP.batch_size // 2] * 2
