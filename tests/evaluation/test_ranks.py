@@ -12,7 +12,7 @@ from magistral_kedro.models import build_prompt
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
 from tests.evaluation.test_grading import ReferenceGenerator
-from tests.grpo.test_ranks import _free_port, _join_as_launched
+from tests.ranks import free_port, join_as_launched
 
 SAMPLING = SamplingConfig(max_new_tokens=8, temperature=0.0, batch_size=2)
 
@@ -32,7 +32,7 @@ def _both(tokenizer, problems):
 
 
 def _rank(rank: int, port: int, out: dict, tokenizer, problems) -> None:
-    _join_as_launched(rank, port)
+    join_as_launched(rank, port)
     out[rank] = _both(tokenizer, problems)
     dist.destroy_process_group()
 
@@ -42,7 +42,7 @@ def test_two_ranks_share_the_chunks_and_each_returns_the_whole_result(tokenizer,
     problems = [p for p in math_problems if p.language == "en"][:7]
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_rank, args=(_free_port(), out, tokenizer, problems), nprocs=2, join=True)
+        mp.spawn(_rank, args=(free_port(), out, tokenizer, problems), nprocs=2, join=True)
         ranks = [out[0], out[1]]
     samples, rates, grading_calls, filtering_calls = _both(tokenizer, problems)
     assert len(grading_calls) == 8 and len(filtering_calls) == 4

@@ -1,6 +1,5 @@
 """Two gloo ranks averaging gradients give the gradient of the global token-normalised loss."""
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,11 @@ from magistral_kedro.grpo import magistral_loss
 from magistral_kedro.models import build_tiny_model
 from magistral_kedro.training.distributed import loss_denominator
 from tests.conftest import MICRO_MODEL, ListTracker
+from tests.ranks import free_port, join_as_launched
 
 TOKENS = torch.tensor(
     [[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _data():
@@ -53,7 +47,7 @@ def _rank(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
-    port = _free_port()
+    port = free_port()
     out = str(tmp_path / "rank0.pt")
     mp.spawn(_rank, args=(port, out), nprocs=2, join=True)
     result = torch.load(out)
@@ -65,29 +59,13 @@ def test_averaged_rank_gradients_equal_the_single_process_gradient(tmp_path):
     torch.testing.assert_close(result["grad"], logits.grad)
 
 
-def _join_as_launched(rank: int, port: int) -> None:
-    """Join a group of two ranks through the environment a launcher sets (torchrun, deepspeed)."""
-    import os
-
-    from magistral_kedro.training import distributed
-
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    distributed.init_from_env()
-
-
 def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) -> None:
     """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it; saves
     its weights, metrics, samples and the (step, stage) of every batch it trained on."""
     from magistral_kedro.grpo import loop, rollouts
     from tests.grpo.test_loop import _run, parity_reward
 
-    _join_as_launched(rank, port)
+    join_as_launched(rank, port)
     rollouts.score_batch = parity_reward
     trained_on, gather = [], loop.gather_step
 
@@ -117,7 +95,7 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
 def test_two_deepspeed_ranks_train_one_model(tokenizer, math_problems, tmp_path):
     """Two gloo ranks (ZeRO-2 on CPU) share each step's prompts and end with identical weights,
     which moved from the initial ones; rank 0 alone logs metrics and samples."""
-    port = _free_port()
+    port = free_port()
     mp.spawn(_grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20], {}), nprocs=2)
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     initial = build_tiny_model(tokenizer, MICRO_MODEL, seed=0).state_dict()
@@ -168,7 +146,7 @@ def _step(tokenizer, rows, backend):
 
 
 def _deepspeed_rank(rank: int, port: int, out: str, tokenizer) -> None:
-    _join_as_launched(rank, port)
+    join_as_launched(rank, port)
     grad_norm, weights = _step(tokenizer, [0, 2] if rank == 0 else [1, 3], "deepspeed")
     if rank == 0:
         torch.save({"grad_norm": grad_norm, "weights": weights}, out)
@@ -180,7 +158,7 @@ def test_two_deepspeed_ranks_step_as_one_rank_on_the_whole_minibatch(tokenizer, 
     """The loss denominator and DeepSpeed's gradient averaging, end to end: two gloo ranks,
     each with half the minibatch (unequal token counts, unequal microbatch counts), give the
     gradient norm and the step of one process on all of it."""
-    port = _free_port()
+    port = free_port()
     out = str(tmp_path / "rank0.pt")
     mp.spawn(_deepspeed_rank, args=(port, out, tokenizer), nprocs=2, join=True)
     ranks = torch.load(out, weights_only=False)
@@ -203,7 +181,7 @@ def test_asynchronous_ranks_sample_the_same_stage_for_the_same_step(
         Stage(l_max=12, l_cache=4, n_prompts=4),
         Stage(start_step=None, l_max=16, n_prompts=4, min_reward=0.6),  # by reward alone
     ]
-    port = _free_port()
+    port = free_port()
     run_args = {"mode": "async", "stages": stages, "steps": 6}
     mp.spawn(
         _grpo_rank, args=(port, str(tmp_path), tokenizer, math_problems[:20], run_args), nprocs=2

@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 from magistral_kedro.models import Checkpoint, build_tiny_model
 from magistral_kedro.training import sft
 from tests.conftest import MICRO_MODEL, ListTracker
-from tests.grpo.test_ranks import _free_port, _join_as_launched
+from tests.ranks import free_port, join_as_launched
 from tests.training.test_sft_engine import _engine
 
 STEPS = 3
@@ -42,7 +42,7 @@ def _train(tokenizer, directory, backend, zero_stage=2):
 def _sft_rank(rank: int, port: int, out: str, tokenizer) -> None:
     """One of two ZeRO-3 ranks; saves the training rows it computed a loss on, the
     microbatches it cut each step into, and (rank 0) the weights and metrics."""
-    _join_as_launched(rank, port)
+    join_as_launched(rank, port)
     rows, microbatches = [], []
     nll, cut = sft.summed_token_nll, sft._microbatches
 
@@ -70,7 +70,7 @@ def test_two_zero3_ranks_split_each_step_and_train_as_one_process(tokenizer, tmp
     engine) computes the loss of half of each step's examples, in as many microbatches as its
     share needs (the ranks' counts differ, the idle one keeps pace); the loss, gradient norm and
     eval loss of each step and the trained model are those of a single process on whole steps."""
-    mp.spawn(_sft_rank, args=(_free_port(), str(tmp_path), tokenizer), nprocs=2, join=True)
+    mp.spawn(_sft_rank, args=(free_port(), str(tmp_path), tokenizer), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert [r["rows"] for r in ranks] == [STEPS * LOOP.batch_size // 2] * 2
     assert ranks[0]["microbatches"] != ranks[1]["microbatches"]
