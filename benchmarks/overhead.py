@@ -31,7 +31,7 @@ import torch
 
 from benchmarks._common import embedded_rl
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
-from magistral_kedro.generation.hf import left_padded
+from magistral_kedro.generation.sampler import left_padded
 from magistral_kedro.grpo import curriculum, update
 from magistral_kedro.grpo.core import magistral_advantages
 from magistral_kedro.rewards import RewardConfig, score_batch

@@ -15,18 +15,21 @@ The loop is ours rather than ``generate()``'s, for what a sampler for RL needs:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, TopPLogitsWarper
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
-from transformers.generation import utils as generation_utils
 
 from magistral_kedro.generation.base import Sample, SamplingConfig
-
-#: The models' keyword for a cache object: ``cache`` since transformers 5.21, before that
-#: ``past_key_values`` (the vLLM extra pins 5.20).
-_CACHE_KEYWORD = "cache" if "cache" in generation_utils.ALL_CACHE_NAMES else "past_key_values"
+from magistral_kedro.generation.graphs import decode_static, graphable
+from magistral_kedro.generation.sampler import (
+    CACHE_KEYWORD,
+    Decoded,
+    attention_cache,
+    draw,
+    left_padded,
+    stop_ids,
+)
 
 #: Rows leave the batch once this share of it has stopped: dropping them copies the whole KV
 #: cache, about what one decoding step costs.
@@ -81,92 +84,14 @@ class _PreallocatedLayer(DynamicLayer):
 
 
 def kv_cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
-    """The model's default cache, its full-attention layers preallocated for ``capacity``
-    positions (sliding-window layers stay as they are). Raises ValueError for a model whose
-    cache holds anything but attention keys and values (state-space and hybrid models: the
-    loop neither feeds nor compacts such a state as their own generation does): sample those
-    with vLLM."""
-    supports = getattr(model, "_supports_default_dynamic_cache", None)
-    cache = DynamicCache(config=model.config) if supports and supports() else None
-    layers = cache.layers if cache is not None else []
-    others = sorted(
-        {type(layer).__name__ for layer in layers if not isinstance(layer, DynamicLayer)}
-    )
-    if cache is None or others:
-        raise ValueError(
-            f"the transformers backend decodes attention models only; {type(model).__name__}'s "
-            f"cache holds {', '.join(others) or 'no dynamic cache'}: set generation.backend: vllm"
-        )
+    """The model's default cache (:func:`attention_cache`), its full-attention layers
+    preallocated for ``capacity`` positions (sliding-window layers stay as they are)."""
+    cache = attention_cache(model)
     cache.layers = [
-        _PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in layers
+        _PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer
+        for layer in cache.layers
     ]
     return cache
-
-
-def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Where a completion ends: the tokenizer's EOS and every end token the checkpoint's
-    generation config names (an instruct model's end of turn and end of text, say), as vLLM
-    stops. Stopping shapes no probability, so the checkpoint's word counts here."""
-    shipped = model.generation_config.eos_token_id
-    extra = [shipped] if isinstance(shipped, int) else list(shipped or [])
-    eos = tokenizer.eos_token_id
-    assert isinstance(eos, int), "the tokenizer needs an EOS token"
-    return list(dict.fromkeys([eos, *extra]))
-
-
-def left_padded(
-    prompts: Sequence[list[int]], pad_id: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """``input_ids`` [B, T] and ``attention_mask`` [B, T] of prompts padded on the left."""
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, tokens in enumerate(prompts):
-        input_ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-        attention_mask[row, width - len(tokens) :] = 1
-    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-
-
-def categorical(weights: torch.Tensor) -> torch.Tensor:
-    """One draw per row of ``weights`` [B, V] (non-negative, unnormalised): token ids [B].
-
-    One uniform number per row against the cumulative weights (in float64: a float32 sum
-    over a large vocabulary is off by more than the rarest tokens' weights)."""
-    cumulative = weights.cumsum(-1, dtype=torch.float64)  # [B, V]
-    total = cumulative[:, -1:]
-    uniform = torch.rand(total.shape, dtype=torch.float64, device=weights.device) * total
-    # below the total, so that the token found always has weight (rounding could reach it)
-    uniform = torch.minimum(uniform, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cumulative, uniform, right=True)[:, 0]
-
-
-def draw(logits: torch.Tensor, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next tokens [B] for ``logits`` [B, V] and their log-probs [B], which are of the
-    temperature-scaled distribution before top-p (what the trainer computes); greedy decoding
-    (temperature 0) takes the argmax and the log-probs of the unscaled logits."""
-    if sampling.temperature == 0:
-        token = logits.argmax(-1)
-        return token, torch.log_softmax(logits, -1).gather(-1, token[:, None])[:, 0]
-    scaled = logits / sampling.temperature
-    logprobs = torch.log_softmax(scaled, -1)
-    if sampling.top_p < 1:
-        weights = torch.softmax(TopPLogitsWarper(sampling.top_p)(None, scaled), -1)
-    else:
-        weights = logprobs.exp()
-    token = categorical(weights)
-    return token, logprobs.gather(-1, token[:, None])[:, 0]
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One row's completion: tokens up to and with its stop token, their log-probs, whether it
-    stopped (else it ran out of new tokens), and the policy versions of its first and last
-    tokens when weights may change between steps."""
-
-    tokens: list[int]
-    logprobs: list[float]
-    stopped: bool
-    versions: tuple[int, int] | None
 
 
 @torch.no_grad()
@@ -198,7 +123,7 @@ def decode(
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
-            **{_CACHE_KEYWORD: cache},
+            **{CACHE_KEYWORD: cache},
         ).logits[:, -1]  # [b, V]
         if between_steps is not None:
             versions.append(between_steps())
@@ -232,7 +157,10 @@ def decode(
 
 class TransformersGenerator:
     """Samples with :func:`decode` and returns each sampled token's log-prob. Where CUDA is
-    available, a model still on the CPU (as the catalog loads it) is moved to the GPU.
+    available, a model still on the CPU (as the catalog loads it) is moved to the GPU, and
+    decoded by :func:`~magistral_kedro.generation.graphs.decode_static` with CUDA graphs
+    (``cuda_graphs``; not with ``between_steps``, whose new weights a graph would not see if
+    they came as new tensors, nor for sliding-window attention).
 
     ``between_steps``, if given, runs after every decoding step's forward pass, before the next:
     it may load new weights into ``model`` in place (the KV cache of the sequences in flight is
@@ -245,12 +173,19 @@ class TransformersGenerator:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         between_steps: Callable[[], int] | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         if torch.cuda.is_available() and model.device.type == "cpu":
             model.to(torch.device("cuda", torch.cuda.current_device()))  # type: ignore[arg-type]
         self.model = model
         self.tokenizer = tokenizer
         self.between_steps = between_steps
+        self.graphs = (
+            cuda_graphs
+            and model.device.type == "cuda"
+            and between_steps is None
+            and graphable(model)
+        )
 
     def generate(
         self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig, seed: int
@@ -267,8 +202,11 @@ class TransformersGenerator:
             torch.manual_seed(seed)
             for start in range(0, len(flat), sampling.batch_size):
                 chunk = flat[start : start + sampling.batch_size]
-                decoded = decode(
-                    self.model, [p for _, p in chunk], sampling, pad_id, ends, self.between_steps
+                batch = [p for _, p in chunk]
+                decoded = (
+                    decode_static(self.model, batch, sampling, pad_id, ends, graphs=True)
+                    if self.graphs
+                    else decode(self.model, batch, sampling, pad_id, ends, self.between_steps)
                 )
                 for (index, _), row in zip(chunk, decoded, strict=True):
                     samples[index].append(

@@ -1,0 +1,138 @@
+"""Decoding at fixed shapes (the GPU path, CUDA graphs) draws what the other loop draws, with
+the log-probs of a forward pass, and no step waits for the device (a graph could not hold it)."""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from magistral_kedro.generation import SamplingConfig, encode_prompts, hf
+from magistral_kedro.generation.graphs import _Steps, decode_static, graphable
+from magistral_kedro.models import build_prompt, build_tiny_model
+from magistral_kedro.training.logprobs import token_logprobs
+from tests.conftest import MICRO_MODEL
+
+#: Operators whose result the host must read from the device: a CUDA graph cannot hold them.
+_HOST_READS = {"_local_scalar_dense", "is_nonzero", "nonzero", "item", "equal"}
+
+
+class _HostReads(TorchDispatchMode):
+    """Records every operator that reads a result back to the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in _HOST_READS:
+            self.seen.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _model(tokenizer, attention: str):
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0).eval()
+    model.config._attn_implementation = attention
+    return model
+
+
+def _uneven_prompts(tokenizer, math_problems):
+    """Six prompts of six lengths (left padding differs per row)."""
+    prompts = encode_prompts(
+        tokenizer, [build_prompt(tokenizer, p.prompt, None) for p in math_problems[:6]]
+    )
+    return [p[: 5 + 3 * i] for i, p in enumerate(prompts)]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_fixed_shapes_draw_what_the_other_loop_draws(
+    tokenizer, math_problems, monkeypatch, attention
+):
+    """Same seed, same draws: the tokens of the loop that drops stopped rows (kept here, so
+    that both draw one number per row per step), log-probs within float rounding, and every
+    log-prob equal to a forward pass, past the first attention window (128 positions)."""
+    model = _model(tokenizer, attention)
+    assert graphable(model)
+    prompts = _uneven_prompts(tokenizer, math_problems)
+    ends = list(range(3, model.config.vocab_size, 97))
+    sampling = SamplingConfig(max_new_tokens=300, temperature=1.0)
+    monkeypatch.setattr(hf, "_COMPACT_SHARE", 2.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        other = hf.decode(model, prompts, sampling, tokenizer.pad_token_id, ends)
+        torch.manual_seed(0)
+        rows = decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, graphs=False)
+    assert [r.tokens for r in rows] == [r.tokens for r in other]
+    assert [r.stopped for r in rows] == [r.stopped for r in other]
+    assert len({len(r.tokens) for r in rows}) >= 4
+    assert max(len(p) + len(r.tokens) for p, r in zip(prompts, rows, strict=True)) > 128
+    for prompt, row, theirs in zip(prompts, rows, other, strict=True):
+        torch.testing.assert_close(row.logprobs, theirs.logprobs, atol=1e-5, rtol=1e-5)
+        ids = torch.tensor([prompt + row.tokens])
+        with torch.no_grad():
+            expected = token_logprobs(model(ids).logits, ids)[0, len(prompt) :]
+        torch.testing.assert_close(torch.tensor(row.logprobs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_decoding_step_never_reads_the_device_from_the_host(tokenizer, math_problems):
+    """What a CUDA graph replays must not stop for a value on the host. The watch itself is
+    shown to see such reads: transformers' own mask from a 2D attention mask makes them."""
+    model = _model(tokenizer, "sdpa")
+    batch = hf.left_padded(_uneven_prompts(tokenizer, math_problems), 0, model.device)
+    real = batch["attention_mask"].bool()
+    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    steps = _Steps(model, real, positions, limit=8, graphs=False)
+    with torch.no_grad():
+        steps.prompts(batch["input_ids"])
+        token = torch.ones(len(real), dtype=torch.long)
+        with _HostReads() as watch:
+            for slot in range(real.shape[1], real.shape[1] + 3):
+                steps.step(token, slot)
+        assert watch.seen == []
+        with _HostReads() as watch:
+            model(**batch, logits_to_keep=1)
+        assert watch.seen, "the watch sees a host read"
+
+
+def test_sliding_windows_and_other_attention_kernels_decode_the_other_way(tokenizer):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    sliding = MistralForCausalLM(
+        MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, sliding_window=4)
+    )  # fmt: skip
+    assert not graphable(sliding)
+    assert not graphable(_model(tokenizer, "flex_attention"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_replays_decode_as_the_steps_run_one_by_one(tokenizer, math_problems):
+    model = _model(tokenizer, "sdpa").cuda()
+    prompts = _uneven_prompts(tokenizer, math_problems)
+    sampling = SamplingConfig(max_new_tokens=300, temperature=1.0)
+    ends = list(range(3, model.config.vocab_size, 97))
+    results = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        results.append(
+            decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, graphs)
+        )
+    eager, replayed = results
+    assert [r.tokens for r in replayed] == [r.tokens for r in eager]
+    for a, b in zip(replayed, eager, strict=True):
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_a_step_that_cannot_be_captured_runs_as_it_is_and_says_why(
+    tokenizer, math_problems, monkeypatch
+):
+    def refuse(self):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(_Steps, "_capture", refuse)
+    model = _model(tokenizer, "sdpa")
+    prompts = _uneven_prompts(tokenizer, math_problems)
+    sampling = SamplingConfig(max_new_tokens=20, temperature=1.0)
+    torch.manual_seed(0)
+    eager = decode_static(model, prompts, sampling, 0, [1], graphs=False)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="without CUDA graphs: operation not permitted"):
+        assert decode_static(model, prompts, sampling, 0, [1], graphs=True) == eager
