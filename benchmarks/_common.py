@@ -31,13 +31,15 @@ OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 
 def code_version() -> str:
     """The commit the figures are measured on (``-dirty`` with uncommitted changes), for the
-    JSON a benchmark writes; "unknown" outside a git checkout."""
+    JSON a benchmark writes. Outside a git checkout (a copy sent to a GPU machine), the
+    ``CODE_VERSION`` environment variable, else "unknown"."""
+    fallback = os.environ.get("CODE_VERSION", "unknown")
     command = ["git", "describe", "--always", "--dirty"]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     except OSError:  # no git
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+        return fallback
+    return done.stdout.strip() or fallback
 
 
 class StepRows:

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# What a session with a lent GPU machine runs, in one call (its device time is short):
+#   1. the wheels of .whl/ into /tmp/site (the machine has torch and transformers but not
+#      Kedro, MLflow, DeepSpeed...; how to fill .whl/: ../shared/ENVIRONMENT.md);
+#   2. the tests that need CUDA (CUDA-graph decoding against the same steps run one by one);
+#   3. benchmarks.gpu_scale at the Qwen2.5-0.5B shape (generation with and without CUDA
+#      graphs, the GRPO loop, training throughput and MFU, an operator profile);
+#   4. conf/gpu's code path through every pipeline with `kedro run` (tests/test_real_scale.py:
+#      ZeRO-3, bf16, gradient checkpointing), here on the GPU.
+# Everything it prints and writes lands in $OUT (the device tool's folder; ./gpu_out elsewhere).
+set -uo pipefail
+OUT="${OUT:-gpu_out}"
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH="/tmp/site:$PWD/src:$PWD" PYTHONUNBUFFERED=1 KEDRO_DISABLE_TELEMETRY=true
+export TOKENIZERS_PARALLELISM=false CODE_VERSION="${CODE_VERSION:-unknown}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch, transformers, deepspeed, kedro; print('torch', torch.__version__, \
+'transformers', transformers.__version__, 'deepspeed', deepspeed.__version__, 'kedro', \
+kedro.__version__)"
+
+section() { echo; echo "=== $1 ($(date +%T))"; }
+
+section "CUDA tests"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/generation/test_graphs.py 2>&1 \
+    | tee "$OUT/tests.log" | tail -15
+
+section "gpu_scale, Qwen2.5-0.5B shape"
+timeout "${SCALE_TIMEOUT:-260}" python3 -m benchmarks.gpu_scale --arch qwen2.5-0.5b \
+    --zero-stage 2 --microbatch-tokens "${MICROBATCH_TOKENS:-16384,65536}" --profile \
+    --out "$OUT/gpu_scale.json" > "$OUT/gpu_scale.log" 2>&1
+echo "exit $?"
+grep -v "Warning\|warn(" "$OUT/gpu_scale.log" | tail -120
+
+section "conf/gpu's code path, every pipeline, kedro run"
+timeout "${TWIN_TIMEOUT:-200}" python3 -m pytest -q -p no:cacheprovider -x \
+    "tests/test_real_scale.py::test_the_gpu_code_path_runs_every_pipeline_on_cpu" 2>&1 \
+    | tee "$OUT/real_scale.log" | tail -25
+section "done"
