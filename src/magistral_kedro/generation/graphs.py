@@ -13,8 +13,9 @@ here, unlike :func:`~magistral_kedro.generation.hf.decode`:
 - the attention mask is the model's own 4D one, built here and updated in place (transformers
   builds a 2D mask's 4D form with host-side checks, which a graph cannot hold).
 
-A forward that cannot be captured (hooks that wait for the device, say) is run as it is, with
-a warning that says why.
+A model whose modules have forward hooks is decoded the other way: a replay would skip them
+(DeepSpeed ZeRO-3's gather parameters; capturing them failed on a GPU and left the CUDA
+generator unusable).
 
 Sampling stays outside the graph, with :func:`~magistral_kedro.generation.sampler.draw`: the
 same draw, and the same log-probs of what was drawn, as the other loop. On the CPU the same
@@ -23,7 +24,6 @@ steps run without graphs (what the tests compare with the other loop and with fo
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,10 +89,15 @@ class _SlotLayer(DynamicLayer):
 
 
 def graphable(model: PreTrainedModel) -> bool:
-    """Whether :func:`decode_static` can decode ``model``: every cache layer full attention
-    (no sliding windows, no state), and an attention that takes a 4D mask as it is given
-    (``sdpa``: True attends; ``eager``: added to the scores)."""
+    """Whether :func:`decode_static` can decode ``model``: an attention that takes a 4D mask
+    as it is given (``sdpa``: True attends; ``eager``: added to the scores); no forward hooks
+    below the root (a replay would skip them; DeepSpeed ZeRO-3's gather parameters and cannot
+    be captured at all; the root's, DeepSpeed's step bookkeeping, see only the whole call);
+    every cache layer full attention (no sliding windows, no state)."""
     if model.config._attn_implementation not in ("sdpa", "eager"):
+        return False
+    below_root = list(model.modules())[1:]
+    if any(module._forward_pre_hooks or module._forward_hooks for module in below_root):
         return False
     try:
         cache = attention_cache(model)
@@ -170,12 +175,7 @@ class _Steps:
         if not self.graphs:
             return self._window_forward()
         if self.slots.window not in self.replays:
-            try:
-                self.replays[self.slots.window] = self._capture()
-            except RuntimeError as error:  # something in the forward waits for the device
-                warnings.warn(f"decoding without CUDA graphs: {error}", stacklevel=2)
-                self.graphs = False
-                return self._window_forward()
+            self.replays[self.slots.window] = self._capture()
         graph, logits = self.replays[self.slots.window]
         graph.replay()
         return logits
