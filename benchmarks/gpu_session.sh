@@ -23,12 +23,12 @@ kedro.__version__)"
 section() { echo; echo "=== $1 ($(date +%T))"; }
 
 section "CUDA tests"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/generation/test_graphs.py 2>&1 \
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/generation/test_graphs.py 2>&1 \
     | tee "$OUT/tests.log" | tail -15
 
 section "gpu_scale, Qwen2.5-0.5B shape"
 timeout "${SCALE_TIMEOUT:-260}" python3 -m benchmarks.gpu_scale --arch qwen2.5-0.5b \
-    --zero-stage 2 --microbatch-tokens "${MICROBATCH_TOKENS:-16384,65536}" --profile \
+    --zero-stage 2 --microbatch-tokens "${MICROBATCH_TOKENS:-16384,32768}" --profile \
     --out "$OUT/gpu_scale.json" > "$OUT/gpu_scale.log" 2>&1
 echo "exit $?"
 grep -v "Warning\|warn(" "$OUT/gpu_scale.log" | tail -120
