@@ -30,16 +30,18 @@ OUT = ROOT / "data" / "08_reporting" / "benchmarks"
 
 
 def code_version() -> str:
-    """The commit the figures are measured on (``-dirty`` with uncommitted changes), for the
-    JSON a benchmark writes. Outside a git checkout (a copy sent to a GPU machine), the
-    ``CODE_VERSION`` environment variable, else "unknown"."""
-    fallback = os.environ.get("CODE_VERSION", "unknown")
+    """The commit the figures are measured on, for the JSON a benchmark writes: the
+    ``CODE_VERSION`` environment variable where set (a copy sent to a GPU machine, whose git
+    metadata may be older than its files), else ``git describe`` (``-dirty`` with uncommitted
+    changes), else "unknown"."""
+    if os.environ.get("CODE_VERSION"):
+        return os.environ["CODE_VERSION"]
     command = ["git", "describe", "--always", "--dirty"]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     except OSError:  # no git
-        return fallback
-    return done.stdout.strip() or fallback
+        return "unknown"
+    return done.stdout.strip() or "unknown"
 
 
 class StepRows:

@@ -1,13 +1,16 @@
 """The ablations benchmark's own arithmetic: per-run figures, the language set, and the
 comparison of arms over seeds."""
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks._common import spread
+from benchmarks._common import ROOT, spread
 from benchmarks.ablations import (
     ARMS,
     FIGURES,
@@ -137,3 +140,28 @@ def test_spread_is_over_the_finite_values_and_has_no_sd_for_one():
     one = spread([0.5])
     assert one["mean"] == 0.5 and one["n"] == 1 and math.isnan(one["sd"])
     assert spread([math.nan])["n"] == 0
+
+
+@pytest.mark.slow
+def test_the_gpu_scale_benchmark_runs_its_every_part_on_cpu(tmp_path):
+    """The GPU benchmark at a tiny shape on CPU, so that it cannot go stale between the
+    sessions that have a GPU: every part runs, the three ways of generating draw the same
+    tokens (on CPU they are one loop), and training starts on-policy (ratio 1: the trainer's
+    log-probs are the generator's)."""
+    out = tmp_path / "gpu_scale.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_scale", "--arch", "tiny", "--prompts", "4",
+               "--group-size", "4", "--max-new-tokens", "24", "--steps", "2", "--train-steps",
+               "1", "--microbatch-tokens", "256,1024", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    generation = result["generation_alone"]
+    ways = ("baseline", "graphs", "graphs_whole_batch")
+    (tokens,) = {generation[way]["tokens"] for way in ways}  # one seed, the same draws on CPU
+    assert 16 < tokens <= 16 * 24
+    assert not any(generation[way]["graphs"] for way in ways)  # no GPU here
+    assert result["grpo_loop"]["sequences_per_step"] == 16
+    assert [row["microbatch_tokens"] for row in result["training"]] == [256, 1024]
+    for row in result["training"]:
+        assert row["tokens_per_step"] > 16 * 24
+        assert row["first_step_mean_ratio"] == pytest.approx(1.0, abs=1e-5)
