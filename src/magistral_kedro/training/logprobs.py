@@ -21,10 +21,10 @@ class _PickedLogprobs(torch.autograd.Function):
     """log softmax(logits / T)[target] [N] of rows of logits [N, V], and (no gradient) each
     row's entropy [N] or an empty tensor, a chunk of rows at a time in float32.
 
-    Forward keeps only each row's log-normaliser [N]; backward writes each chunk's gradient,
-    (one-hot(target) - softmax) / T, straight into one [N, V] gradient in the logits' dtype.
-    Autograd over chunk slices would instead add a zero-filled [N, V] gradient per chunk (on a
-    GPU, 30% of a Qwen2.5-0.5B GRPO step went to those zeros, their sum and the gather's)."""
+    Backward recomputes each chunk's softmax and writes its gradient, (one-hot(target) -
+    softmax) / T, straight into one [N, V] gradient in the logits' dtype. Autograd over chunk
+    slices would instead add a zero-filled [N, V] gradient per chunk (on a GPU, 30% of a
+    Qwen2.5-0.5B GRPO step went to those zeros, their sum and the gather's)."""
 
     @staticmethod
     def forward(
@@ -34,19 +34,14 @@ class _PickedLogprobs(torch.autograd.Function):
         temperature: float,
         entropy: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = logits.shape[0]
-        picked = logits.new_empty(rows, dtype=torch.float32)
-        normalisers = torch.empty_like(picked)
+        picked = logits.new_empty(logits.shape[0], dtype=torch.float32)
         entropies = torch.empty_like(picked) if entropy else picked.new_empty(0)
         for chunk in _chunks(logits):
-            scaled = _scaled(logits[chunk], temperature)
-            normaliser = torch.logsumexp(scaled, dim=-1)  # [n]
-            picked[chunk] = scaled.gather(-1, targets[chunk, None])[:, 0] - normaliser
-            normalisers[chunk] = normaliser
-            if entropy:  # -sum p log p = log Z - sum p x
-                probs = (scaled - normaliser[:, None]).exp_()
-                entropies[chunk] = normaliser - (probs * scaled).sum(-1)
-        ctx.save_for_backward(logits, targets, normalisers)
+            logprobs = torch.log_softmax(_scaled(logits[chunk], temperature), dim=-1)
+            picked[chunk] = logprobs.gather(-1, targets[chunk, None])[:, 0]
+            if entropy:
+                entropies[chunk] = -(logprobs.exp() * logprobs).sum(-1)
+        ctx.save_for_backward(logits, targets)
         ctx.temperature = temperature
         ctx.mark_non_differentiable(entropies)
         return picked, entropies
@@ -55,12 +50,12 @@ class _PickedLogprobs(torch.autograd.Function):
     def backward(
         ctx: Any, grad_picked: torch.Tensor, _: torch.Tensor
     ) -> tuple[torch.Tensor, None, None, None]:
-        logits, targets, normalisers = ctx.saved_tensors
+        logits, targets = ctx.saved_tensors
         temperature: float = ctx.temperature
         grad = torch.empty_like(logits)
         for chunk in _chunks(logits):
             upstream = grad_picked[chunk, None]  # [n, 1]
-            softmax = (_scaled(logits[chunk], temperature) - normalisers[chunk, None]).exp_()
+            softmax = torch.softmax(_scaled(logits[chunk], temperature), dim=-1)
             chunk_grad = softmax.mul_(-upstream).scatter_add_(-1, targets[chunk, None], upstream)
             grad[chunk] = chunk_grad.div_(temperature) if temperature != 1.0 else chunk_grad
         return grad, None, None, None
@@ -73,9 +68,9 @@ def _chunks(logits: torch.Tensor) -> list[slice]:
 
 
 def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """float32 logits / temperature (a new tensor: the caller may write to it)."""
-    scaled = logits.float() if logits.dtype != torch.float32 else logits.clone()
-    return scaled.div_(temperature) if temperature != 1.0 else scaled
+    """float32 logits / temperature (a division by 1 would copy [n, V] for nothing)."""
+    scaled = logits.float()
+    return scaled / temperature if temperature != 1.0 else scaled
 
 
 def _shifted(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
