@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # What a session with a lent GPU machine runs, in one call (its device time is short):
-#   1. the wheels of .whl/ into /tmp/site (the machine has torch and transformers but not
-#      Kedro, MLflow, DeepSpeed...; how to fill .whl/: ../shared/ENVIRONMENT.md);
+#   1. the wheels of .whl/ into /tmp/site (the machine has Python 3.12, torch, transformers
+#      5.17, huggingface-hub 1.33 but not Kedro, MLflow, DeepSpeed...). Fill .whl/ (53 MiB,
+#      git-ignored: `echo /.whl/ >> .git/info/exclude`) here, before the call:
+#        pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#          --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#          --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu_wheels.txt
+#        DS_BUILD_OPS=0 .venv/bin/pip wheel --no-deps --no-build-isolation --no-cache-dir \
+#          deepspeed==0.19.8 -w .whl
+#      and name .whl in the call's carry;
 #   2. the tests that need CUDA (CUDA-graph decoding against the same steps run one by one);
 #   3. benchmarks.gpu_scale at the Qwen2.5-0.5B shape (generation with and without CUDA
 #      graphs, the GRPO loop, training throughput and MFU, an operator profile);
