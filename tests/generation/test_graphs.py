@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from magistral_kedro.generation import SamplingConfig, encode_prompts, hf
 from magistral_kedro.generation.graphs import _Steps, decode_static, graphable
 from magistral_kedro.models import build_prompt, build_tiny_model
+from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
 from magistral_kedro.training.logprobs import token_logprobs
 from tests.conftest import MICRO_MODEL
 
@@ -114,10 +115,11 @@ def test_cuda_graph_replays_decode_as_the_steps_run_one_by_one(tokenizer, math_p
     ends = list(range(3, model.config.vocab_size, 97))
     results = []
     for graphs in (False, True):
-        torch.manual_seed(0)
-        results.append(
-            decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, graphs)
-        )
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            results.append(
+                decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, graphs)
+            )
     eager, replayed = results
     assert [r.tokens for r in replayed] == [r.tokens for r in eager]
     for a, b in zip(replayed, eager, strict=True):
@@ -126,13 +128,54 @@ def test_cuda_graph_replays_decode_as_the_steps_run_one_by_one(tokenizer, math_p
 
 @pytest.mark.slow
 def test_a_deepspeed_model_is_graphed_but_under_zero_3(tokenizer):
-    """DeepSpeed hooks the root of every engine's model (its step bookkeeping: a replay may
-    skip it); ZeRO-3 hooks every module to gather parameters, which a graph cannot hold."""
-    from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
-
+    """DeepSpeed hooks the root of every engine's model (its step bookkeeping, which the graph
+    path does not run); ZeRO-3 hooks every module to gather parameters, which a graph cannot
+    hold."""
     optim = OptimConfig(lr=1e-4, warmup_steps=0, max_steps=1)
     for stage, expected in ((2, True), (3, False)):
         model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
         config = EngineConfig(backend="deepspeed", zero_stage=stage, optim=optim)
-        with create_engine(model, config).full_weights() as whole:
+        with create_engine(model, config) as engine, engine.full_weights() as whole:
             assert graphable(whole) is expected, stage
+
+
+def test_the_roots_hooks_are_not_run(tokenizer, math_problems):
+    """What a replay could not run is not run at capture either: DeepSpeed's root hook times
+    each forward and, from its third step on, synchronises the device inside it."""
+    model = _model(tokenizer, "sdpa")
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    assert graphable(model)
+    sampling = SamplingConfig(max_new_tokens=6, temperature=1.0)
+    decode_static(model, _uneven_prompts(tokenizer, math_problems), sampling, 0, [1], False)
+    assert calls == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_zero_2_engine_that_has_stepped_decodes_from_graphs(tokenizer, math_problems):
+    """GRPO's own generator on a GPU: the engine's model after optimiser steps (when DeepSpeed's
+    throughput timer starts synchronising), its samples' log-probs those of a forward pass."""
+    from magistral_kedro.generation import TransformersGenerator
+
+    prompts = _uneven_prompts(tokenizer, math_problems)
+    optim = OptimConfig(lr=1e-3, warmup_steps=0, max_steps=4)
+    config = EngineConfig(backend="deepspeed", zero_stage=2, optim=optim)
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    with create_engine(model, config) as engine, torch.random.fork_rng():
+        ids = torch.tensor([prompts[-1]], device="cuda")
+        for _ in range(4):
+            engine.backward(engine.forward(input_ids=ids).logits.float().logsumexp(-1).mean())
+            engine.step()
+        generator = TransformersGenerator(engine.model, tokenizer)
+        assert generator.graphs
+        sampling = SamplingConfig(max_new_tokens=40, temperature=1.0)
+        groups = generator.generate(prompts, 2, sampling, seed=0)
+        for prompt, group in zip(prompts, groups, strict=True):
+            for sample in group:
+                full = torch.tensor([prompt + sample.token_ids], device="cuda")
+                with torch.no_grad():
+                    logits = engine.model(full).logits
+                expected = token_logprobs(logits, full)[0, len(prompt) :].cpu()
+                torch.testing.assert_close(
+                    torch.tensor(sample.logprobs), expected, atol=1e-4, rtol=1e-4
+                )

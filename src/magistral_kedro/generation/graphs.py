@@ -18,7 +18,9 @@ A model whose modules have forward hooks is decoded the other way: a replay woul
 generator unusable).
 
 Sampling stays outside the graph, with :func:`~magistral_kedro.generation.sampler.draw`: the
-same draw, and the same log-probs of what was drawn, as the other loop. On the CPU the same
+same draws within a batch, and the same log-probs of what was drawn, as the other loop (a
+batch whose rows all stop early draws up to ``_CHECK_EVERY`` times more, so the next batch's
+draws differ). On the CPU the same
 steps run without graphs (what the tests compare with the other loop and with forward passes).
 """
 
@@ -92,8 +94,9 @@ def graphable(model: PreTrainedModel) -> bool:
     """Whether :func:`decode_static` can decode ``model``: an attention that takes a 4D mask
     as it is given (``sdpa``: True attends; ``eager``: added to the scores); no forward hooks
     below the root (a replay would skip them; DeepSpeed ZeRO-3's gather parameters and cannot
-    be captured at all; the root's, DeepSpeed's step bookkeeping, see only the whole call);
-    every cache layer full attention (no sliding windows, no state)."""
+    be captured at all; the root's, DeepSpeed's step bookkeeping, are not run: see
+    ``_Steps._forward``); every cache layer full attention (no sliding windows, no state).
+    Gradient checkpointing through transformers hooks the input embeddings: no graphs then."""
     if model.config._attn_implementation not in ("sdpa", "eager"):
         return False
     below_root = list(model.modules())[1:]
@@ -127,42 +130,48 @@ class _Steps:
         graphs: bool,
     ) -> None:  # fmt: skip
         batch, width = real.shape
-        self.model, self.width, self.graphs = model, width, graphs
+        self.model, self.graphs = model, graphs
         self.capacity = width + limit
-        dtype, self.allow, deny = _mask_values(model)
+        self.dtype, self.allow, self.deny = _mask_values(model)
+        self.real, self.prompt_positions = real, positions
         device = real.device
         self.slots = _Slots(torch.arange(width, device=device), _window(width, self.capacity))
         self.cache = attention_cache(model)
         self.cache.layers = [_SlotLayer(self.capacity, self.slots) for _ in self.cache.layers]
-        # The prompts' mask: causal, real tokens only; each position also sees itself, so that
-        # no row of a left-padded prompt is all masked (its softmax would be NaN).
-        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-        sees = causal & real[:, None, :] | torch.eye(width, dtype=torch.bool, device=device)
-        self.prompt_mask = torch.full(
-            (batch, 1, width, self.slots.window), deny, dtype=dtype, device=device
-        )
-        self.prompt_mask[:, 0, :, :width].masked_fill_(sees, self.allow)
-        self.prompt_positions = positions
         # A step's inputs: its tokens [B, 1], positions [B, 1], the slot it writes [1] and the
         # mask [B, 1, 1, capacity] of the slots holding keys (its own set before it runs).
         self.tokens = torch.zeros((batch, 1), dtype=torch.long, device=device)
         self.positions = positions[:, -1:].clone()
         self.write = torch.zeros(1, dtype=torch.long, device=device)
-        self.mask = torch.full((batch, 1, 1, self.capacity), deny, dtype=dtype, device=device)
+        self.mask = torch.full(
+            (batch, 1, 1, self.capacity), self.deny, dtype=self.dtype, device=device
+        )
         self.mask[:, 0, 0, :width].masked_fill_(real, self.allow)
         self.replays: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
     def _forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
-        return self.model(
+        # forward, not __call__: the root's hooks would run at capture but not in replays, and
+        # DeepSpeed's (a throughput timer) synchronises the device, which no capture may do.
+        return self.model.forward(
             input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
             logits_to_keep=1, **{CACHE_KEYWORD: self.cache},
         ).logits[:, -1]  # fmt: skip
 
     def prompts(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The prompts' forward [B, W] -> the last position's logits [B, V]; fills the cache."""
-        return self._forward(input_ids, self.prompt_mask, self.prompt_positions)
+        """The prompts' forward [B, W] -> the last position's logits [B, V]; fills the cache.
+        Their mask [B, 1, W, window]: causal, real tokens only, and each position sees itself,
+        so that no row of a left-padded prompt is all masked (its softmax would be NaN)."""
+        batch, width = self.real.shape
+        device = self.real.device
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        sees = causal & self.real[:, None, :] | torch.eye(width, dtype=torch.bool, device=device)
+        mask = torch.full(
+            (batch, 1, width, self.slots.window), self.deny, dtype=self.dtype, device=device
+        )
+        mask[:, 0, :, :width].masked_fill_(sees, self.allow)
+        return self._forward(input_ids, mask, self.prompt_positions)
 
     def step(self, tokens: torch.Tensor, slot: int) -> torch.Tensor:
         """Feed ``tokens`` [B] at cache ``slot`` -> the next logits [B, V] (a view the next
