@@ -20,6 +20,21 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 MICRO_MODEL = TinyModelConfig(
     hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256
 )
+#: What a launcher puts in a process's environment, and DeepSpeed's engine for one process.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _launcher_variables_stay_in_their_test():
+    """A test that starts a DeepSpeed engine in this process leaves its MASTER_PORT bound: a
+    later test's `kedro run` must not inherit it (its own engine would bind the same port)."""
+    before = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ comparison of arms over seeds."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -152,7 +153,8 @@ def test_the_gpu_scale_benchmark_runs_its_every_part_on_cpu(tmp_path):
     command = [sys.executable, "-m", "benchmarks.gpu_scale", "--arch", "tiny", "--prompts", "4",
                "--group-size", "4", "--max-new-tokens", "24", "--steps", "2", "--train-steps",
                "1", "--microbatch-tokens", "256,1024", "--out", str(out)]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}  # CPU, also on a GPU machine
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     generation = result["generation_alone"]

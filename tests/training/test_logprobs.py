@@ -47,9 +47,9 @@ def test_chunked_logprobs_and_entropy_equal_the_whole_softmax_with_gradients(mon
     torch.testing.assert_close(got_entropy[:, 1:], entropy)
 
 
-def test_bf16_logits_get_float32_log_probs_and_a_bf16_gradient(monkeypatch):
+def test_bf16_logits_get_float32_log_probs_and_their_gradient(monkeypatch):
     """A bf16 model's logits (what a GPU trains with): log-probs and entropies in float32 of the
-    bf16 values, and the gradient in bf16 equal to float32 autograd's rounded, chunk by chunk."""
+    bf16 values, and the gradient equal to float32 autograd's, rounded, chunk by chunk."""
     monkeypatch.setattr(logprobs, "SOFTMAX_ELEMENTS", 4 * 50)
     torch.manual_seed(0)
     logits = (3 * torch.randn(3, 6, 50)).bfloat16().requires_grad_()
@@ -58,7 +58,6 @@ def test_bf16_logits_get_float32_log_probs_and_a_bf16_gradient(monkeypatch):
     got, got_entropy = token_logprobs_and_entropy(logits, ids, temperature=1.0)
     assert got.dtype == torch.float32
     (got * weights).sum().backward()
-    assert logits.grad.dtype == torch.bfloat16
     wide = logits.detach().float().requires_grad_()
     whole = torch.log_softmax(wide[:, :-1], -1)
     expected = torch.nn.functional.pad(whole.gather(-1, ids[:, 1:, None])[..., 0], (1, 0))

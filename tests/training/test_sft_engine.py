@@ -13,7 +13,7 @@ from magistral_kedro.training.sft import (
     tokenize_examples,
     train_sft,
 )
-from tests.conftest import ListTracker
+from tests.conftest import LAUNCHER_VARIABLES, ListTracker
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +219,7 @@ def test_one_deepspeed_process_compiles_no_op(tmp_path):
         "print(type(engine).__name__)\n"
     )
     cache = tmp_path / "torch_extensions"
-    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")  # this process's
-    env = {k: v for k, v in os.environ.items() if k not in launcher}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     env["TORCH_EXTENSIONS_DIR"] = str(cache)
     done = subprocess.run(
         [sys.executable, "-c", script],
