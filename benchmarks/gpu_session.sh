@@ -2,7 +2,7 @@
 # What a session with a lent GPU machine runs, in one call (its device time is short):
 #   1. the wheels of .whl/ into /tmp/site (the machine has Python 3.12, torch, transformers
 #      5.17, huggingface-hub 1.33 but not Kedro, MLflow, DeepSpeed...). Fill .whl/ (53 MiB,
-#      git-ignored: `echo /.whl/ >> .git/info/exclude`) here, before the call:
+#      git-ignored) here, before the call:
 #        pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #          --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #          --platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu_wheels.txt
@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD/src:$PWD" PYTHONUNBUFFERED=1 KEDRO_DISABLE_TELEMETRY=true
-export TOKENIZERS_PARALLELISM=false CODE_VERSION="${CODE_VERSION:-unknown}"
+export TOKENIZERS_PARALLELISM=false  # CODE_VERSION: the commit sent, where git cannot tell
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, transformers, deepspeed, kedro; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'deepspeed', deepspeed.__version__, 'kedro', \
@@ -30,8 +30,9 @@ kedro.__version__)"
 section() { echo; echo "=== $1 ($(date +%T))"; }
 
 section "CUDA tests"
-timeout 60 python3 -m pytest -q -p no:cacheprovider tests/generation/test_graphs.py 2>&1 \
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/generation/test_graphs.py 2>&1 \
     | tee "$OUT/tests.log" | tail -15
+echo "exit ${PIPESTATUS[0]}"
 
 section "gpu_scale, Qwen2.5-0.5B shape"
 timeout "${SCALE_TIMEOUT:-260}" python3 -m benchmarks.gpu_scale --arch qwen2.5-0.5b \
@@ -44,4 +45,5 @@ section "conf/gpu's code path, every pipeline, kedro run"
 timeout "${TWIN_TIMEOUT:-200}" python3 -m pytest -q -p no:cacheprovider -x \
     "tests/test_real_scale.py::test_the_gpu_code_path_runs_every_pipeline_on_cpu" 2>&1 \
     | tee "$OUT/real_scale.log" | tail -25
+echo "exit ${PIPESTATUS[0]}"
 section "done"
