@@ -13,15 +13,15 @@ here, unlike :func:`~magistral_kedro.generation.hf.decode`:
 - the attention mask is the model's own 4D one, built here and updated in place (transformers
   builds a 2D mask's 4D form with host-side checks, which a graph cannot hold).
 
-A model whose modules have forward hooks is decoded the other way: a replay would skip them
+A model hooked below its root is decoded the other way: a replay would skip the hooks
 (DeepSpeed ZeRO-3's gather parameters; capturing them failed on a GPU and left the CUDA
-generator unusable).
+generator unusable). The root's own hooks are not run at all (see ``_Steps._forward``).
 
 Sampling stays outside the graph, with :func:`~magistral_kedro.generation.sampler.draw`: the
 same draws within a batch, and the same log-probs of what was drawn, as the other loop (a
 batch whose rows all stop early draws up to ``_CHECK_EVERY`` times more, so the next batch's
-draws differ). On the CPU the same
-steps run without graphs (what the tests compare with the other loop and with forward passes).
+draws differ). On the CPU the same steps run without graphs (what the tests compare with the
+other loop and with forward passes).
 """
 
 from __future__ import annotations
