@@ -159,8 +159,8 @@ class TransformersGenerator:
     """Samples with :func:`decode` and returns each sampled token's log-prob. Where CUDA is
     available, a model still on the CPU (as the catalog loads it) is moved to the GPU, and
     decoded by :func:`~magistral_kedro.generation.graphs.decode_static` with CUDA graphs
-    (``cuda_graphs``; not with ``between_steps``, whose new weights a graph would not see if
-    they came as new tensors, nor for sliding-window attention).
+    (``cuda_graphs``) where :func:`~magistral_kedro.generation.graphs.graphable` allows and
+    without ``between_steps`` (new weights that came as new tensors would not be seen).
 
     ``between_steps``, if given, runs after every decoding step's forward pass, before the next:
     it may load new weights into ``model`` in place (the KV cache of the sequences in flight is
