@@ -73,6 +73,28 @@ def test_fixed_shapes_draw_what_the_other_loop_draws(
         torch.testing.assert_close(torch.tensor(row.logprobs), expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("limit", [1, 3])
+def test_prompts_longer_than_the_first_window_and_one_token_answers(
+    tokenizer, math_problems, monkeypatch, limit
+):
+    """A prompt of 200 tokens starts past the first window (128), the cache holds only
+    ``limit`` more: the draws and log-probs are still the other loop's."""
+    model = _model(tokenizer, "sdpa")
+    short = _uneven_prompts(tokenizer, math_problems)[:2]
+    prompts = [*short, (short[1] * 20)[:200]]
+    sampling = SamplingConfig(max_new_tokens=limit, temperature=1.0)
+    monkeypatch.setattr(hf, "_COMPACT_SHARE", 2.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        other = hf.decode(model, prompts, sampling, tokenizer.pad_token_id, [0])
+        torch.manual_seed(3)
+        rows = decode_static(model, prompts, sampling, tokenizer.pad_token_id, [0], graphs=False)
+    assert [r.tokens for r in rows] == [r.tokens for r in other]
+    assert all(len(r.tokens) == limit for r in rows)
+    for row, theirs in zip(rows, other, strict=True):
+        torch.testing.assert_close(row.logprobs, theirs.logprobs, atol=1e-5, rtol=1e-5)
+
+
 def test_a_decoding_step_never_reads_the_device_from_the_host(tokenizer, math_problems):
     """What a CUDA graph replays must not stop for a value on the host. The watch itself is
     shown to see such reads: transformers' own mask from a 2D attention mask makes them."""
