@@ -13,7 +13,9 @@
 #   3. benchmarks.gpu_scale at the Qwen2.5-0.5B shape (generation with and without CUDA
 #      graphs, the GRPO loop, training throughput and MFU, an operator profile);
 #   4. conf/gpu's code path through every pipeline with `kedro run` (tests/test_real_scale.py:
-#      ZeRO-3, bf16, gradient checkpointing), here on the GPU.
+#      ZeRO-3, bf16, gradient checkpointing), here on the GPU;
+#   5. `kedro run --env micro`, the whole chain as a user runs it, in a scratch copy: GRPO
+#      under ZeRO-2 decodes from CUDA graphs between optimiser steps.
 # Everything it prints and writes lands in $OUT (the device tool's folder; ./gpu_out elsewhere).
 set -uo pipefail
 OUT="${OUT:-gpu_out}"
@@ -46,4 +48,13 @@ timeout "${TWIN_TIMEOUT:-200}" python3 -m pytest -q -p no:cacheprovider -x \
     "tests/test_real_scale.py::test_the_gpu_code_path_runs_every_pipeline_on_cpu" 2>&1 \
     | tee "$OUT/real_scale.log" | tail -25
 echo "exit ${PIPESTATUS[0]}"
+section "kedro run --env micro, a scratch copy"
+micro=$(mktemp -d)
+cp -r conf pyproject.toml .telemetry "$micro" && rm -rf "$micro/conf/local" && mkdir -p \
+    "$micro/conf/local" "$micro/src" "$micro/data/01_raw"
+cp data/01_raw/example_problems.jsonl "$micro/data/01_raw/"
+(cd "$micro" && timeout "${MICRO_TIMEOUT:-150}" python3 -m kedro run --env micro) \
+    > "$OUT/micro_run.log" 2>&1
+echo "exit $?"
+grep -a "Pipeline execution completed\|Error\|error" "$OUT/micro_run.log" | tail -5
 section "done"
