@@ -38,6 +38,7 @@ from magistral_kedro.generation.sampler import (
     CACHE_KEYWORD,
     Decoded,
     attention_cache,
+    decoded_rows,
     draw,
     left_padded,
 )
@@ -243,9 +244,4 @@ def decode_static(
         if last or (step % _CHECK_EVERY == _CHECK_EVERY - 1 and not running.any()):
             break
         logits = steps.step(token, width + step)
-    return [
-        Decoded(row_tokens[:n], row_logprobs[:n], n < limit or row_tokens[n - 1] in ends, None)
-        for row_tokens, row_logprobs, n in zip(
-            tokens.tolist(), logprobs.tolist(), lengths.long().tolist(), strict=True
-        )
-    ]
+    return decoded_rows(tokens, logprobs, lengths, ends)

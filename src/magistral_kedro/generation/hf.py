@@ -26,6 +26,7 @@ from magistral_kedro.generation.sampler import (
     CACHE_KEYWORD,
     Decoded,
     attention_cache,
+    decoded_rows,
     draw,
     left_padded,
     stop_ids,
@@ -142,17 +143,7 @@ def decode(
             )
         inputs, positions = token[:, None], positions[:, -1:] + 1
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-    return [
-        Decoded(
-            row_tokens[:n],
-            row_logprobs[:n],
-            stopped=n < limit or row_tokens[n - 1] in ends,
-            versions=(versions[0], versions[n - 1]) if versions else None,
-        )
-        for row_tokens, row_logprobs, n in zip(
-            tokens.tolist(), logprobs.tolist(), lengths.tolist(), strict=True
-        )
-    ]
+    return decoded_rows(tokens, logprobs, lengths, ends, versions)
 
 
 class TransformersGenerator:

@@ -101,3 +101,27 @@ class Decoded:
     logprobs: list[float]
     stopped: bool
     versions: tuple[int, int] | None
+
+
+def decoded_rows(
+    tokens: torch.Tensor,
+    logprobs: torch.Tensor,
+    lengths: torch.Tensor,
+    ends: list[int],
+    versions: list[int] | None = None,
+) -> list[Decoded]:
+    """Rows of a decoding loop's tokens [B, limit] and log-probs [B, limit], each cut at its
+    length [B] (``limit`` where it never stopped); ``versions``: the policy version of each
+    step, when weights may change between steps."""
+    limit = tokens.shape[1]
+    return [
+        Decoded(
+            row_tokens[:n],
+            row_logprobs[:n],
+            stopped=n < limit or row_tokens[n - 1] in ends,
+            versions=(versions[0], versions[n - 1]) if versions else None,
+        )
+        for row_tokens, row_logprobs, n in zip(
+            tokens.tolist(), logprobs.tolist(), lengths.tolist(), strict=True
+        )
+    ]
