@@ -64,14 +64,25 @@ class PromptParams(_Params):
     )
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class StyleMixParams(_Params):
+    """Quick questions and hurried references (``magistral_kedro.tasks.math.StyleMix``)."""
+
+    quick_share: Share
+    hurried_if_quick: Share
+    hurried_if_plain: Share
+
+
 class MathSourceParams(_Params):
-    """The embedded math generator: how many problems, language and level weights, and the
-    share of hurried reference traces (``magistral_kedro.tasks.math``)."""
+    """The embedded math generator: how many problems, language and level weights, and which
+    are quick questions with hurried reference traces (``magistral_kedro.tasks.math``)."""
 
     n: Annotated[int, Field(ge=0)]
     languages: dict[str, Annotated[float, Field(gt=0)]]
     levels: dict[int, Annotated[float, Field(gt=0)]]
-    hurried_share: Annotated[float, Field(ge=0, le=1)]
+    styles: StyleMixParams
 
     @field_validator("languages")
     @classmethod

@@ -15,7 +15,8 @@ from magistral_kedro.generation import SamplingConfig
 from magistral_kedro.generation.base import Sample
 from magistral_kedro.rewards import check_format, language_of, math_equal
 from magistral_kedro.tasks import Problem, generate_math_problems
-from magistral_kedro.tasks.math import trace_style, translate_math_problem
+from magistral_kedro.tasks.math import StyleMix, trace_style, translate_math_problem
+from magistral_kedro.tasks.math_templates import TEMPLATES
 
 ENGLISH = generate_math_problems(
     60, seed=5, languages={"en": 1.0}, levels=dict.fromkeys(range(1, 6), 1.0)
@@ -37,15 +38,21 @@ def test_templates_translate_every_embedded_problem_exactly(language):
 
 
 @pytest.mark.parametrize("language", OTHERS)
-def test_templates_keep_the_trace_style(language):
+def test_templates_keep_the_trace_style_and_the_quick_question(language):
+    mix = StyleMix(quick_share=0.5, hurried_if_quick=0.5, hurried_if_plain=0.5)
     mixed = generate_math_problems(
-        40, seed=6, languages={"en": 1.0}, levels={2: 1.0, 4: 1.0}, hurried_share=0.5
+        40, seed=6, languages={"en": 1.0}, levels={2: 1.0, 4: 1.0}, styles=mix
     )
     styles = [trace_style(p.reference) for p in mixed]
-    assert set(styles) == {"full", "hurried"}
-    for problem, style in zip(mixed, styles, strict=True):
+    quick = [p.prompt.startswith(TEMPLATES["en"].quick) for p in mixed]
+    assert set(styles) == {"full", "hurried"} and set(quick) == {True, False}
+    read_as = []
+    for problem, style, asked_quick in zip(mixed, styles, quick, strict=True):
         translated = translate_math_problem(problem, language)
         assert translated is not None and trace_style(translated.reference) == style
+        assert translated.prompt.startswith(TEMPLATES[language].quick) == asked_quick
+        read_as.append(language_of(translated.prompt)[0] == language)
+    assert sum(read_as) / len(read_as) >= 0.9  # the problem's language, for the reward
 
 
 def test_templates_leave_other_problems_alone():

@@ -13,12 +13,18 @@ reference completion in the Magistral format, written in the problem's language:
     </think>
     <one-sentence summary with $\\boxed{answer}$>
 
-The reasoning comes in one of two styles (:data:`STYLES`), drawn per problem with a seeded share:
-``full`` writes every step out ("First we add: 6 + 46 = 52. Then we subtract: 52 - 19 = 33."),
-``hurried`` states the answer with no working ("In one go, without the steps: 33."), the way a
-hurried solver does. SFT learns both styles from the references, and a small model that answers
-at once is right less often than one that writes the computation out (about half as often on
-levels 1-3 for the tiny default model), so a reward for right answers alone pays for writing more.
+The reasoning comes in one of two styles (:data:`STYLES`): ``full`` writes every step out
+("First we add: 6 + 46 = 52. Then we subtract: 52 - 19 = 33."), ``hurried`` thinks only the
+answer ("33"), the way a hurried solver blurts it out. Which one a reference takes follows the
+prompt (:class:`StyleMix`): a share of the problems are asked as a quick question ("Quick
+question: Emma has..."), and those are mostly answered hurried, the others mostly in full. So
+the style is a function of the problem a model can read, not a coin to toss: greedy decoding
+writes quick questions hurried and the rest in full, seed after seed, while sampling still draws
+the other style now and then. A small model that answers at once is right far less often than
+one that writes the computation out, so GRPO, rewarded for right answers alone, learns to write
+the steps out even when asked to be quick, and answers grow as reward grows: the paper's length
+dynamics (README, "Does it reproduce the paper?"). Hurried thoughts hold no words, so the
+language reward has nothing to judge in them and neither helps nor hurts the style.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 from magistral_kedro.tasks.math_templates import TEMPLATES
@@ -34,6 +41,28 @@ from magistral_kedro.tasks.schema import LANGUAGES, Problem
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 #: How a reference trace is written: every step out, or the answer at once.
 STYLES: tuple[str, ...] = ("full", "hurried")
+
+
+@dataclass(frozen=True)
+class StyleMix:
+    """Which problems are asked as quick questions, and how often each kind of prompt gets a
+    hurried reference. The default, no quick questions and no hurried traces, writes every
+    reference in full."""
+
+    quick_share: float = 0.0
+    hurried_if_quick: float = 0.0
+    hurried_if_plain: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"StyleMix.{name} must be in [0, 1], got {value}")
+
+    def draw(self, rng: random.Random) -> tuple[bool, str]:
+        """(asked as a quick question, reference style) of one problem."""
+        quick = rng.random() < self.quick_share
+        hurried = rng.random() < (self.hurried_if_quick if quick else self.hurried_if_plain)
+        return quick, "hurried" if hurried else "full"
 
 
 def _draw(level: int, rng: random.Random) -> tuple[str, dict[str, int]]:
@@ -94,9 +123,10 @@ def _render(
     person: int,
     item: int,
     style: str,
+    quick: bool,
 ) -> Problem:
-    """One problem from its drawn parts, written in ``language`` with its reference completion
-    in ``style``."""
+    """One problem from its drawn parts, written in ``language`` (as a quick question if
+    ``quick``) with its reference completion in ``style``."""
     check_known("trace style", [style], STYLES)
     lang = TEMPLATES[language]
     derived, answer = _solve(key, numbers)
@@ -110,13 +140,13 @@ def _render(
         "rt": f"{answer.numerator}/{answer.denominator}",
         "plain": str(answer),
     }
-    thoughts = (lang.steps[key] if style == "full" else lang.hurried).format(**fields)
+    thoughts = lang.steps[key].format(**fields) if style == "full" else fields["plain"]
     return Problem(
         id=problem_id,
         kind="math",
         language=language,
         difficulty=level,
-        prompt=lang.problems[key].format(**fields),
+        prompt=(lang.quick if quick else "") + lang.problems[key].format(**fields),
         answer=answer_tex,
         reference=f"<think>\n{thoughts}\n</think>\n{lang.summary.format(**fields)}",
         source="embedded/math",
@@ -124,30 +154,30 @@ def _render(
 
 
 def make_math_problem(
-    index: int, language: str, level: int, rng: random.Random, style: str = "full"
+    index: int,
+    language: str,
+    level: int,
+    rng: random.Random,
+    style: str = "full",
+    quick: bool = False,
 ) -> Problem:
-    """One problem in ``language`` at difficulty ``level``, with its reference completion written
-    in ``style`` (one of :data:`STYLES`)."""
+    """One problem in ``language`` at difficulty ``level`` (a quick question if ``quick``), with
+    its reference completion written in ``style`` (one of :data:`STYLES`)."""
     lang = TEMPLATES[language]
     key, numbers = _draw(level, rng)
     person, item = rng.randrange(len(lang.people)), rng.randrange(len(lang.items))
-    return _render(
-        f"math-{language}-{level}-{index:06d}", language, level, key, numbers, person, item, style
-    )
-
-
-#: The phrase each language's hurried trace opens with.
-HURRIED_OPENINGS: tuple[str, ...] = tuple(
-    lang.hurried.split("{plain}")[0].strip() for lang in TEMPLATES.values()
-)
+    problem_id = f"math-{language}-{level}-{index:06d}"
+    return _render(problem_id, language, level, key, numbers, person, item, style, quick)
 
 
 def trace_style(completion: str) -> str:
-    """``hurried`` if the thoughts of ``completion`` open with a hurried phrase (of any
-    language), else ``full``: how a reference, or a model's answer, was written."""
+    """``hurried`` if the thoughts of ``completion`` hold no words and no equation (at most a
+    number), else ``full``: how a reference, or a model's answer, was written."""
     start = completion.find("<think>")
     thoughts = completion[start + len("<think>") :] if start >= 0 else completion
-    return "hurried" if thoughts.strip().startswith(HURRIED_OPENINGS) else "full"
+    thoughts = thoughts.split("</think>")[0]
+    working = "=" in thoughts or any(ch.isalpha() for ch in thoughts)
+    return "full" if working else "hurried"
 
 
 def _english_pattern(key: str) -> re.Pattern[str]:
@@ -157,7 +187,7 @@ def _english_pattern(key: str) -> re.Pattern[str]:
         "name": "|".join(re.escape(p["name"]) for p in lang.people),
         "item": "|".join(re.escape(i["item"]) for i in lang.items),
     }
-    pattern, seen = "", set()
+    pattern, seen = f"(?P<quick>{re.escape(lang.quick)})?", set()
     for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", lang.problems[key]):
         pattern += re.escape(literal)
         if name and name in seen:
@@ -169,9 +199,9 @@ def _english_pattern(key: str) -> re.Pattern[str]:
 
 
 def translate_math_problem(problem: Problem, language: str) -> Problem | None:
-    """The same embedded English problem (numbers, person, item) written in ``language``, with
-    its trace in the same style; ``None`` when ``problem`` is not one the English templates
-    produce."""
+    """The same embedded English problem (numbers, person, item, quick or not) written in
+    ``language``, with its trace in the same style; ``None`` when ``problem`` is not one the
+    English templates produce."""
     check_known("language code", [language], LANGUAGES)
     if problem.kind != "math" or problem.language != "en" or problem.source != "embedded/math":
         return None
@@ -186,6 +216,7 @@ def translate_math_problem(problem: Problem, language: str) -> Problem | None:
         person = names.index(match["name"]) if "name" in match.groupdict() else 0
         item = items.index(match["item"]) if "item" in match.groupdict() else 0
         style = trace_style(problem.reference or "")
+        quick = match["quick"] is not None
         translated = _render(
             f"{problem.id}-{language}",
             language,
@@ -195,6 +226,7 @@ def translate_math_problem(problem: Problem, language: str) -> Problem | None:
             person,
             item,
             style,
+            quick,
         )
         return translated.model_copy(update={"translated_from": problem.id})
     return None
@@ -217,7 +249,7 @@ def generate_math_problems(
     seed: int,
     languages: Mapping[str, float],
     levels: Mapping[int, float],
-    hurried_share: float = 0.0,
+    styles: StyleMix = StyleMix(),
 ) -> list[Problem]:
     """``n`` problems, each language and level drawn with the given weights; same seed, same list.
 
@@ -226,19 +258,16 @@ def generate_math_problems(
         seed: the random seed; the whole list is a function of it.
         languages: weight per language code (a subset of :data:`LANGUAGES`).
         levels: weight per difficulty level (a subset of :data:`LEVELS`).
-        hurried_share: the chance that a problem's reference trace is hurried (the answer with
-            no working) rather than full. Drawn from a stream of its own, so the problems
-            themselves do not depend on it.
+        styles: which problems are quick questions and which references hurried. Drawn from a
+            stream of their own, so the problems' numbers do not depend on it.
     """
     check_known("language code", languages, LANGUAGES)
     check_known("difficulty level", levels, LEVELS)
-    if not 0.0 <= hurried_share <= 1.0:
-        raise ValueError(f"hurried_share must be in [0, 1], got {hurried_share}")
-    rng, styles = random.Random(seed), random.Random(f"styles-{seed}")
+    rng, style_rng = random.Random(seed), random.Random(f"styles-{seed}")
     problems = []
     for index in range(n):
         (language,) = _pick(languages, rng)
         (level,) = _pick(levels, rng)
-        style = "hurried" if styles.random() < hurried_share else "full"
-        problems.append(make_math_problem(index, language, int(level), rng, style))
+        quick, style = styles.draw(style_rng)
+        problems.append(make_math_problem(index, language, int(level), rng, style, quick))
     return problems

@@ -1,6 +1,5 @@
 """The embedded math problems' text: per language, the people, the items, one problem and one
-worked-trace template per kind of problem, and the hurried trace (see
-:mod:`magistral_kedro.tasks.math`)."""
+worked-trace template per kind of problem (see :mod:`magistral_kedro.tasks.math`)."""
 
 from __future__ import annotations
 
@@ -11,15 +10,16 @@ from magistral_kedro.tasks.schema import LANGUAGES
 
 @dataclass(frozen=True)
 class Language:
-    """Everything one language needs: who, what, one problem/trace template per level, and the
-    hurried trace: a short phrase in the language, then the answer with no working."""
+    """Everything one language needs: who, what, one problem/trace template per level, the
+    sentence that states the answer, and the opening of a quick question."""
 
     people: tuple[dict[str, str], ...]
     items: tuple[dict[str, str], ...]
     problems: dict[str, str]
     steps: dict[str, str]
     summary: str
-    hurried: str
+    #: What a problem asked as a quick question opens with (``Quick question: ``).
+    quick: str
 
 
 # Placeholders: {name} (and {gen}, Russian genitive), {item} (and {m}, Chinese measure word),
@@ -53,7 +53,7 @@ TEMPLATES: dict[str, Language] = {
             "which simplifies to {rt}.",
         },
         summary="So the answer is $\\boxed{{{r}}}$.",
-        hurried="In one go, without the steps: {plain}.",
+        quick="Quick question: ",
     ),
     "fr": Language(
         people=({"name": "Marie"}, {"name": "Hugo"}, {"name": "Chloé"}, {"name": "Louis"}),
@@ -85,7 +85,7 @@ TEMPLATES: dict[str, Language] = {
             "ce qui se simplifie en {rt}.",
         },
         summary="La réponse est donc $\\boxed{{{r}}}$.",
-        hurried="D'un seul coup, sans les étapes : {plain}.",
+        quick="Question rapide : ",
     ),
     "es": Language(
         people=({"name": "Lucía"}, {"name": "Pablo"}, {"name": "Sofía"}, {"name": "Mateo"}),
@@ -119,7 +119,7 @@ TEMPLATES: dict[str, Language] = {
             "que se simplifica a {rt}.",
         },
         summary="Por lo tanto, la respuesta es $\\boxed{{{r}}}$.",
-        hurried="De una vez, sin los pasos: {plain}.",
+        quick="Pregunta rápida: ",
     ),
     "it": Language(
         people=({"name": "Giulia"}, {"name": "Marco"}, {"name": "Sofia"}, {"name": "Luca"}),
@@ -152,7 +152,7 @@ TEMPLATES: dict[str, Language] = {
             "che si semplifica in {rt}.",
         },
         summary="Quindi la risposta è $\\boxed{{{r}}}$.",
-        hurried="In un colpo solo, senza i passaggi: {plain}.",
+        quick="Domanda veloce: ",
     ),
     "de": Language(
         people=({"name": "Anna"}, {"name": "Lukas"}, {"name": "Mia"}, {"name": "Felix"}),
@@ -184,7 +184,7 @@ TEMPLATES: dict[str, Language] = {
             "fraction": "Sei x die Zahl. Dann gilt {a}x = {b}, also x = {b}/{a}, gekürzt {rt}.",
         },
         summary="Die Antwort ist also $\\boxed{{{r}}}$.",
-        hurried="In einem Zug, ohne die Schritte: {plain}.",
+        quick="Kurze Frage: ",
     ),
     "zh": Language(
         people=({"name": "小明"}, {"name": "小红"}, {"name": "李华"}, {"name": "王芳"}),
@@ -214,7 +214,7 @@ TEMPLATES: dict[str, Language] = {
             "fraction": "设这个数为x。那么{a}x = {b}，所以x = {b}/{a}，化简得{rt}。",
         },
         summary="所以答案是 $\\boxed{{{r}}}$。",
-        hurried="不写步骤，直接得出：{plain}。",
+        quick="快问：",
     ),
     "ru": Language(
         # Amounts in roubles ("руб.") keep the noun out of Russian number agreement.
@@ -247,7 +247,7 @@ TEMPLATES: dict[str, Language] = {
             "после сокращения {rt}.",
         },
         summary="Итак, ответ: $\\boxed{{{r}}}$.",
-        hurried="Быстро, без шагов, сразу: {plain}.",
+        quick="Быстрый вопрос: ",
     ),
 }
 assert set(TEMPLATES) == set(LANGUAGES)

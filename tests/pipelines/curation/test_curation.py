@@ -272,17 +272,22 @@ def test_collect_rejects_holds_every_stages_rejects(out):
     assert collected["reject_reason"].notna().all()
 
 
-def _embedded_math(hurried_share: float) -> pd.DataFrame:
+def _embedded_math(quick_share: float) -> pd.DataFrame:
     curation = MICRO["params:curation"]
-    math = curation.math.model_copy(update={"hurried_share": hurried_share})
+    styles = curation.math.styles.model_copy(
+        update={"quick_share": quick_share, "hurried_if_quick": 1.0, "hurried_if_plain": 0.0}
+    )
+    math = curation.math.model_copy(update={"styles": styles})
     frame = generate_embedded_problems(curation.model_copy(update={"math": math}), seed=0)
     return frame[frame["kind"] == "math"]
 
 
-def test_the_embedded_math_traces_come_in_the_configured_share_of_styles():
-    """curation.math.hurried_share reaches the generator: none hurried at 0 (the default), about
-    half at 0.5, the same problems either way."""
+def test_the_embedded_math_traces_come_in_the_configured_mix_of_styles():
+    """curation.math.styles reaches the generator: no quick question and none hurried at 0,
+    about half at 0.5, each quick question hurried (as asked here), the same numbers."""
     plain, mixed = _embedded_math(0.0), _embedded_math(0.5)
-    assert list(plain["prompt"]) == list(mixed["prompt"])
+    assert list(plain["answer"]) == list(mixed["answer"])
     assert set(plain["reference"].map(trace_style)) == {"full"}
-    assert 0.4 < (mixed["reference"].map(trace_style) == "hurried").mean() < 0.6
+    hurried = mixed["reference"].map(trace_style) == "hurried"
+    assert 0.4 < hurried.mean() < 0.6
+    assert (mixed["prompt"].str.startswith("Quick question: ") == hurried).all()
