@@ -73,6 +73,8 @@ def tokenize_examples(
     Over-long examples are left out (and counted) rather than cut: a cut trace teaches the model
     to stop mid-thought.
     """
+    if not prompts:  # the tokenizer fails on an empty batch
+        return [], 0
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(
         [c + tokenizer.eos_token for c in completions], add_special_tokens=False
