@@ -64,7 +64,7 @@ def test_an_evaluation_that_would_cut_answers_short_is_named(tokenizer, tmp_path
 
 
 def test_the_shipped_environments_pass_except_for_the_missing_gpu_checkpoint():
-    for env in ("base", "micro", "dynamics"):
+    for env in ("base", "micro"):
         report = check.check(check.load_parameters(CONF, env, {}), 1)
         assert report.problems == [], (env, report.problems)
     (problem,) = check.check(check.load_parameters(CONF, "gpu", {}), 8).problems

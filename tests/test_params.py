@@ -28,27 +28,13 @@ SECTIONS = {
 }
 
 
-@pytest.mark.parametrize("env", ["base", "micro", "dynamics"])
+@pytest.mark.parametrize("env", ["base", "micro"])
 def test_shipped_parameters_validate(env):
     raw = raw_parameters(env)
     for name, model in SECTIONS.items():
         model.model_validate(raw[name])
     assert RewardConfig(**raw["reward"]) == RewardConfig()  # the YAML holds the paper's numbers
     assert isinstance(raw["seed"], int)
-
-
-def _flat(tree, prefix=""):
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
-    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
-
-
-def test_the_dynamics_env_is_the_default_with_the_two_style_task_and_longer_sft():
-    """`kedro run --env dynamics` is the README's measured two-style run, nothing else."""
-    base, dynamics = _flat(raw_parameters("base")), _flat(raw_parameters("dynamics"))
-    changed = {key: value for key, value in dynamics.items() if base.get(key) != value}
-    assert changed == {"curation.math.hurried_share": 0.5, "sft.engine.optim.max_steps": 2400}
-    assert dynamics.keys() == base.keys()
 
 
 def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
@@ -67,7 +53,7 @@ def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
         ("sft", {"loop": {"batch_size": 0}}, "batch_size"),
         ("sft", {"lopo": {}}, "lopo"),
         ("curation", {"math": {"languages": {"en": 1.0, "xx": 1.0}}}, "xx"),
-        ("curation", {"math": {"hurried_share": 1.5}}, "hurried_share"),
+        ("curation", {"math": {"styles": {"quick_share": 1.5}}}, "quick_share"),
         ("curation", {"code": {"tests_per_problem": 5}}, "tests_per_problem"),
         ("model", {"name_or_path": "/no/such/model"}, "/no/such/model"),
         ("rl", {"grpo": {"group_size": 1}}, "group_size"),
