@@ -18,7 +18,7 @@ from magistral_kedro.curation.sources import SourceMapping
 from magistral_kedro.generation.base import SamplingConfig
 from magistral_kedro.grpo.config import GRPOConfig, Stage
 from magistral_kedro.models.factory import TinyModelConfig
-from magistral_kedro.tasks.math import LEVELS, check_known
+from magistral_kedro.tasks.math import LEVELS, StyleMix, check_known
 from magistral_kedro.tasks.schema import LANGUAGES
 from magistral_kedro.training.engine import EngineConfig
 from magistral_kedro.training.sft import SFTConfig
@@ -64,17 +64,6 @@ class PromptParams(_Params):
     )
 
 
-Share = Annotated[float, Field(ge=0, le=1)]
-
-
-class StyleMixParams(_Params):
-    """Quick questions and hurried references (``magistral_kedro.tasks.math.StyleMix``)."""
-
-    quick_share: Share
-    hurried_if_quick: Share
-    hurried_if_plain: Share
-
-
 class MathSourceParams(_Params):
     """The embedded math generator: how many problems, language and level weights, and which
     are quick questions with hurried reference traces (``magistral_kedro.tasks.math``)."""
@@ -82,7 +71,7 @@ class MathSourceParams(_Params):
     n: Annotated[int, Field(ge=0)]
     languages: dict[str, Annotated[float, Field(gt=0)]]
     levels: dict[int, Annotated[float, Field(gt=0)]]
-    styles: StyleMixParams
+    styles: StyleMix
 
     @field_validator("languages")
     @classmethod

@@ -32,9 +32,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
+from typing import Annotated
 
+from pydantic import Field
+
+from magistral_kedro.config import config
 from magistral_kedro.tasks.math_templates import TEMPLATES
 from magistral_kedro.tasks.schema import LANGUAGES, Problem
 
@@ -43,26 +46,28 @@ LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 STYLES: tuple[str, ...] = ("full", "hurried")
 
 
-@dataclass(frozen=True)
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+@config
 class StyleMix:
     """Which problems are asked as quick questions, and how often each kind of prompt gets a
-    hurried reference. The default, no quick questions and no hurried traces, writes every
-    reference in full."""
+    hurried reference (``curation.math.styles``). The default, no quick questions and no
+    hurried traces, writes every reference in full."""
 
-    quick_share: float = 0.0
-    hurried_if_quick: float = 0.0
-    hurried_if_plain: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"StyleMix.{name} must be in [0, 1], got {value}")
+    quick_share: Share = 0.0
+    hurried_if_quick: Share = 0.0
+    hurried_if_plain: Share = 0.0
 
     def draw(self, rng: random.Random) -> tuple[bool, str]:
         """(asked as a quick question, reference style) of one problem."""
         quick = rng.random() < self.quick_share
         hurried = rng.random() < (self.hurried_if_quick if quick else self.hurried_if_plain)
         return quick, "hurried" if hurried else "full"
+
+
+#: No quick questions, every reference written in full.
+ALL_FULL = StyleMix()
 
 
 def _draw(level: int, rng: random.Random) -> tuple[str, dict[str, int]]:
@@ -249,7 +254,7 @@ def generate_math_problems(
     seed: int,
     languages: Mapping[str, float],
     levels: Mapping[int, float],
-    styles: StyleMix = StyleMix(),
+    styles: StyleMix = ALL_FULL,
 ) -> list[Problem]:
     """``n`` problems, each language and level drawn with the given weights; same seed, same list.
 

@@ -16,7 +16,7 @@ from magistral_kedro.pipelines.curation.nodes import (
 )
 from magistral_kedro.pipelines.curation.report import collect_rejects, curation_report
 from magistral_kedro.tasks.frames import frame_to_problems
-from magistral_kedro.tasks.math import trace_style
+from magistral_kedro.tasks.math import StyleMix, trace_style
 from tests.params import merge, raw_catalog
 from tests.pipelines.conftest import MICRO, RAW, curated, load_sources
 
@@ -274,9 +274,7 @@ def test_collect_rejects_holds_every_stages_rejects(out):
 
 def _embedded_math(quick_share: float) -> pd.DataFrame:
     curation = MICRO["params:curation"]
-    styles = curation.math.styles.model_copy(
-        update={"quick_share": quick_share, "hurried_if_quick": 1.0, "hurried_if_plain": 0.0}
-    )
+    styles = StyleMix(quick_share=quick_share, hurried_if_quick=1.0, hurried_if_plain=0.0)
     math = curation.math.model_copy(update={"styles": styles})
     frame = generate_embedded_problems(curation.model_copy(update={"math": math}), seed=0)
     return frame[frame["kind"] == "math"]

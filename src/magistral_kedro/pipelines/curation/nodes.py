@@ -36,7 +36,6 @@ from magistral_kedro.params import CurationParams, DifficultyStageParams, ModelP
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks import generate_code_problems, generate_math_problems
 from magistral_kedro.tasks.frames import frame_to_problems, problems_to_frame
-from magistral_kedro.tasks.math import StyleMix
 from magistral_kedro.tasks.prompts import resolve_system_prompt
 from magistral_kedro.tasks.schema import validate_rows
 
@@ -69,7 +68,7 @@ def generate_embedded_problems(curation: CurationParams, seed: int) -> pd.DataFr
         seed,
         curation.math.languages,
         curation.math.levels,
-        StyleMix(**curation.math.styles.model_dump()),
+        curation.math.styles,
     )
     code_problems = generate_code_problems(curation.code.n, seed, curation.code.tests_per_problem)
     return problems_to_frame(math_problems + code_problems)
