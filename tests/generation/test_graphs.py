@@ -43,6 +43,10 @@ def _uneven_prompts(tokenizer, math_problems):
     return [p[: 5 + 3 * i] for i, p in enumerate(prompts)]
 
 
+def _seeded(seed):
+    return torch.Generator().manual_seed(seed)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_fixed_shapes_draw_what_the_other_loop_draws(
     tokenizer, math_problems, monkeypatch, attention
@@ -56,11 +60,9 @@ def test_fixed_shapes_draw_what_the_other_loop_draws(
     ends = list(range(3, model.config.vocab_size, 97))
     sampling = SamplingConfig(max_new_tokens=300, temperature=1.0)
     monkeypatch.setattr(hf, "_COMPACT_SHARE", 2.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        other = hf.decode(model, prompts, sampling, tokenizer.pad_token_id, ends)
-        torch.manual_seed(0)
-        rows = decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, graphs=False)
+    pad = tokenizer.pad_token_id
+    other = hf.decode(model, prompts, sampling, pad, ends, _seeded(0))
+    rows = decode_static(model, prompts, sampling, pad, ends, _seeded(0), graphs=False)
     assert [r.tokens for r in rows] == [r.tokens for r in other]
     assert [r.stopped for r in rows] == [r.stopped for r in other]
     assert len({len(r.tokens) for r in rows}) >= 4
@@ -84,11 +86,9 @@ def test_prompts_longer_than_the_first_window_and_one_token_answers(
     prompts = [*short, (short[1] * 20)[:200]]
     sampling = SamplingConfig(max_new_tokens=limit, temperature=1.0)
     monkeypatch.setattr(hf, "_COMPACT_SHARE", 2.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        other = hf.decode(model, prompts, sampling, tokenizer.pad_token_id, [0])
-        torch.manual_seed(3)
-        rows = decode_static(model, prompts, sampling, tokenizer.pad_token_id, [0], graphs=False)
+    pad = tokenizer.pad_token_id
+    other = hf.decode(model, prompts, sampling, pad, [0], _seeded(3))
+    rows = decode_static(model, prompts, sampling, pad, [0], _seeded(3), graphs=False)
     assert [r.tokens for r in rows] == [r.tokens for r in other]
     assert all(len(r.tokens) == limit for r in rows)
     for row, theirs in zip(rows, other, strict=True):
@@ -137,11 +137,10 @@ def test_cuda_graph_replays_decode_as_the_steps_run_one_by_one(tokenizer, math_p
     ends = list(range(3, model.config.vocab_size, 97))
     results = []
     for graphs in (False, True):
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            results.append(
-                decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, graphs)
-            )
+        generator = torch.Generator("cuda").manual_seed(0)
+        results.append(
+            decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, generator, graphs)
+        )
     eager, replayed = results
     assert [r.tokens for r in replayed] == [r.tokens for r in eager]
     for a, b in zip(replayed, eager, strict=True):
@@ -169,7 +168,8 @@ def test_the_roots_hooks_are_not_run(tokenizer, math_problems):
     model.register_forward_pre_hook(lambda module, args: calls.append(1))
     assert graphable(model)
     sampling = SamplingConfig(max_new_tokens=6, temperature=1.0)
-    decode_static(model, _uneven_prompts(tokenizer, math_problems), sampling, 0, [1], False)
+    prompts = _uneven_prompts(tokenizer, math_problems)
+    decode_static(model, prompts, sampling, 0, [1], _seeded(0), False)
     assert calls == []
 
 

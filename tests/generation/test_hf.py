@@ -205,9 +205,9 @@ def test_sliding_window_attention_decodes_as_a_forward_pass():
     model = MistralForCausalLM(config).eval()
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8]] * 8
     sampling = SamplingConfig(max_new_tokens=12, temperature=1.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        rows = decode(model, prompts, sampling, pad_id=0, ends=list(range(0, 64, 5)))
+    rows = decode(
+        model, prompts, sampling, 0, list(range(0, 64, 5)), torch.Generator().manual_seed(0)
+    )
     assert len({len(r.tokens) for r in rows}) >= 4
     for prompt, row in zip(prompts, rows, strict=True):
         ids = torch.tensor([prompt + row.tokens])
@@ -226,4 +226,4 @@ def test_a_model_without_an_attention_kv_cache_is_refused_by_name():
     ).eval()
     sampling = SamplingConfig(max_new_tokens=4, temperature=1.0)
     with pytest.raises(ValueError, match=r"MambaForCausalLM.*LinearAttentionLayer.*vllm"):
-        decode(model, [[1, 2, 3]], sampling, pad_id=0, ends=[0])
+        decode(model, [[1, 2, 3]], sampling, 0, [0], torch.Generator())

@@ -17,7 +17,7 @@ A model hooked below its root is decoded the other way: a replay would skip the 
 (DeepSpeed ZeRO-3's gather parameters; capturing them failed on a GPU and left the CUDA
 generator unusable). The root's own hooks are not run at all (see ``_Steps._forward``).
 
-Sampling stays outside the graph, with :func:`~magistral_kedro.generation.sampler.draw`: the
+Sampling stays outside the graph, with :func:`~magistral_kedro.generation.sampler.draw_tokens`: the
 same draws within a batch, and the same log-probs of what was drawn, as the other loop (a
 batch whose rows all stop early draws up to ``_CHECK_EVERY`` times more, so the next batch's
 draws differ). On the CPU the same steps run without graphs (what the tests compare with the
@@ -39,7 +39,7 @@ from magistral_kedro.generation.sampler import (
     Decoded,
     attention_cache,
     decoded_rows,
-    draw,
+    draw_tokens,
     left_padded,
 )
 
@@ -216,11 +216,12 @@ def decode_static(
     sampling: SamplingConfig,
     pad_id: int,
     ends: list[int],
+    generator: torch.Generator,
     graphs: bool,
 ) -> list[Decoded]:
     """Decode ``prompts`` as one batch at fixed shapes (see the module docstring); ``graphs``
-    replays each step from a CUDA graph (a model on a GPU). Sampling draws from the global
-    torch RNG, one draw per row per step, stopped rows too."""
+    replays each step from a CUDA graph (a model on a GPU). Sampling draws from ``generator``,
+    one draw per row per step, stopped rows too."""
     device, limit = model.device, sampling.max_new_tokens
     batch = left_padded(prompts, pad_id, device)
     real = batch["attention_mask"].bool()  # [B, W]
@@ -234,7 +235,7 @@ def decode_static(
     stops = torch.tensor(ends, device=device)
     logits = steps.prompts(batch["input_ids"])
     for step in range(limit):
-        token, logprob = draw(logits.float(), sampling)
+        token, logprob = draw_tokens(logits.float(), sampling, generator)
         tokens[:, step] = torch.where(running, token, pad_id)
         logprobs[:, step] = torch.where(running, logprob, 0.0)
         stopped = running & torch.isin(token, stops)

@@ -27,7 +27,7 @@ from magistral_kedro.generation.sampler import (
     Decoded,
     attention_cache,
     decoded_rows,
-    draw,
+    draw_tokens,
     left_padded,
     stop_ids,
 )
@@ -102,10 +102,11 @@ def decode(
     sampling: SamplingConfig,
     pad_id: int,
     ends: list[int],
+    generator: torch.Generator,
     between_steps: Callable[[], int] | None = None,
 ) -> list[Decoded]:
-    """Decode ``prompts`` as one batch; ``between_steps`` runs after each forward pass (see
-    :class:`TransformersGenerator`). Sampling draws from the global torch RNG."""
+    """Decode ``prompts`` as one batch, sampling from ``generator`` (on the model's device);
+    ``between_steps`` runs after each forward pass (see :class:`TransformersGenerator`)."""
     device, limit = model.device, sampling.max_new_tokens
     batch = left_padded(prompts, pad_id, device)
     inputs, mask = batch["input_ids"], batch["attention_mask"]  # [b, W + t] as t grows
@@ -128,7 +129,7 @@ def decode(
         ).logits[:, -1]  # [b, V]
         if between_steps is not None:
             versions.append(between_steps())
-        token, logprob = draw(logits.float(), sampling)
+        token, logprob = draw_tokens(logits.float(), sampling, generator)
         tokens[rows, step], logprobs[rows, step] = token, logprob
         stopped = running & torch.isin(token, stops)
         lengths[rows[stopped]] = step + 1
@@ -181,34 +182,36 @@ class TransformersGenerator:
     def generate(
         self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Sample]]:
-        """``n`` completions per prompt (token ids); reproducible from ``seed`` alone."""
+        """``n`` completions per prompt (token ids); reproducible from ``seed`` alone (and, with
+        ``between_steps``, the weight version at each step). Sampling draws from a generator
+        that ``seed`` starts, never from torch's global one, which the trainer owns."""
         pad_id, ends = self.tokenizer.pad_token_id, stop_ids(self.model, self.tokenizer)
         assert pad_id is not None, "the tokenizer needs a pad token"
         was_training = self.model.training
         self.model.eval()
         flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
         samples: list[list[Sample]] = [[] for _ in prompts]
-        # fork_rng: sampling must not move the training RNG (resume depends on it).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for start in range(0, len(flat), sampling.batch_size):
-                chunk = flat[start : start + sampling.batch_size]
-                batch = [p for _, p in chunk]
-                decoded = (
-                    decode_static(self.model, batch, sampling, pad_id, ends, graphs=True)
-                    if self.graphs
-                    else decode(self.model, batch, sampling, pad_id, ends, self.between_steps)
+        generator = torch.Generator(self.model.device).manual_seed(seed)
+        for start in range(0, len(flat), sampling.batch_size):
+            chunk = flat[start : start + sampling.batch_size]
+            batch = [p for _, p in chunk]
+            decoded = (
+                decode_static(self.model, batch, sampling, pad_id, ends, generator, graphs=True)
+                if self.graphs
+                else decode(
+                    self.model, batch, sampling, pad_id, ends, generator, self.between_steps
                 )
-                for (index, _), row in zip(chunk, decoded, strict=True):
-                    samples[index].append(
-                        Sample(
-                            prompt_index=index,
-                            token_ids=row.tokens,
-                            logprobs=row.logprobs,
-                            text=str(self.tokenizer.decode(row.tokens, skip_special_tokens=True)),
-                            finish_reason="stop" if row.stopped else "length",
-                            policy_versions=row.versions,
-                        )
+            )
+            for (index, _), row in zip(chunk, decoded, strict=True):
+                samples[index].append(
+                    Sample(
+                        prompt_index=index,
+                        token_ids=row.tokens,
+                        logprobs=row.logprobs,
+                        text=str(self.tokenizer.decode(row.tokens, skip_special_tokens=True)),
+                        finish_reason="stop" if row.stopped else "length",
+                        policy_versions=row.versions,
                     )
+                )
         self.model.train(was_training)
         return samples

@@ -61,23 +61,30 @@ def left_padded(
     return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
 
 
-def categorical(weights: torch.Tensor) -> torch.Tensor:
-    """One draw per row of ``weights`` [B, V] (non-negative, unnormalised): token ids [B].
+def categorical(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of ``weights`` [B, V] (non-negative, unnormalised) from ``generator``
+    (on the weights' device): token ids [B].
 
     One uniform number per row against the cumulative weights (in float64: a float32 sum
     over a large vocabulary is off by more than the rarest tokens' weights)."""
     cumulative = weights.cumsum(-1, dtype=torch.float64)  # [B, V]
     total = cumulative[:, -1:]
-    uniform = torch.rand(total.shape, dtype=torch.float64, device=weights.device) * total
+    uniform = torch.rand(
+        total.shape, dtype=torch.float64, device=weights.device, generator=generator
+    )
+    uniform = uniform * total
     # below the total, so that the token found always has weight (rounding could reach it)
     uniform = torch.minimum(uniform, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cumulative, uniform, right=True)[:, 0]
 
 
-def draw(logits: torch.Tensor, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next tokens [B] for ``logits`` [B, V] and their log-probs [B], which are of the
-    temperature-scaled distribution before top-p (what the trainer computes); greedy decoding
-    (temperature 0) takes the argmax and the log-probs of the unscaled logits."""
+def draw_tokens(
+    logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next tokens [B] for ``logits`` [B, V], drawn from ``generator``, and their log-probs
+    [B], which are of the temperature-scaled distribution before top-p (what the trainer
+    computes); greedy decoding (temperature 0) takes the argmax and the log-probs of the
+    unscaled logits."""
     if sampling.temperature == 0:
         token = logits.argmax(-1)
         return token, torch.log_softmax(logits, -1).gather(-1, token[:, None])[:, 0]
@@ -87,7 +94,7 @@ def draw(logits: torch.Tensor, sampling: SamplingConfig) -> tuple[torch.Tensor, 
         weights = torch.softmax(TopPLogitsWarper(sampling.top_p)(None, scaled), -1)
     else:
         weights = logprobs.exp()
-    token = categorical(weights)
+    token = categorical(weights, generator)
     return token, logprobs.gather(-1, token[:, None])[:, 0]
 
 
