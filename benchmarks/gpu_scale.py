@@ -190,11 +190,12 @@ def _sampled_minibatch(
             prompt_ids, args.group_size, sampling, seed=1
         )
     flat = [(prompt_ids[i], s) for i, group in enumerate(groups) for s in group]
-    return Minibatch(
-        sequences=[ids + s.token_ids for ids, s in flat],
-        prompt_lengths=[len(ids) for ids, _ in flat],
-        generator_logprobs=[s.logprobs for _, s in flat],
-        advantages=torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(flat))]),
+    return Minibatch.of_sequences(
+        [ids for ids, _ in flat],
+        [s.token_ids for _, s in flat],
+        [s.logprobs for _, s in flat],
+        torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(flat))]),
+        tokenizer.pad_token_id,
     )
 
 
@@ -205,12 +206,12 @@ def _training(
     """Loss + DeepSpeed step on a sampled batch. The first step's ratio is the on-policy
     check: the trainer's log-probs against the generator's, before any update (~1)."""
     device = model.device.type
-    grpo = dataclasses.replace(grpo, max_tokens_per_microbatch=microbatch_tokens)
+    grpo = dataclasses.replace(grpo, max_tokens_per_microbatch=microbatch_tokens, tis="off")
     with create_engine(model, engine_config) as engine:
         minibatch = _sampled_minibatch(engine, tokenizer, prompts, args)
 
         def step() -> dict[str, float]:
-            stats = minibatch_loss(engine, minibatch, tokenizer.pad_token_id, grpo, tis=False)
+            stats = minibatch_loss(engine, minibatch, grpo, tokenizer.pad_token_id)
             engine.step()
             return stats
 

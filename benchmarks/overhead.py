@@ -33,7 +33,7 @@ from benchmarks._common import embedded_rl
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator, encode_prompts
 from magistral_kedro.generation.sampler import left_padded
 from magistral_kedro.grpo import curriculum, update
-from magistral_kedro.grpo.core import magistral_advantages
+from magistral_kedro.grpo.core import group_advantages, magistral_advantages
 from magistral_kedro.rewards import RewardConfig, score_batch
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
 from magistral_kedro.training.engine import create_engine
@@ -48,8 +48,12 @@ def _timed(work: Callable[..., Any], *args: Any) -> tuple[float, Any]:
 def _ours_train(engine: Any, sequences: list[list[int]], lengths: list[int],
                 old: list[list[float]], advantages: torch.Tensor, pad_id: int,
                 grpo: Any) -> None:  # fmt: skip
-    minibatch = update.Minibatch(sequences, lengths, old, advantages)
-    update.minibatch_loss(engine, minibatch, pad_id, grpo, tis=False)
+    minibatch = update.Minibatch.of_sequences(
+        [s[:n] for s, n in zip(sequences, lengths, strict=True)],
+        [s[n:] for s, n in zip(sequences, lengths, strict=True)],
+        old, advantages, pad_id,
+    )  # fmt: skip
+    update.minibatch_loss(engine, minibatch, dataclasses.replace(grpo, tis="off"), pad_id)
     engine.step()
 
 
@@ -99,7 +103,7 @@ def main() -> int:
     sampling = SamplingConfig(max_new_tokens=stage.l_max, temperature=grpo.temperature,
                               batch_size=grpo.generation_batch_size)  # fmt: skip
     reward = dataclasses.replace(RewardConfig(), l_max=stage.l_max, l_cache=stage.l_cache)
-    chosen = curriculum.draw(setup.problems, stage, 0, 0)
+    chosen = curriculum.draw_problems(setup.problems, stage, 0, 0)
     prompts = [setup.prompts[i] for i in chosen]
     prompt_ids = encode_prompts(tokenizer, prompts)
     generator = TransformersGenerator(model, tokenizer)
@@ -114,9 +118,12 @@ def main() -> int:
             [setup.problems[chosen[g]] for g, _ in flat], [len(s.token_ids) for _, s in flat],
             reward,
         )  # fmt: skip
-        advantages, keep = magistral_advantages(
-            torch.tensor([float(r.total) for r in rewards]), torch.tensor([g for g, _ in flat])
+        totals, groups_of = (
+            torch.tensor([r.total for r in rewards]),
+            torch.tensor([g for g, _ in flat]),
         )
+        _, keep = group_advantages(totals, groups_of)
+        advantages = magistral_advantages(totals, groups_of, torch.where(keep, 0, -1))
         rows = [k for k in range(len(flat)) if keep[k]]
         sequences = [prompt_ids[flat[k][0]] + flat[k][1].token_ids for k in rows]
         lengths = [len(prompt_ids[flat[k][0]]) for k in rows]

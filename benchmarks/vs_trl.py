@@ -116,7 +116,9 @@ def _trl(steps: int, eval_problems: int) -> dict[str, Any]:
     setup = embedded_rl(steps)
     stage, grpo = setup.stages[0], setup.grpo
     # Our loop's draws, step by step, so that TRL trains on the same prompts in the same order.
-    order = [i for step in range(steps) for i in curriculum.draw(setup.problems, stage, 0, step)]
+    order = [
+        i for step in range(steps) for i in curriculum.draw_problems(setup.problems, stage, 0, step)
+    ]
     dataset = Dataset.from_dict(
         {"prompt": [setup.prompts[i] for i in order], "problem_index": order}
     )

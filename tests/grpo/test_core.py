@@ -10,34 +10,58 @@ from magistral_kedro.grpo.core import group_advantages
 from magistral_kedro.training.distributed import loss_denominator
 
 
+def _one_minibatch(rewards, groups):
+    """Every row of a diverse group in minibatch 0, the others not trained (-1)."""
+    _, diverse = group_advantages(rewards, groups)
+    return torch.where(diverse, 0, -1)
+
+
 def test_advantages_hand_computed():
     rewards = torch.tensor([1.0, 0.0, 1.0, 0.5, 0.5, 0.5, 1.1, 0.1])
     groups = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
-    advantages, keep = magistral_advantages(rewards, groups)
-    assert keep.tolist() == [True, True, True, False, False, False, True, True]
+    minibatch = _one_minibatch(rewards, groups)
+    assert (minibatch >= 0).tolist() == [True, True, True, False, False, False, True, True]
+    advantages = magistral_advantages(rewards, groups, minibatch)
     # r - group mean: 1/3, -2/3, 1/3 | dropped | 0.5, -0.5; mean 0, population std sqrt(0.2333)
     std = math.sqrt((1 / 9 + 4 / 9 + 1 / 9 + 0.25 + 0.25) / 5)
     expected = [1 / 3 / std, -2 / 3 / std, 1 / 3 / std, 0, 0, 0, 0.5 / std, -0.5 / std]
     torch.testing.assert_close(advantages, torch.tensor(expected), atol=1e-5, rtol=1e-5)
 
 
+def test_each_minibatch_is_normalised_on_its_own():
+    """Rewards (1.1, 0.1) and (0.2, 0.1) push as hard as each other in their own minibatches,
+    and differently when normalised together; without normalisation, r - mean(group)."""
+    rewards = torch.tensor([1.1, 0.1, 0.2, 0.1])
+    groups = torch.tensor([0, 0, 1, 1])
+    apart = magistral_advantages(rewards, groups, torch.tensor([0, 0, 1, 1]))
+    torch.testing.assert_close(apart, torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-6, rtol=0)
+    together = magistral_advantages(rewards, groups, torch.tensor([0, 0, 0, 0]))
+    assert together[0] > 1.0 > together[2] > 0
+    raw = magistral_advantages(rewards, groups, torch.tensor([0, 0, 1, -1]), normalise=False)
+    torch.testing.assert_close(raw, torch.tensor([0.5, -0.5, 0.05, 0.0]))
+
+
 def test_dropped_groups_do_not_move_the_normalisation():
     rewards = torch.tensor([1.0, 0.0, 7.0, 7.0])
     groups = torch.tensor([0, 0, 1, 1])
-    alone, _ = magistral_advantages(rewards[:2], groups[:2])
-    with_dropped, keep = magistral_advantages(rewards, groups)
+    alone = magistral_advantages(rewards[:2], groups[:2], torch.tensor([0, 0]))
+    with_dropped = magistral_advantages(rewards, groups, _one_minibatch(rewards, groups))
     torch.testing.assert_close(with_dropped[:2], alone)
-    assert keep.tolist() == [True, True, False, False]
+    assert with_dropped[2:].tolist() == [0.0, 0.0]
 
 
 def test_all_groups_dropped_gives_nothing_to_learn():
-    advantages, keep = magistral_advantages(torch.ones(6), torch.tensor([0, 0, 1, 1, 2, 2]))
-    assert not keep.any() and torch.all(advantages == 0)
+    rewards, groups = torch.ones(6), torch.tensor([0, 0, 1, 1, 2, 2])
+    minibatch = _one_minibatch(rewards, groups)
+    assert not (minibatch >= 0).any()
+    assert torch.all(magistral_advantages(rewards, groups, minibatch) == 0)
 
 
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="1-D"):
-        magistral_advantages(torch.ones(3), torch.zeros(4, dtype=torch.long))
+        group_advantages(torch.ones(3), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="minibatch must be"):
+        magistral_advantages(torch.ones(3), torch.zeros(3, dtype=torch.long), torch.zeros(2))
 
 
 def _tokens(ratios, advantage):
@@ -113,13 +137,13 @@ def test_single_process_denominator_is_the_local_count():
 
 
 def test_keeping_non_diverse_groups_keeps_them_with_advantage_zero():
-    """The ablation switch: every completion is kept; the all-equal group's advantage is 0,
+    """The ablation switch: every completion is trained; the all-equal group's advantage is 0,
     the diverse group's r - mean(group) as with dropping."""
     rewards = torch.tensor([1.0, 0.0, 7.0, 7.0])
     groups = torch.tensor([0, 0, 1, 1])
-    dropped, keep_dropped = group_advantages(rewards, groups)
-    kept, keep_all = group_advantages(rewards, groups, drop_non_diverse=False)
-    assert keep_dropped.tolist() == [True, True, False, False]
-    assert keep_all.tolist() == [True, True, True, True]
-    torch.testing.assert_close(kept, dropped)
+    centred, diverse = group_advantages(rewards, groups)
+    assert diverse.tolist() == [True, True, False, False]
+    assert centred.tolist() == [0.5, -0.5, 0.0, 0.0]
+    every_row = torch.zeros(4, dtype=torch.long)
+    kept = magistral_advantages(rewards, groups, every_row, normalise=False)
     assert kept.tolist() == [0.5, -0.5, 0.0, 0.0]

@@ -67,13 +67,13 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
 
     join_as_launched(rank, port)
     rollouts.score_batch = parity_reward
-    trained_on, gather = [], loop.gather_step
+    trained_on, make = [], loop.make_batch
 
     def recording(rollout, *args):
-        trained_on.append((rollout.work.step, rollout.work.stage))
-        return gather(rollout, *args)
+        trained_on.append((rollout.plan.step, rollout.plan.stage))
+        return make(rollout, *args)
 
-    loop.gather_step = recording
+    loop.make_batch = recording
     tracker = ListTracker()
     model, samples = _run(
         tokenizer, problems, Path(out) / "state", tracker, backend="deepspeed", **run_args
@@ -122,9 +122,9 @@ def _minibatch(tokenizer, rows):
         for s, p in zip(sequences, prompt_lengths, strict=True)
     ]
     advantages = torch.tensor([1.0, -0.5, 2.0, -1.0])
-    return Minibatch(
-        [sequences[i] for i in rows],
-        [prompt_lengths[i] for i in rows],
+    return Minibatch.of_sequences(
+        [sequences[i][: prompt_lengths[i]] for i in rows],
+        [sequences[i][prompt_lengths[i] :] for i in rows],
         [logprobs[i] for i in rows],
         advantages[rows],
     )
@@ -140,7 +140,7 @@ def _step(tokenizer, rows, backend):
     optim = OptimConfig(lr=1e-2, warmup_steps=0, grad_clip=0.0)
     engine = create_engine(model, EngineConfig(backend=backend, zero_stage=2, optim=optim))
     grpo = GRPOConfig(max_tokens_per_microbatch=20)  # several microbatches per rank
-    minibatch_loss(engine, _minibatch(tokenizer, rows), 0, grpo, tis=False)
+    minibatch_loss(engine, _minibatch(tokenizer, rows), grpo, pad_id=0)
     grad_norm = engine.step()["grad_norm"]
     return grad_norm, {k: v.detach().clone() for k, v in engine.model.state_dict().items()}
 

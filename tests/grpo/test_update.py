@@ -9,10 +9,10 @@ import torch
 
 from magistral_kedro.generation import Sample, SamplingConfig
 from magistral_kedro.grpo import update as update_module
-from magistral_kedro.grpo.batch import gather_step
+from magistral_kedro.grpo.batch import make_batch
 from magistral_kedro.grpo.config import GRPOConfig
 from magistral_kedro.grpo.core import truncated_importance_weights
-from magistral_kedro.grpo.curriculum import Work
+from magistral_kedro.grpo.curriculum import StepPlan
 from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.grpo.update import update
 from magistral_kedro.models import build_prompt, build_tiny_model
@@ -44,8 +44,8 @@ def _rollout(model, prompt, completions, rewards, shift=(0.0, 0.0)):
             own = token_logprobs(model(ids).logits, ids)[0, len(prompt) :]
             samples.append(Sample(0, tokens, (own + delta).tolist(), "text", "length"))
     verdicts = [RewardBreakdown(0.1, r - 0.1, 0.0, 0.0, r) for r in rewards]
-    work = Work(step=0, stage=0, chosen=[0], sampling=SamplingConfig(), seed=0)
-    return Rollout(work, [samples], verdicts, 0.0, 0.0)
+    plan = StepPlan(step=0, stage=0, problem_indices=[0], sampling=SamplingConfig(), seed=0)
+    return Rollout(plan, [samples], verdicts, 0.0, 0.0)
 
 
 @pytest.fixture()
@@ -62,8 +62,8 @@ def setup(tokenizer, math_problems):
 
 
 def _update(engine, rollout, prompt, grpo=GRPO, tis=False):
-    batch = gather_step(rollout)
-    return update(engine, rollout, batch, [prompt], grpo, seed=0, step=0, pad_id=0, tis=tis)
+    grpo = dataclasses.replace(grpo, tis="on" if tis else "off")
+    return update(engine, make_batch(rollout, [prompt], 0, grpo, seed=0), grpo)
 
 
 @pytest.mark.parametrize("rewards", [(1.1, 0.1), (0.1, 1.1)])
@@ -120,13 +120,12 @@ def test_advantages_are_normalised_over_each_minibatch(tokenizer, math_problems,
     second = _rollout(model, prompt, [[21, 22], [23, 24]], [0.2, 0.1])
     samples = first.groups + second.groups
     rollout = Rollout(
-        dataclasses.replace(first.work, chosen=[0, 0]),
+        dataclasses.replace(first.plan, problem_indices=[0, 0]),
         samples,
         first.rewards + second.rewards,
         0.0,
         0.0,
     )
-    batch = gather_step(rollout)
     seen = []
 
     def spy(engine, minibatch, *args):
@@ -137,7 +136,7 @@ def test_advantages_are_normalised_over_each_minibatch(tokenizer, math_problems,
     monkeypatch.setattr(update_module, "minibatch_loss", spy)
     engine = create_engine(model, EngineConfig(backend="torch", optim=OptimConfig(lr=1e-3)))
     grpo = dataclasses.replace(GRPO, n_minibatches=2)
-    metrics, _ = update(engine, rollout, batch, [prompt], grpo, 0, 0, 0, tis=False)
+    metrics, _ = update(engine, make_batch(rollout, [prompt], 0, grpo, seed=0), grpo)
     assert len(seen) == 2
     for advantages in seen:
         assert sorted(advantages) == pytest.approx([-1.0, 1.0], abs=1e-6)
@@ -172,16 +171,16 @@ def test_the_ablation_switches_change_what_the_update_sees(setup, monkeypatch):
 
     first = _rollout(engine.model, prompt, completions, (1.1, 0.1))
     flat = _rollout(engine.model, prompt, completions, (0.1, 0.1))
-    work = dataclasses.replace(first.work, chosen=[0, 0])
-    both = Rollout(work, first.groups + flat.groups, first.rewards + flat.rewards, 0.0, 0.0)
+    plan = dataclasses.replace(first.plan, problem_indices=[0, 0])
+    both = Rollout(plan, first.groups + flat.groups, first.rewards + flat.rewards, 0.0, 0.0)
     keep = dataclasses.replace(GRPO, drop_non_diverse_groups=False)
-    batch = gather_step(both, drop_non_diverse=False)
+    batch = make_batch(both, [prompt], 0, keep, seed=0)
     assert batch.kept == 4
-    update(engine, both, batch, [prompt, prompt], keep, 0, 0, 0, tis=False)
+    update(engine, batch, keep)
     # (0.5, -0.5, 0, 0): mean 0, population std sqrt(0.125)
     scaled = 0.5 / 0.125**0.5
     assert sorted(seen[-1]) == pytest.approx([-scaled, 0.0, 0.0, scaled], abs=1e-5)
-    update(engine, both, gather_step(both), [prompt, prompt], GRPO, 0, 0, 0, tis=False)
+    update(engine, make_batch(both, [prompt], 0, GRPO, seed=0), GRPO)
     assert sorted(seen[-1]) == pytest.approx([-1.0, 1.0], abs=1e-6)
 
 
@@ -197,13 +196,10 @@ def test_tis_weights_the_gradient_by_the_capped_ratio(setup):
 
     def gradient(generator_logprobs, tis):
         engine.model.zero_grad(set_to_none=True)
-        minibatch = Minibatch(
-            [prompt + c for c in completions],
-            [len(prompt)] * 2,
-            generator_logprobs,
-            torch.tensor([1.0, -1.0]),
+        minibatch = Minibatch.of_sequences(
+            [prompt] * 2, completions, generator_logprobs, torch.tensor([1.0, -1.0])
         )
-        minibatch_loss(engine, minibatch, 0, GRPO, tis)
+        minibatch_loss(engine, minibatch, dataclasses.replace(GRPO, tis="on" if tis else "off"), 0)
         return torch.cat([p.grad.flatten() for p in engine.model.parameters()])
 
     plain = gradient(exact, tis=False)

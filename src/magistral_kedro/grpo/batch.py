@@ -1,27 +1,28 @@
-"""A step's completions across ranks: each rank's rollout gathered into one batch, and the
-step's reward and completion statistics.
+"""A GRPO step's batch: every rank's rollout made into what the update trains on.
 
 Only a few numbers per completion cross ranks (rewards, sizes), never tokens: advantages are
-relative to the whole batch and the metrics describe it all, while each rank trains on its own
-rows. Groups never straddle ranks.
+relative to the whole step and the metrics describe it all, while each rank trains on its own
+rows. Groups never straddle ranks. Rows are numbered over the whole step in rank order.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from magistral_kedro.grpo.core import group_advantages
+from magistral_kedro.grpo.config import GRPOConfig
+from magistral_kedro.grpo.core import group_advantages, magistral_advantages
 from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.training import distributed
 
 
 @dataclass(frozen=True)
-class Completion:
-    """What every rank learns of one completion."""
+class CompletionStats:
+    """What every rank learns of one completion: its reward's parts and its size."""
 
     total: float
     format: float
@@ -35,64 +36,138 @@ class Completion:
 
 @dataclass(frozen=True)
 class StepBatch:
-    """Every rank's completions of one step, in rank order, where this rank's rows are, and
-    their group-relative advantages (advantage 0 in non-diverse groups, which are dropped,
-    ``keep`` False, unless ``grpo.drop_non_diverse_groups`` is off; normalised per minibatch by
-    the update)."""
+    """One GRPO step's batch.
 
-    completions: list[Completion]
-    rows_of_rank: list[range]
-    advantages: torch.Tensor  # [N] float64, r - mean(group)
-    keep: torch.Tensor  # [N] bool
+    Over the whole step (every rank's rows, rank order): ``stats``, ``group_ids``, ``minibatch``
+    (the minibatch each row trains in, -1 where its group was dropped) and ``advantages``.
+    This rank's rows as right-padded tensors ``[n, T]``, prompt then completion; they are rows
+    ``local_rows`` of the step. ``order``: the step's trained rows in their seeded training
+    order."""
+
+    stats: list[CompletionStats]  # [N]
+    group_ids: torch.Tensor  # [N] long
+    minibatch: torch.Tensor  # [N] long, -1: not trained
+    advantages: torch.Tensor  # [N] float32, 0 where not trained
+    order: list[int]  # trained rows of the step, in training order
+    local_rows: range
+    input_ids: torch.Tensor  # [n, T] long, padded with pad_id
+    lengths: torch.Tensor  # [n] long, prompt + completion tokens
+    loss_mask: torch.Tensor  # [n, T] float32, 1 on completion tokens
+    generator_logprobs: torch.Tensor  # [n, T] float32, the sampled tokens' (0 elsewhere)
+    pad_id: int
 
     @property
     def kept(self) -> int:
-        """How many completions are trained on."""
-        return int(self.keep.sum())
+        """How many completions of the step are trained on."""
+        return int((self.minibatch >= 0).sum())
+
+    def minibatch_rows(self, index: int) -> list[int]:
+        """This rank's rows (0 to n) of minibatch ``index``, in training order."""
+        start = self.local_rows.start
+        mine = [row for row in self.order if row in self.local_rows]
+        return [row - start for row in mine if int(self.minibatch[row]) == index]
 
 
-def _completions(rollout: Rollout) -> list[Completion]:
-    samples = [s for group in rollout.groups for s in group]
+def _stats(rollout: Rollout) -> list[CompletionStats]:
     return [
-        Completion(
-            b.total,
-            b.format,
-            b.correct,
-            b.length,
-            b.language,
+        CompletionStats(
+            r.total,
+            r.format,
+            r.correct,
+            r.length,
+            r.language,
             len(s.token_ids),
             s.finish_reason == "length",
             s.policy_versions[0] if s.policy_versions is not None else math.nan,
         )
-        for s, b in zip(samples, rollout.rewards, strict=True)
+        for (_, s), r in zip(rollout.completions(), rollout.rewards, strict=True)
     ]
 
 
-def gather_step(rollout: Rollout, drop_non_diverse: bool = True) -> StepBatch:
-    """Every rank's completions of the step and their advantages (a collective: every rank
-    calls it); ``drop_non_diverse``: see :func:`group_advantages`."""
+def padded_rows(
+    prompts: Sequence[list[int]],
+    completions: Sequence[list[int]],
+    logprobs: Sequence[list[float]],
+    pad_id: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of prompt then completion tokens, right-padded to the longest: input_ids [n, T],
+    lengths [n], loss_mask [n, T] (1 on completion tokens) and the completion tokens'
+    ``logprobs`` at their positions [n, T] (0 elsewhere)."""
+    width = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    lengths = torch.zeros(len(prompts), dtype=torch.long)
+    loss_mask = torch.zeros((len(prompts), width))
+    per_token = torch.zeros((len(prompts), width))
+    for row, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        start, end = len(prompt), len(prompt) + len(completion)
+        input_ids[row, :end] = torch.tensor(prompt + completion, dtype=torch.long)
+        lengths[row] = end
+        loss_mask[row, start:end] = 1.0
+        per_token[row, start:end] = torch.tensor(logprobs[row])
+    return input_ids, lengths, loss_mask, per_token
+
+
+def _minibatches(
+    keep: torch.Tensor, rows_of_rank: list[range], n_minibatches: int, seed: int, step: int
+) -> tuple[torch.Tensor, list[int]]:
+    """The kept rows in one seeded permutation of the step, each rank's cut into
+    ``n_minibatches`` consecutive chunks: (minibatch of each row [N], -1 if not kept; the
+    permutation)."""
+    order = np.random.default_rng([seed, step, 1]).permutation(np.flatnonzero(keep.numpy()))
+    minibatch = torch.full(keep.shape, -1, dtype=torch.long)
+    for rows in rows_of_rank:
+        mine = [int(k) for k in order if int(k) in rows]
+        for index, chunk in enumerate(np.array_split(mine, n_minibatches)):
+            minibatch[torch.as_tensor(chunk, dtype=torch.long)] = index
+    return minibatch, [int(k) for k in order]
+
+
+def make_batch(
+    rollout: Rollout,
+    prompt_ids: Sequence[list[int]],
+    pad_id: int,
+    grpo: GRPOConfig,
+    seed: int,
+) -> StepBatch:
+    """The step's batch (a collective: every rank calls it): every rank's rewards gathered,
+    non-diverse groups dropped (unless ``grpo.drop_non_diverse_groups`` is off), the kept rows
+    dealt into ``grpo.n_minibatches`` minibatches with (seed, step), and their advantages."""
     group_ids = [g for g, group in enumerate(rollout.groups) for _ in group]
-    everyone = distributed.all_gather_objects(
-        (len(rollout.groups), group_ids, _completions(rollout))
-    )
-    completions: list[Completion] = []
+    everyone = distributed.all_gather_objects((len(rollout.groups), group_ids, _stats(rollout)))
+    stats: list[CompletionStats] = []
     groups: list[int] = []
     rows_of_rank: list[range] = []
     n_groups = 0
-    for count, ids, theirs in everyone:
-        rows_of_rank.append(range(len(completions), len(completions) + len(theirs)))
+    for count, ids, of_rank in everyone:
+        rows_of_rank.append(range(len(stats), len(stats) + len(of_rank)))
         groups += [n_groups + g for g in ids]
-        completions += theirs
+        stats += of_rank
         n_groups += count
-    rewards = torch.tensor([c.total for c in completions])
-    advantages, keep = group_advantages(rewards, torch.tensor(groups), drop_non_diverse)
-    return StepBatch(completions, rows_of_rank, advantages, keep)
+    rewards, group_index = torch.tensor([s.total for s in stats]), torch.tensor(groups)
+    _, diverse = group_advantages(rewards, group_index)
+    keep = diverse if grpo.drop_non_diverse_groups else torch.ones_like(diverse)
+    minibatch, order = _minibatches(keep, rows_of_rank, grpo.n_minibatches, seed, rollout.plan.step)
+    advantages = magistral_advantages(
+        rewards, group_index, minibatch, grpo.normalise_minibatch_advantages
+    )
+    flat = rollout.completions()
+    input_ids, lengths, loss_mask, logprobs = padded_rows(
+        [prompt_ids[i] for i, _ in flat],
+        [s.token_ids for _, s in flat],
+        [s.logprobs for _, s in flat],
+        pad_id,
+    )
+    local_rows = rows_of_rank[distributed.rank()]
+    return StepBatch(
+        stats, group_index, minibatch, advantages, order, local_rows,
+        input_ids, lengths, loss_mask, logprobs, pad_id,
+    )  # fmt: skip
 
 
 def step_metrics(batch: StepBatch, version: int) -> dict[str, float]:
     """The step's reward and completion statistics over every rank's completions; ``version``
-    is the trainer's policy version (optimiser updates so far)."""
-    rows = batch.completions
+    is the trainer's policy version (GRPO steps that updated its weights so far)."""
+    rows = batch.stats
     totals = np.array([c.total for c in rows])
     corrects = np.array([c.correct for c in rows])
     n_tokens = np.array([c.n_tokens for c in rows], dtype=float)

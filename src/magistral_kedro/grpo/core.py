@@ -1,7 +1,12 @@
-"""The functions that make GRPO Magistral's: advantages with group dropping, the loss, and the
-correction of the generator/trainer mismatch (truncated importance sampling).
+"""The functions that make GRPO Magistral's: the advantages, the loss, and the correction of the
+generator/trainer mismatch (truncated importance sampling).
 
-Pure tensor functions; the loop (``update.py``) decides which rows form a minibatch."""
+Pure tensor functions; the batch (``batch.py``) decides which rows form a minibatch.
+
+Glossary (the paper's terms): a *group* is the completions sampled for one prompt; a group is
+*non-diverse* when all its rewards are equal (no signal: dropped); *clip-higher* is an upper
+clip ``eps_high`` above the lower ``eps_low``; the *generator* samples (vLLM, or the trained
+model), the *trainer* computes the loss."""
 
 from __future__ import annotations
 
@@ -13,20 +18,18 @@ EPS = 1e-8
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_index: torch.Tensor, drop_non_diverse: bool = True
+    rewards: torch.Tensor, group_index: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group-relative advantages, non-diverse groups dropped (MAGISTRAL.md section 1, 2-3).
+    """Group-relative advantages (docs/recipe.md, the loss): ``r - mean(group)``, no division by
+    the group's std.
 
     Args:
         rewards: [N] total reward of each completion.
         group_index: [N] integer id of the prompt (group) each completion answers.
-        drop_non_diverse: drop the groups whose rewards are all equal (the paper's rule);
-            False keeps every completion (an ablation).
 
     Returns:
-        (advantages [N] float64, keep [N] bool): ``r - mean(group)`` (no division by the
-        group's std); ``keep`` is False for every member of a group whose rewards are all equal
-        (no signal), whose advantage is then 0; all True without ``drop_non_diverse``.
+        (centred [N] float64, diverse [N] bool): ``diverse`` is False for every member of a
+        group whose rewards are all equal (no signal), whose advantage is then exactly 0.
     """
     if rewards.shape != group_index.shape or rewards.dim() != 1:
         raise ValueError(
@@ -47,36 +50,45 @@ def group_advantages(
         0, inverse, rewards, "amin"
     )
     diverse = (high - low > 1e-12)[inverse]
-    advantages = torch.where(diverse, centred, torch.zeros_like(centred))
-    return advantages, diverse if drop_non_diverse else torch.ones_like(diverse)
+    return torch.where(diverse, centred, torch.zeros_like(centred)), diverse
 
 
-def normalise_advantages(advantages: torch.Tensor) -> torch.Tensor:
-    """``(A - mean(A)) / (std(A) + 1e-8)`` over the rows given (a minibatch), population std.
-
-    Args:
-        advantages: [M] the kept completions' group-relative advantages (float64).
-
-    Returns:
-        [M] float32.
-    """
+def _normalised(advantages: torch.Tensor) -> torch.Tensor:
+    """[M] -> [M] float32: ``(A - mean(A)) / (std(A) + 1e-8)``, population std."""
     std = advantages.std(correction=0) if advantages.numel() > 1 else advantages.new_tensor(0.0)
     return ((advantages - advantages.mean()) / (std + EPS)).float()
 
 
 def magistral_advantages(
-    rewards: torch.Tensor, group_index: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`group_advantages` normalised over every kept completion (one minibatch).
+    rewards: torch.Tensor,
+    group_index: torch.Tensor,
+    minibatch: torch.Tensor,
+    normalise: bool = True,
+) -> torch.Tensor:
+    """The advantages the loss uses, the only place they are computed: group-relative
+    (:func:`group_advantages`), then normalised over each minibatch (docs/recipe.md).
+
+    Args:
+        rewards: [N] total reward of each completion of the step (every rank's).
+        group_index: [N] the group (prompt) each completion answers.
+        minibatch: [N] the minibatch each completion is trained in; -1 for those not trained
+            (their group dropped).
+        normalise: ``(A - mean) / (std + eps)`` over each minibatch's rows; False keeps
+            ``r - mean(group)`` as it is (an ablation).
 
     Returns:
-        (advantages [N] float32, keep [N] bool); dropped completions' advantage is 0.
+        [N] float32; 0 for the rows not trained.
     """
-    centred, keep = group_advantages(rewards, group_index)
+    if minibatch.shape != rewards.shape:
+        raise ValueError(f"minibatch must be [N], got {tuple(minibatch.shape)}")
+    centred, _ = group_advantages(rewards, group_index)
+    if not normalise:
+        return torch.where(minibatch >= 0, centred, 0.0).float()
     advantages = torch.zeros_like(centred, dtype=torch.float32)
-    if keep.any():
-        advantages[keep] = normalise_advantages(centred[keep])
-    return advantages, keep
+    for m in torch.unique(minibatch[minibatch >= 0]).tolist():
+        rows = minibatch == m
+        advantages[rows] = _normalised(centred[rows])
+    return advantages
 
 
 def magistral_loss(

@@ -1,11 +1,12 @@
 """What a GRPO step samples: the curriculum stage in force and the step's draw of problems.
 
-A step's work is a pure function of (seed, step, stage, rank), so a resumed run draws what the
+A step's plan is a pure function of (seed, step, stage, rank), so a resumed run draws what the
 killed one would have, and every rank agrees on the stage of every step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,12 +18,12 @@ from magistral_kedro.tasks.schema import Problem
 
 
 @dataclass(frozen=True)
-class Work:
-    """What one step samples on this rank: the trainer's order to the rollouts."""
+class StepPlan:
+    """What one step samples on this rank: what the trainer hands the rollouts."""
 
     step: int
     stage: int  # index of the curriculum stage it is drawn for
-    chosen: list[int]  # problem index of each group
+    problem_indices: list[int]  # the problem of each group
     sampling: SamplingConfig
     seed: int
 
@@ -40,7 +41,7 @@ def stage_index(stages: Sequence[Stage], step: int, current: int, last_reward: f
     return index
 
 
-def draw(problems: Sequence[Problem], stage: Stage, seed: int, step: int) -> list[int]:
+def draw_problems(problems: Sequence[Problem], stage: Stage, seed: int, step: int) -> list[int]:
     """``stage.n_prompts`` problems of the stage's difficulty, drawn with (seed, step)."""
     low, high = stage.difficulty
     eligible = [i for i, p in enumerate(problems) if low <= p.difficulty <= high]
@@ -53,22 +54,26 @@ def draw(problems: Sequence[Problem], stage: Stage, seed: int, step: int) -> lis
 
 @dataclass(frozen=True)
 class Curriculum:
-    """The stages and the problems they draw from, for one rank of ``world``."""
+    """The stages and the problems they draw from, for one rank of ``world``; ``sampling``:
+    how every step samples (its ``max_new_tokens`` is each stage's ``l_max``)."""
 
     stages: Sequence[Stage]
     problems: Sequence[Problem]
-    grpo: GRPOConfig
+    sampling: SamplingConfig
     seed: int
     rank: int = 0
     world: int = 1
 
-    def work(self, step: int, stage: int) -> Work:
-        """Step ``step``'s work on this rank at stage index ``stage`` (whole groups per rank)."""
-        sampling = SamplingConfig(
-            max_new_tokens=self.stages[stage].l_max,
-            temperature=self.grpo.temperature,
-            top_p=self.grpo.top_p,
-            batch_size=self.grpo.generation_batch_size,
-        )
-        chosen = draw(self.problems, self.stages[stage], self.seed, step)[self.rank :: self.world]
-        return Work(step, stage, chosen, sampling, self.seed * 1_000_003 + step + 7_919 * self.rank)
+    def plan(self, step: int, stage: int) -> StepPlan:
+        """Step ``step``'s plan on this rank at stage index ``stage`` (whole groups per rank)."""
+        sampling = dataclasses.replace(self.sampling, max_new_tokens=self.stages[stage].l_max)
+        problems = draw_problems(self.problems, self.stages[stage], self.seed, step)
+        seed = self.seed * 1_000_003 + step + 7_919 * self.rank
+        return StepPlan(step, stage, problems[self.rank :: self.world], sampling, seed)
+
+
+def sampling_of(grpo: GRPOConfig) -> SamplingConfig:
+    """How GRPO samples: its temperature, top-p and generation batch size."""
+    return SamplingConfig(
+        temperature=grpo.temperature, top_p=grpo.top_p, batch_size=grpo.generation_batch_size
+    )

@@ -1,10 +1,10 @@
-"""The GRPO loop (MAGISTRAL.md section 1), one step at a time::
+"""The GRPO loop (docs/recipe.md), one step at a time::
 
-    rollout  = rollouts.next()                  # the ordered step's groups, generated, verified
-    batch    = gather_step(rollout)             # every rank's rewards; advantages over them all
-    metrics  = update(engine, rollout, batch)   # greedy-collated microbatches, clipped loss, step
-    rollouts.sync_weights(engine)               # the generator gets the new weights
-    run.log(metrics); run.save(...)             # every step live; a checkpoint every N steps
+    rollout = rollouts.next()                     # the step's groups, generated and verified
+    batch   = make_batch(rollout, ...)            # every rank's rewards -> advantages, minibatches
+    metrics = update(engine, batch, grpo)         # microbatches, the clipped loss, optimiser steps
+    rollouts.sync_weights(engine, version)        # the generator gets the new weights
+    run.log(metrics, step); run.save(...)         # every step live; a checkpoint every N steps
 
 Synchronous by default (the step's completions are generated in the step) or asynchronous
 (``grpo.mode: async``, a generator thread samples ahead); the old policy is the generator's own
@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from magistral_kedro.generation import GenerationConfig, encode_prompts
-from magistral_kedro.grpo.batch import gather_step, step_metrics
+from magistral_kedro.grpo.batch import StepBatch, make_batch, step_metrics
 from magistral_kedro.grpo.config import GRPOConfig, Stage, check_generation_mode, uses_tis
-from magistral_kedro.grpo.curriculum import Curriculum, stage_index
+from magistral_kedro.grpo.curriculum import Curriculum, sampling_of, stage_index
 from magistral_kedro.grpo.rollouts import Rollout, Rollouts, Verifier, open_rollouts
 from magistral_kedro.grpo.update import update
 from magistral_kedro.models.factory import CheckpointRef, ModelSource, dtype_name, load_model
@@ -62,7 +62,7 @@ class RunState:
     stage: int = 0  # curriculum stage in force
     last_reward: float = 0.0  # mean reward of the last step (stages may start on it)
     skipped: int = 0  # steps whose every group was dropped (nothing to learn)
-    version: int = 0  # steps that updated the weights (the policy version)
+    version: int = 0  # GRPO steps that updated the weights (the policy version)
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> RunState:
@@ -100,14 +100,15 @@ def train_grpo(
         raise ValueError("at least one curriculum stage is needed")
     generation = generation or GenerationConfig()
     check_generation_mode(grpo, generation)
+    grpo = dataclasses.replace(grpo, tis="on" if uses_tis(grpo, generation) else "off")
     run = TrainingRun("rl", checkpoint_dir, grpo.keep_checkpoints, fingerprint, tracker)
     model_dir = run.finished()
     if model_dir is None:
         curriculum = Curriculum(
-            stages, problems, grpo, seed, distributed.rank(), distributed.world_size()
+            stages, problems, sampling_of(grpo), seed, distributed.rank(), distributed.world_size()
         )
         verify = Verifier(problems, stages, reward, grpo.reward_workers, seed)
-        model_dir = _train(start, run, prompts, engine_config, curriculum, verify, generation)
+        model_dir = _train(start, run, prompts, engine_config, grpo, curriculum, verify, generation)
     samples = _read_samples(run.root / SAMPLES_FILE) if distributed.is_main() else []
     return CheckpointRef(model_dir, dtype_name(start)), samples
 
@@ -117,12 +118,13 @@ def _train(
     run: TrainingRun,
     prompts: Sequence[str],
     engine_config: EngineConfig,
+    grpo: GRPOConfig,
     curriculum: Curriculum,
     verify: Verifier,
     generation: GenerationConfig,
 ) -> Path:
     """Load the start model, resume or begin, train; the trained model's directory."""
-    grpo, seed = curriculum.grpo, curriculum.seed
+    seed = curriculum.seed
     loaded = load_model(start)
     torch.manual_seed(seed)
     loaded.model.train()
@@ -141,8 +143,8 @@ def _train(
             seed + distributed.rank(),
             state.version,
         ) as rollouts:
-            loop = _Loop(engine, rollouts, curriculum, run, loaded.tokenizer, prompt_ids)
-            loop.train(state, engine_config.optim.max_steps, uses_tis(grpo, generation))
+            loop = _Loop(engine, rollouts, grpo, curriculum, run, loaded.tokenizer, prompt_ids)
+            loop.train(state, engine_config.optim.max_steps)
     return run.end()
 
 
@@ -165,107 +167,85 @@ class _Loop:
 
     engine: TrainEngine
     rollouts: Rollouts
+    grpo: GRPOConfig
     curriculum: Curriculum
     run: TrainingRun
     tokenizer: PreTrainedTokenizerBase
     prompt_ids: Sequence[list[int]]  # the prompts as the trainer scores and the generator sees
 
-    def __post_init__(self) -> None:
-        self.grpo, self.seed = self.curriculum.grpo, self.curriculum.seed
-        assert self.tokenizer.pad_token_id is not None, "the tokenizer needs a pad token"
-        self.pad_id: int = self.tokenizer.pad_token_id
-        # Steps ordered ahead of the one trained on: 1 in sync mode (each step's stage is
-        # decided just before it), max_batches_in_flight in async mode (the staleness bound).
-        self.ahead = self.grpo.max_batches_in_flight if self.grpo.mode == "async" else 1
-
-    def train(self, state: RunState, max_steps: int, tis: bool) -> None:
-        """Steps from ``state.step`` to ``max_steps``; ``state`` follows them. ``tis``:
-        truncated importance sampling of the generator/trainer mismatch."""
-        self.max_steps, self.tis = max_steps, tis
-        ordered = state.step
-        progress = tqdm(
-            total=self.max_steps,
-            initial=state.step,
-            desc="rl",
-            unit="step",
-            leave=False,
-            disable=not distributed.is_main(),
-        )
-        for step in range(state.step, self.max_steps):
-            ordered = self._order(state, ordered, min(step + self.ahead, self.max_steps))
+    def train(self, state: RunState, max_steps: int) -> None:
+        """Steps from ``state.step`` to ``max_steps``; ``state`` follows them."""
+        pad_id = self.tokenizer.pad_token_id
+        assert pad_id is not None, "the tokenizer needs a pad token"
+        submitted = state.step
+        progress = tqdm(total=max_steps, initial=state.step, desc="rl", unit="step", leave=False,
+                        disable=not distributed.is_main())  # fmt: skip
+        for step in range(state.step, max_steps):
+            until = min(step + self.rollouts.look_ahead, max_steps)
+            submitted = self._submit(state, submitted, until)
             began = time.perf_counter()
             rollout = self.rollouts.next()
-            metrics = self._learn(state, rollout, step, time.perf_counter() - began)
+            waited = time.perf_counter() - began
+            batch = make_batch(rollout, self.prompt_ids, pad_id, self.grpo, self.curriculum.seed)
+            state.stage = max(state.stage, rollout.plan.stage)
+            metrics = self._measure(state, rollout, batch, waited)
+            if batch.kept == 0:  # every group all-right or all-wrong: nothing to learn from it
+                state.skipped += 1
+                metrics["train/skipped_steps"] = float(state.skipped)
+            else:
+                metrics |= self._update(batch, step)
+                state.version += 1
+                self.rollouts.sync_weights(self.engine, state.version)
+            state.last_reward = metrics["reward/total"]
             metrics["time/step_s"] = time.perf_counter() - began
-            self._record(state, rollout, metrics)
+            state.step += 1
+            self.run.log(metrics, state.step)
+            self._write_samples(state.step, rollout)
             progress.update(1)
-            progress.set_postfix(
-                reward=f"{metrics['reward/total']:.3f}", acc=f"{metrics['accuracy']:.2f}"
-            )
-            if state.step % self.grpo.checkpoint_every == 0 or state.step == self.max_steps:
+            progress.set_postfix(reward=f"{metrics['reward/total']:.3f}",
+                                 acc=f"{metrics['accuracy']:.2f}")  # fmt: skip
+            if state.step % self.grpo.checkpoint_every == 0 or state.step == max_steps:
                 self._checkpoint(state)
         progress.close()
 
-    def _order(self, state: RunState, ordered: int, until: int) -> int:
-        """Order the steps up to ``until`` (excluded), each at the stage in force now: the same
+    def _submit(self, state: RunState, submitted: int, until: int) -> int:
+        """Submit the steps up to ``until`` (excluded), each at the stage in force now: the same
         on every rank, since it depends on the step and the (gathered) last reward only."""
-        for step in range(ordered, until):
+        for step in range(submitted, until):
             stage = stage_index(self.curriculum.stages, step, state.stage, state.last_reward)
-            self.rollouts.order(self.curriculum.work(step, stage))
-        return max(ordered, until)
+            self.rollouts.submit(self.curriculum.plan(step, stage))
+        return max(submitted, until)
 
-    def _learn(
-        self, state: RunState, rollout: Rollout, step: int, waited: float
+    def _measure(
+        self, state: RunState, rollout: Rollout, batch: StepBatch, waited: float
     ) -> dict[str, float]:
-        """Gather the step across ranks, update the policy (unless no group has a signal) and
-        hand the new weights to the generator; the step's metrics."""
-        state.stage = max(state.stage, rollout.work.stage)
-        batch = gather_step(rollout, self.grpo.drop_non_diverse_groups)
-        metrics = step_metrics(batch, state.version)
-        generated = sum(len(s.token_ids) for group in rollout.groups for s in group)
-        metrics.update(
-            {
-                "curriculum/stage": float(state.stage),
-                "curriculum/l_max": float(self.curriculum.stages[state.stage].l_max),
-                "time/generate_s": rollout.generate_s,
-                "time/verify_s": rollout.verify_s,
-                "time/wait_s": waited,  # async: what the trainer waited for its batch
-                "throughput/generate_tokens_per_s": generated / max(rollout.generate_s, 1e-9),
-            }
-        )
-        if batch.kept == 0:  # every group all-right or all-wrong: nothing to learn from it
-            state.skipped += 1
-            metrics["train/skipped_steps"] = float(state.skipped)
-        else:
-            began = time.perf_counter()
-            try:
-                stats, tokens = update(
-                    self.engine,
-                    rollout,
-                    batch,
-                    self.prompt_ids,
-                    self.grpo,
-                    self.seed,
-                    step,
-                    self.pad_id,
-                    self.tis,
-                )
-            except FloatingPointError as error:
-                raise self.run.stop(error, step + 1) from error
-            seconds = time.perf_counter() - began
-            metrics.update(stats)
-            metrics["time/train_s"] = seconds
-            metrics["throughput/train_tokens_per_s"] = tokens / max(seconds, 1e-9)
-            state.version += 1
-            self.rollouts.sync_weights(self.engine, state.version)
-        state.last_reward = metrics["reward/total"]
-        return metrics
+        """The step's rewards, completions, curriculum and generation times."""
+        generated_tokens = sum(len(s.token_ids) for group in rollout.groups for s in group)
+        return step_metrics(batch, state.version) | {
+            "curriculum/stage": float(state.stage),
+            "curriculum/l_max": float(self.curriculum.stages[state.stage].l_max),
+            "time/generate_s": rollout.generate_s,
+            "time/verify_s": rollout.verify_s,
+            "time/wait_s": waited,  # async: what the trainer waited for its batch
+            "throughput/generate_tokens_per_s": generated_tokens / max(rollout.generate_s, 1e-9),
+        }
 
-    def _record(self, state: RunState, rollout: Rollout, metrics: dict[str, float]) -> None:
-        """The step is done: its metrics to the tracker, a few completions to the samples
-        file (rank 0)."""
-        state.step += 1
-        self.run.log(metrics, state.step)
+    def _update(self, batch: StepBatch, step: int) -> dict[str, float]:
+        """The policy update of one step and its statistics; a non-finite loss stops the run
+        naming the step and the last good checkpoint."""
+        began = time.perf_counter()
+        try:
+            stats, tokens = update(self.engine, batch, self.grpo)
+        except FloatingPointError as error:
+            raise self.run.stop(error, step + 1) from error
+        seconds = time.perf_counter() - began
+        return stats | {
+            "time/train_s": seconds,
+            "throughput/train_tokens_per_s": tokens / max(seconds, 1e-9),
+        }
+
+    def _write_samples(self, step: int, rollout: Rollout) -> None:
+        """A few of the step's completions to the samples file (rank 0)."""
         if not distributed.is_main():
             return
         flat = rollout.completions()
@@ -273,7 +253,7 @@ class _Loop:
             for k in range(min(self.grpo.samples_per_step, len(flat))):
                 index, sample = flat[k]
                 row = {
-                    "step": state.step,
+                    "step": step,
                     "problem_id": self.curriculum.problems[index].id,
                     "completion": sample.text,
                     **rollout.rewards[k].__dict__,
@@ -293,10 +273,10 @@ def _check_replicas(model: torch.nn.Module, step: int) -> None:
     """Every rank must hold the same weights; a difference means a broken reduction."""
     with torch.no_grad():
         checksum = [float(p.double().sum()) for p in model.parameters()]
-    everyone = distributed.all_gather_objects(checksum)
-    for other, theirs in enumerate(everyone[1:], start=1):
-        if theirs != everyone[0]:
-            raise RuntimeError(f"rank {other}'s weights differ from rank 0's after step {step}")
+    of_rank = distributed.all_gather_objects(checksum)
+    for rank, checksum_of_rank in enumerate(of_rank[1:], start=1):
+        if checksum_of_rank != of_rank[0]:
+            raise RuntimeError(f"rank {rank}'s weights differ from rank 0's after step {step}")
 
 
 def _forget_samples_after(path: Path, step: int) -> None:

@@ -1,22 +1,25 @@
 """Where a GRPO step's completions come from: one object, whoever generates.
 
-The trainer orders each step's :class:`Work` (:meth:`Rollouts.order`), takes the verified
-completions (:meth:`Rollouts.next`), and after each optimiser step hands its new weights over
-(:meth:`Rollouts.sync_weights`). :func:`open_rollouts` is the one place that decides who
-generates:
+The trainer submits each step's :class:`~magistral_kedro.grpo.curriculum.StepPlan`
+(:meth:`Rollouts.submit`, up to :attr:`Rollouts.look_ahead` steps ahead of the one it trains
+on), takes the verified completions (:meth:`Rollouts.next`), and after each GRPO step that
+updated its weights hands them over (:meth:`Rollouts.sync_weights`). :func:`open_rollouts`
+is the one place that decides who generates:
 
 - the trained model itself (transformers, synchronous): generation in the step, from the
   engine's own weights (ZeRO-3 shards gathered for it); nothing to hand over;
 - an engine with its own copy of the weights (vLLM): the trainer's weights are pushed to it
   after each optimiser step (and at the start: a resumed run's differ from the checkpoint it
   loaded);
-- a generator thread (``grpo.mode: async``, MAGISTRAL.md section 3): it keeps its own copy of
-  the policy and samples ahead while the trainer steps. New weights are loaded between two
+- a generator thread (``grpo.mode: async``, docs/recipe.md): it keeps its own copy of the
+  policy, its own threads and its own random generator, and samples ahead while the trainer
+  steps. New weights are loaded between two
   decoding steps, so sequences in flight continue on their KV cache; each completion records
   the policy versions of its first and last token; the loss uses the generator's own log-probs
-  as the old policy, which corrects for that. Staleness is bounded by the orders: at most
-  ``max_batches_in_flight`` steps are ordered and not yet trained on. Not bit-reproducible
-  (timing decides which weights write which token); the synchronous modes are.
+  as the old policy, which corrects for that. Staleness is bounded by the look-ahead: at most
+  ``max_batches_in_flight`` steps are submitted and not yet trained on. Not bit-reproducible
+  (timing decides which weights write which token); given the same weight versions at the same
+  tokens it samples the same, and it never moves the trainer's random state.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from magistral_kedro.generation import (
 )
 from magistral_kedro.generation.base import WeightSyncedGenerator
 from magistral_kedro.grpo.config import GRPOConfig, Stage, check_generation_mode
-from magistral_kedro.grpo.curriculum import Work
+from magistral_kedro.grpo.curriculum import StepPlan
 from magistral_kedro.models.factory import Checkpoint, CheckpointRef, ModelSource
 from magistral_kedro.rewards import RewardBreakdown, RewardConfig, score_batch
 from magistral_kedro.tasks.schema import Problem
@@ -52,16 +55,16 @@ from magistral_kedro.training import distributed
 from magistral_kedro.training.engine import TrainEngine
 
 
-def completions(work: Work, groups: list[list[Sample]]) -> list[tuple[int, Sample]]:
+def completions(plan: StepPlan, groups: list[list[Sample]]) -> list[tuple[int, Sample]]:
     """(problem index, completion) of every completion of a step, flat and group-major."""
-    return [(i, s) for i, group in zip(work.chosen, groups, strict=True) for s in group]
+    return [(i, s) for i, group in zip(plan.problem_indices, groups, strict=True) for s in group]
 
 
 @dataclass
 class Rollout:
     """One step's verified completions on this rank, groups in draw order."""
 
-    work: Work
+    plan: StepPlan
     groups: list[list[Sample]]
     rewards: list[RewardBreakdown]  # flat, group-major
     generate_s: float
@@ -69,7 +72,7 @@ class Rollout:
 
     def completions(self) -> list[tuple[int, Sample]]:
         """(problem index, completion) of every completion, flat and group-major."""
-        return completions(self.work, self.groups)
+        return completions(self.plan, self.groups)
 
 
 @dataclass(frozen=True)
@@ -82,24 +85,27 @@ class Verifier:
     workers: int
     seed: int
 
-    def __call__(self, work: Work, groups: list[list[Sample]]) -> list[RewardBreakdown]:
+    def __call__(self, plan: StepPlan, groups: list[list[Sample]]) -> list[RewardBreakdown]:
         """One verdict per completion, flat and group-major."""
-        stage = self.stages[work.stage]
+        stage = self.stages[plan.stage]
         config = dataclasses.replace(self.reward, l_max=stage.l_max, l_cache=stage.l_cache)
-        flat = completions(work, groups)
+        flat = completions(plan, groups)
         return score_batch(
             [s.text for _, s in flat],
             [self.problems[i] for i, _ in flat],
             [len(s.token_ids) for _, s in flat],
             config,
             n_workers=self.workers,
-            seed=self.seed + work.step,
+            seed=self.seed + plan.step,
         )
 
 
 class Rollouts(abc.ABC):
-    """Rollouts generated in the trainer's step: each ordered step is generated and verified
+    """Rollouts generated in the trainer's step: each submitted step is generated and verified
     when the trainer asks for it."""
+
+    #: steps submitted ahead of the one trained on: 1, each step's stage is decided just before
+    look_ahead = 1
 
     def __init__(
         self,
@@ -112,24 +118,24 @@ class Rollouts(abc.ABC):
         self.prompt_ids = prompt_ids
         self.group_size = group_size
         self.verify = verify
-        self._orders: collections.deque[Work] = collections.deque()
+        self._submitted: collections.deque[StepPlan] = collections.deque()
 
-    def order(self, work: Work) -> None:
-        """Queue a step's work (the trainer decides its stage when it orders it)."""
-        self._orders.append(work)
+    def submit(self, plan: StepPlan) -> None:
+        """Queue a step's plan (the trainer decides its stage when it submits it)."""
+        self._submitted.append(plan)
 
     def next(self) -> Rollout:
-        """The oldest ordered step, generated and verified now."""
-        return self._rollout(self._orders.popleft())
+        """The oldest submitted step, generated and verified now."""
+        return self._rollout(self._submitted.popleft())
 
-    def _rollout(self, work: Work) -> Rollout:
+    def _rollout(self, plan: StepPlan) -> Rollout:
         began = time.perf_counter()
         with self._generating() as generator:
-            prompts = [self.prompt_ids[i] for i in work.chosen]
-            groups = generator.generate(prompts, self.group_size, work.sampling, work.seed)
+            prompts = [self.prompt_ids[i] for i in plan.problem_indices]
+            groups = generator.generate(prompts, self.group_size, plan.sampling, plan.seed)
         generated = time.perf_counter()
-        rewards = self.verify(work, groups)
-        return Rollout(work, groups, rewards, generated - began, time.perf_counter() - generated)
+        rewards = self.verify(plan, groups)
+        return Rollout(plan, groups, rewards, generated - began, time.perf_counter() - generated)
 
     @contextlib.contextmanager
     def _generating(self) -> Iterator[Generator]:
@@ -137,7 +143,8 @@ class Rollouts(abc.ABC):
 
     @abc.abstractmethod
     def sync_weights(self, engine: TrainEngine, version: int) -> None:
-        """Hand the trainer's weights, after ``version`` optimiser updates, to the generator."""
+        """Hand the trainer's weights, after ``version`` GRPO steps that updated them, to the
+        generator."""
 
 
 class EngineRollouts(Rollouts):
@@ -190,8 +197,10 @@ class _Stopped(Exception):
 
 
 class AsyncRollouts(Rollouts):
-    """A generator thread that samples the ordered steps ahead of the trainer with its own copy
-    of the policy, loading published weights between two decoding steps."""
+    """A generator thread that samples the submitted steps ahead of the trainer with its own
+    copy of the policy, loading published weights between two decoding steps. It owns its
+    thread count (set in its own thread), its look-ahead and its stop signal; it samples from
+    the random generator that each step's seed starts, never from torch's global one."""
 
     def __init__(
         self,
@@ -201,6 +210,8 @@ class AsyncRollouts(Rollouts):
         group_size: int,
         verify: Verifier,
         first_version: int,
+        look_ahead: int,
+        threads: int,
     ) -> None:
         self.policy = copy.deepcopy(model).eval().requires_grad_(False)
         generator = TransformersGenerator(
@@ -209,15 +220,12 @@ class AsyncRollouts(Rollouts):
             between_steps=self._between_steps,
         )
         super().__init__(generator, prompt_ids, group_size, verify)
-        # On CPU the generator and the trainer run at once: each gets half of torch's threads
-        # (two full-width thread pools on the same cores slow both down several times).
-        self._threads = torch.get_num_threads()
-        if next(model.parameters()).device.type == "cpu":
-            torch.set_num_threads(max(1, self._threads // 2))
-        self.version = first_version  # optimiser updates behind the policy's weights
+        self.look_ahead = look_ahead
+        self.threads = threads
+        self.version = first_version  # GRPO steps that updated the policy's weights
         self._published: tuple[int, dict[str, torch.Tensor]] | None = None
         self._lock = threading.Lock()
-        self._work: queue.Queue[Work] = queue.Queue()
+        self._plans: queue.Queue[StepPlan] = queue.Queue()
         self._ready: queue.Queue[Rollout | BaseException] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rollouts")
@@ -239,25 +247,26 @@ class AsyncRollouts(Rollouts):
         return ran
 
     def _run(self) -> None:
+        torch.set_num_threads(self.threads)  # this thread's own pool, not the trainer's
         try:
             while not self._stop.is_set():
                 try:
-                    work = self._work.get(timeout=0.1)
+                    plan = self._plans.get(timeout=0.1)
                 except queue.Empty:
                     continue
                 self._between_steps()  # a new batch starts with the newest weights
-                self._ready.put(self._rollout(work))
+                self._ready.put(self._rollout(plan))
         except _Stopped:
             return
         except BaseException as error:  # handed to the trainer, which re-raises it
             self._ready.put(error)
 
-    def order(self, work: Work) -> None:
-        """Hand a step's work to the generator thread, which starts on it when free."""
-        self._work.put(work)
+    def submit(self, plan: StepPlan) -> None:
+        """Hand a step's plan to the generator thread, which starts on it when free."""
+        self._plans.put(plan)
 
     def next(self) -> Rollout:
-        """The oldest ordered step (waits for the thread to finish it)."""
+        """The oldest submitted step (waits for the thread to finish it)."""
         item = self._ready.get()
         if isinstance(item, BaseException):
             raise RuntimeError("asynchronous generation failed") from item
@@ -274,7 +283,6 @@ class AsyncRollouts(Rollouts):
         """Stop the generator thread (a batch in progress is dropped at its next token)."""
         self._stop.set()
         self._thread.join(timeout=600)
-        torch.set_num_threads(self._threads)
 
 
 def _check_zero3(engine: TrainEngine, grpo: GRPOConfig, generation: GenerationConfig) -> None:
@@ -293,6 +301,20 @@ def _check_zero3(engine: TrainEngine, grpo: GRPOConfig, generation: GenerationCo
 
 
 @contextlib.contextmanager
+def _half_of_the_threads(engine: TrainEngine) -> Iterator[None]:
+    """On CPU the generator thread and the trainer run at once: the calling (trainer's) thread
+    keeps half of its torch threads meanwhile, the generator thread takes as many (two
+    full-width thread pools on the same cores slow both down several times)."""
+    threads = torch.get_num_threads()
+    if next(engine.model.parameters()).device.type == "cpu":
+        torch.set_num_threads(max(1, threads // 2))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
 def open_rollouts(
     start: ModelSource,
     engine: TrainEngine,
@@ -305,16 +327,18 @@ def open_rollouts(
     version: int,
 ) -> Iterator[Rollouts]:
     """The rollouts of a run (see the module docstring for who generates); ``version`` counts
-    the optimiser updates the engine's weights have had (a resumed run's are not 0)."""
+    the GRPO steps that updated the engine's weights (a resumed run's are not 0)."""
     check_generation_mode(grpo, generation)
     _check_zero3(engine, grpo, generation)
     with contextlib.ExitStack() as stack:
         rollouts: Rollouts
         if grpo.mode == "async":
+            stack.enter_context(_half_of_the_threads(engine))
             with engine.full_weights() as whole:
                 thread = AsyncRollouts(
-                    whole, tokenizer, prompt_ids, grpo.group_size, verify, version
-                )
+                    whole, tokenizer, prompt_ids, grpo.group_size, verify, version,
+                    look_ahead=grpo.max_batches_in_flight, threads=torch.get_num_threads(),
+                )  # fmt: skip
             stack.callback(thread.close)
             rollouts = thread
         elif generation.backend == "transformers":
