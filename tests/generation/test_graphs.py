@@ -6,7 +6,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from magistral_kedro.generation import SamplingConfig, encode_prompts, hf
-from magistral_kedro.generation.graphs import _Steps, decode_static, graphable
+from magistral_kedro.generation.graphs import FixedSteps, graphable
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
 from magistral_kedro.training.logprobs import token_logprobs
@@ -62,7 +62,7 @@ def test_fixed_shapes_draw_what_the_other_loop_draws(
     monkeypatch.setattr(hf, "_COMPACT_SHARE", 2.0)
     pad = tokenizer.pad_token_id
     other = hf.decode(model, prompts, sampling, pad, ends, _seeded(0))
-    rows = decode_static(model, prompts, sampling, pad, ends, _seeded(0), graphs=False)
+    rows = hf.decode(model, prompts, sampling, pad, ends, _seeded(0), fixed_shapes=True)
     assert [r.tokens for r in rows] == [r.tokens for r in other]
     assert [r.stopped for r in rows] == [r.stopped for r in other]
     assert len({len(r.tokens) for r in rows}) >= 4
@@ -88,7 +88,7 @@ def test_prompts_longer_than_the_first_window_and_one_token_answers(
     monkeypatch.setattr(hf, "_COMPACT_SHARE", 2.0)
     pad = tokenizer.pad_token_id
     other = hf.decode(model, prompts, sampling, pad, [0], _seeded(3))
-    rows = decode_static(model, prompts, sampling, pad, [0], _seeded(3), graphs=False)
+    rows = hf.decode(model, prompts, sampling, pad, [0], _seeded(3), fixed_shapes=True)
     assert [r.tokens for r in rows] == [r.tokens for r in other]
     assert all(len(r.tokens) == limit for r in rows)
     for row, theirs in zip(rows, other, strict=True):
@@ -101,8 +101,7 @@ def test_a_decoding_step_never_reads_the_device_from_the_host(tokenizer, math_pr
     model = _model(tokenizer, "sdpa")
     batch = hf.left_padded(_uneven_prompts(tokenizer, math_problems), 0, model.device)
     real = batch["attention_mask"].bool()
-    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-    steps = _Steps(model, real, positions, limit=8, graphs=False)
+    steps = FixedSteps(model, batch, limit=8, graphs=False)
     with torch.no_grad():
         steps.prompts(batch["input_ids"])
         token = torch.ones(len(real), dtype=torch.long)
@@ -139,7 +138,16 @@ def test_cuda_graph_replays_decode_as_the_steps_run_one_by_one(tokenizer, math_p
     for graphs in (False, True):
         generator = torch.Generator("cuda").manual_seed(0)
         results.append(
-            decode_static(model, prompts, sampling, tokenizer.pad_token_id, ends, generator, graphs)
+            hf.decode(
+                model,
+                prompts,
+                sampling,
+                tokenizer.pad_token_id,
+                ends,
+                generator,
+                fixed_shapes=True,
+                graphs=graphs,
+            )
         )
     eager, replayed = results
     assert [r.tokens for r in replayed] == [r.tokens for r in eager]
@@ -169,7 +177,7 @@ def test_the_roots_hooks_are_not_run(tokenizer, math_problems):
     assert graphable(model)
     sampling = SamplingConfig(max_new_tokens=6, temperature=1.0)
     prompts = _uneven_prompts(tokenizer, math_problems)
-    decode_static(model, prompts, sampling, 0, [1], _seeded(0), False)
+    hf.decode(model, prompts, sampling, 0, [1], _seeded(0), fixed_shapes=True)
     assert calls == []
 
 

@@ -4,7 +4,7 @@ transformers backend.
 A small model's decoding step is bound by kernel launches, not arithmetic: Qwen2.5-0.5B runs a
 few hundred kernels a step whose work takes a fraction of the time the host takes to launch
 them. A CUDA graph launches them all at once, but it replays fixed memory at fixed shapes, so
-here, unlike :func:`~magistral_kedro.generation.hf.decode`:
+here, unlike the shrinking batch of :func:`~magistral_kedro.generation.hf.decode`:
 
 - the batch keeps every row to the end (a stopped row decodes on, its tokens discarded);
 - the KV cache is written in place at a slot held in a device tensor, and attention reads a
@@ -15,38 +15,31 @@ here, unlike :func:`~magistral_kedro.generation.hf.decode`:
 
 A model hooked below its root is decoded the other way: a replay would skip the hooks
 (DeepSpeed ZeRO-3's gather parameters; capturing them failed on a GPU and left the CUDA
-generator unusable). The root's own hooks are not run at all (see ``_Steps._forward``).
+generator unusable). The root's own hooks are not run at all (see ``FixedSteps._forward``).
 
-Sampling stays outside the graph, with :func:`~magistral_kedro.generation.sampler.draw_tokens`: the
-same draws within a batch, and the same log-probs of what was drawn, as the other loop (a
-batch whose rows all stop early draws up to ``_CHECK_EVERY`` times more, so the next batch's
-draws differ). On the CPU the same steps run without graphs (what the tests compare with the
-other loop and with forward passes).
+The loop is :func:`~magistral_kedro.generation.hf.decode`'s, and sampling stays outside the
+graph: the same draws within a batch, and the same log-probs of what was drawn, as the
+shrinking batch (a batch whose rows all stop early draws up to ``check_every`` times more, so
+the next batch's draws differ). On the CPU the same steps run without graphs (what the tests
+compare with the shrinking batch and with forward passes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from magistral_kedro.generation.base import SamplingConfig
 from magistral_kedro.generation.sampler import (
     CACHE_KEYWORD,
-    Decoded,
     attention_cache,
-    decoded_rows,
-    draw_tokens,
-    left_padded,
+    attention_implementation,
 )
 
 #: The shortest attention window: the prompts and the first steps share one graph.
 _MIN_WINDOW = 128
-#: Steps between two checks of whether every row has stopped (each check waits for the GPU).
-_CHECK_EVERY = 16
 
 
 @dataclass
@@ -92,13 +85,13 @@ class _SlotLayer(DynamicLayer):
 
 
 def graphable(model: PreTrainedModel) -> bool:
-    """Whether :func:`decode_static` can decode ``model``: an attention that takes a 4D mask
+    """Whether :class:`FixedSteps` can decode ``model``: an attention that takes a 4D mask
     as it is given (``sdpa``: True attends; ``eager``: added to the scores); no forward hooks
     below the root (a replay would skip them; DeepSpeed ZeRO-3's gather parameters and cannot
     be captured at all; the root's, DeepSpeed's step bookkeeping, are not run: see
-    ``_Steps._forward``); every cache layer full attention (no sliding windows, no state).
+    ``FixedSteps._forward``); every cache layer full attention (no sliding windows, no state).
     Gradient checkpointing through transformers hooks the input embeddings: no graphs then."""
-    if model.config._attn_implementation not in ("sdpa", "eager"):
+    if attention_implementation(model) not in ("sdpa", "eager"):
         return False
     below_root = list(model.modules())[1:]
     if any(module._forward_pre_hooks or module._forward_hooks for module in below_root):
@@ -117,20 +110,25 @@ def _window(needed: int, capacity: int) -> int:
 
 def _mask_values(model: PreTrainedModel) -> tuple[torch.dtype, float, float]:
     """The model's 4D mask: its dtype and the values that let attend and that mask."""
-    if model.config._attn_implementation == "sdpa":
+    if attention_implementation(model) == "sdpa":
         return torch.bool, True, False
     return model.dtype, 0.0, torch.finfo(model.dtype).min
 
 
-class _Steps:
-    """One decoding step's inputs at fixed addresses, and its forward: replayed from one CUDA
-    graph per window where ``graphs``, else run as it is."""
+class FixedSteps:
+    """The decoding steps of a batch at fixed shapes (see the module docstring): one step's
+    inputs at fixed addresses, and its forward, replayed from one CUDA graph per window where
+    ``graphs``, else run as it is. Rows never leave the batch."""
+
+    #: Steps between two checks of whether every row has stopped (each waits for the GPU).
+    check_every = 16
 
     def __init__(
-        self, model: PreTrainedModel, real: torch.Tensor, positions: torch.Tensor, limit: int,
-        graphs: bool,
-    ) -> None:  # fmt: skip
-        batch, width = real.shape
+        self, model: PreTrainedModel, batch: dict[str, torch.Tensor], limit: int, graphs: bool
+    ) -> None:
+        real = batch["attention_mask"].bool()  # [B, W]
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        batch_size, width = real.shape
         self.model, self.graphs = model, graphs
         self.capacity = width + limit
         self.dtype, self.allow, self.deny = _mask_values(model)
@@ -141,11 +139,11 @@ class _Steps:
         self.cache.layers = [_SlotLayer(self.capacity, self.slots) for _ in self.cache.layers]
         # A step's inputs: its tokens [B, 1], positions [B, 1], the slot it writes [1] and the
         # mask [B, 1, 1, capacity] of the slots holding keys (its own set before it runs).
-        self.tokens = torch.zeros((batch, 1), dtype=torch.long, device=device)
+        self.tokens = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
         self.positions = positions[:, -1:].clone()
         self.write = torch.zeros(1, dtype=torch.long, device=device)
         self.mask = torch.full(
-            (batch, 1, 1, self.capacity), self.deny, dtype=self.dtype, device=device
+            (batch_size, 1, 1, self.capacity), self.deny, dtype=self.dtype, device=device
         )
         self.mask[:, 0, 0, :width].masked_fill_(real, self.allow)
         self.replays: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
@@ -190,6 +188,10 @@ class _Steps:
         graph.replay()
         return logits
 
+    def compact(self, running: torch.Tensor) -> None:
+        """Rows never leave a fixed-shape batch."""
+        return None
+
     def _window_forward(self) -> torch.Tensor:
         mask = self.mask[..., : self.slots.window]
         return self._forward(self.tokens, mask, self.positions)
@@ -207,42 +209,3 @@ class _Steps:
         with torch.cuda.graph(graph):
             logits = self._window_forward()
         return graph, logits
-
-
-@torch.no_grad()
-def decode_static(
-    model: PreTrainedModel,
-    prompts: Sequence[list[int]],
-    sampling: SamplingConfig,
-    pad_id: int,
-    ends: list[int],
-    generator: torch.Generator,
-    graphs: bool,
-) -> list[Decoded]:
-    """Decode ``prompts`` as one batch at fixed shapes (see the module docstring); ``graphs``
-    replays each step from a CUDA graph (a model on a GPU). Sampling draws from ``generator``,
-    one draw per row per step, stopped rows too."""
-    device, limit = model.device, sampling.max_new_tokens
-    batch = left_padded(prompts, pad_id, device)
-    real = batch["attention_mask"].bool()  # [B, W]
-    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-    steps = _Steps(model, real, positions, limit, graphs)
-    width = real.shape[1]
-    tokens = torch.full((len(prompts), limit), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros((len(prompts), limit), device=device)
-    lengths = torch.full((len(prompts),), limit, device=device)
-    running = torch.ones(len(prompts), dtype=torch.bool, device=device)
-    stops = torch.tensor(ends, device=device)
-    logits = steps.prompts(batch["input_ids"])
-    for step in range(limit):
-        token, logprob = draw_tokens(logits.float(), sampling, generator)
-        tokens[:, step] = torch.where(running, token, pad_id)
-        logprobs[:, step] = torch.where(running, logprob, 0.0)
-        stopped = running & torch.isin(token, stops)
-        lengths = torch.where(stopped, step + 1, lengths)
-        running &= ~stopped
-        last = step + 1 == limit
-        if last or (step % _CHECK_EVERY == _CHECK_EVERY - 1 and not running.any()):
-            break
-        logits = steps.step(token, width + step)
-    return decoded_rows(tokens, logprobs, lengths, ends)

@@ -21,7 +21,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 from magistral_kedro.generation.base import Sample, SamplingConfig
-from magistral_kedro.generation.graphs import decode_static, graphable
+from magistral_kedro.generation.graphs import FixedSteps, graphable
 from magistral_kedro.generation.sampler import (
     CACHE_KEYWORD,
     Decoded,
@@ -95,6 +95,46 @@ def kv_cache(model: PreTrainedModel, capacity: int) -> DynamicCache:
     return cache
 
 
+class _ShrinkingSteps:
+    """The decoding steps of a batch that drops its stopped rows (once ``_COMPACT_SHARE`` of
+    it has stopped) over a growing KV cache: the CPU's way, and any model the fixed-shape
+    steps cannot take."""
+
+    check_every = 1  # whether every row has stopped: a free question on the CPU
+
+    def __init__(self, model: PreTrainedModel, batch: dict[str, torch.Tensor], limit: int):
+        self.model = model
+        self.mask = batch["attention_mask"]  # [b, W + t] as t grows
+        self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        self.cache = kv_cache(model, self.mask.shape[1] + limit)
+
+    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(
+            input_ids=input_ids, attention_mask=self.mask, position_ids=self.positions,
+            use_cache=True, logits_to_keep=1, **{CACHE_KEYWORD: self.cache},
+        ).logits[:, -1]  # fmt: skip
+
+    def prompts(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The prompts' forward [b, W] -> the last position's logits [b, V]."""
+        return self._forward(input_ids)
+
+    def step(self, tokens: torch.Tensor, slot: int) -> torch.Tensor:
+        """Feed ``tokens`` [b] -> the next logits [b, V] (``slot``: unused, the cache grows)."""
+        self.positions = self.positions[:, -1:] + 1
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        return self._forward(tokens[:, None])
+
+    def compact(self, running: torch.Tensor) -> torch.Tensor | None:
+        """The batch rows to keep [b'] once enough have stopped (dropped from the cache here),
+        else None."""
+        if (~running).sum() < _COMPACT_SHARE * len(running):
+            return None
+        keep = running.nonzero()[:, 0]
+        self.cache.batch_select_indices(keep)
+        self.mask, self.positions = self.mask[keep], self.positions[keep]
+        return keep
+
+
 @torch.no_grad()
 def decode(
     model: PreTrainedModel,
@@ -104,55 +144,54 @@ def decode(
     ends: list[int],
     generator: torch.Generator,
     between_steps: Callable[[], int] | None = None,
+    fixed_shapes: bool = False,
+    graphs: bool = False,
 ) -> list[Decoded]:
-    """Decode ``prompts`` as one batch, sampling from ``generator`` (on the model's device);
-    ``between_steps`` runs after each forward pass (see :class:`TransformersGenerator`)."""
+    """Decode ``prompts`` as one batch, sampling from ``generator`` (on the model's device).
+
+    The one decoding loop, with two ways of stepping: rows leave the batch as they stop
+    (:class:`_ShrinkingSteps`), or, with ``fixed_shapes``, every row decodes to the end over a
+    fixed KV cache, each step replayed from a CUDA graph where ``graphs``
+    (:class:`~magistral_kedro.generation.graphs.FixedSteps`). ``between_steps`` runs after
+    each forward pass (see :class:`TransformersGenerator`)."""
     device, limit = model.device, sampling.max_new_tokens
     batch = left_padded(prompts, pad_id, device)
-    inputs, mask = batch["input_ids"], batch["attention_mask"]  # [b, W + t] as t grows
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = kv_cache(model, inputs.shape[1] + limit)
-    tokens = torch.full((len(prompts), limit), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros((len(prompts), limit), device=device)
-    lengths = torch.full((len(prompts),), limit, device=device)
-    rows = torch.arange(len(prompts), device=device)  # which prompt each batch row decodes
-    running = torch.ones(len(prompts), dtype=torch.bool, device=device)
+    steps: _ShrinkingSteps | FixedSteps = (
+        FixedSteps(model, batch, limit, graphs)
+        if fixed_shapes
+        else _ShrinkingSteps(model, batch, limit)
+    )
+    n, width = batch["input_ids"].shape
+    tokens = torch.full((n, limit), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((n, limit), device=device)
+    lengths = torch.full((n,), limit, device=device)
+    rows = torch.arange(n, device=device)  # which prompt each batch row decodes
+    running = torch.ones(n, dtype=torch.bool, device=device)  # of each batch row
     stops, versions = torch.tensor(ends, device=device), []
+    logits = steps.prompts(batch["input_ids"])
     for step in range(limit):
-        logits = model(
-            input_ids=inputs,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{CACHE_KEYWORD: cache},
-        ).logits[:, -1]  # [b, V]
         if between_steps is not None:
             versions.append(between_steps())
         token, logprob = draw_tokens(logits.float(), sampling, generator)
         tokens[rows, step], logprobs[rows, step] = token, logprob
         stopped = running & torch.isin(token, stops)
-        lengths[rows[stopped]] = step + 1
+        lengths[rows] = torch.where(stopped, step + 1, lengths[rows])
         running &= ~stopped
-        if not running.any():
+        if step + 1 == limit or ((step + 1) % steps.check_every == 0 and not running.any()):
             break
-        if (~running).sum() >= _COMPACT_SHARE * len(running):
-            keep = running.nonzero()[:, 0]
-            cache.batch_select_indices(keep)
-            rows, running, token, mask, positions = (
-                x[keep] for x in (rows, running, token, mask, positions)
-            )
-        inputs, positions = token[:, None], positions[:, -1:] + 1
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        keep = steps.compact(running)
+        if keep is not None:
+            rows, running, token = rows[keep], running[keep], token[keep]
+        logits = steps.step(token, width + step)
     return decoded_rows(tokens, logprobs, lengths, ends, versions)
 
 
 class TransformersGenerator:
     """Samples with :func:`decode` and returns each sampled token's log-prob. Where CUDA is
     available, a model still on the CPU (as the catalog loads it) is moved to the GPU, and
-    decoded by :func:`~magistral_kedro.generation.graphs.decode_static` with CUDA graphs
-    (``cuda_graphs``) where :func:`~magistral_kedro.generation.graphs.graphable` allows and
-    without ``between_steps`` (new weights that came as new tensors would not be seen).
+    decoded at fixed shapes from CUDA graphs (``cuda_graphs``) where
+    :func:`~magistral_kedro.generation.graphs.graphable` allows and without ``between_steps``
+    (new weights that came as new tensors would not be seen).
 
     ``between_steps``, if given, runs after every decoding step's forward pass, before the next:
     it may load new weights into ``model`` in place (the KV cache of the sequences in flight is
@@ -195,13 +234,10 @@ class TransformersGenerator:
         for start in range(0, len(flat), sampling.batch_size):
             chunk = flat[start : start + sampling.batch_size]
             batch = [p for _, p in chunk]
-            decoded = (
-                decode_static(self.model, batch, sampling, pad_id, ends, generator, graphs=True)
-                if self.graphs
-                else decode(
-                    self.model, batch, sampling, pad_id, ends, generator, self.between_steps
-                )
-            )
+            decoded = decode(
+                self.model, batch, sampling, pad_id, ends, generator, self.between_steps,
+                fixed_shapes=self.graphs, graphs=self.graphs,
+            )  # fmt: skip
             for (index, _), row in zip(chunk, decoded, strict=True):
                 samples[index].append(
                     Sample(

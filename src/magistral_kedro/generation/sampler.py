@@ -14,9 +14,18 @@ from transformers.generation import utils as generation_utils
 
 from magistral_kedro.generation.base import SamplingConfig
 
+# transformers internals the loops rely on, each read here alone (known on 5.20 to 5.24):
+# ``generation.utils.ALL_CACHE_NAMES``, ``PreTrainedModel._supports_default_dynamic_cache``,
+# ``PretrainedConfig._attn_implementation``.
+
 #: The models' keyword for a cache object: ``cache`` since transformers 5.21, before that
 #: ``past_key_values`` (the vLLM extra pins 5.20).
 CACHE_KEYWORD = "cache" if "cache" in generation_utils.ALL_CACHE_NAMES else "past_key_values"
+
+
+def attention_implementation(model: PreTrainedModel) -> str:
+    """The attention kernel the model runs (``sdpa``, ``eager``, ``flash_attention_2``...)."""
+    return str(model.config._attn_implementation)
 
 
 def attention_cache(model: PreTrainedModel) -> DynamicCache:

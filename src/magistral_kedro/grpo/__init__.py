@@ -1,4 +1,4 @@
-"""Magistral's GRPO (MAGISTRAL.md section 1): advantages, the clipped loss, the loop.
+"""Magistral's GRPO (docs/recipe.md): advantages, the clipped loss, the loop.
 
 Plain torch, no Kedro. The loss in a few lines (``core.py``)::
 
@@ -9,9 +9,11 @@ Plain torch, no Kedro. The loss in a few lines (``core.py``)::
                                                       # (or the trainer's, with TIS weights)
     loss  = -sum_t min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A) / total kept tokens
 
-The loop (``loop.py``) reads as the algorithm: ``config.py`` (settings), ``curriculum.py`` (what a
-step samples), ``rollouts.py`` (who generates, and verification), ``batch.py`` (a step across
-ranks), ``update.py`` (minibatches and the optimiser steps).
+The loop (``loop.py``) reads as the algorithm, one module a stage: ``curriculum.py`` (what a
+step samples: its :class:`~magistral_kedro.grpo.curriculum.StepPlan`), ``rollouts.py`` (who
+generates, and verification: a ``Rollout``), ``batch.py`` (the step across ranks: a
+``StepBatch`` with its advantages), ``update.py`` (minibatches and the optimiser steps);
+``config.py`` holds the settings.
 """
 
 from magistral_kedro.grpo.config import GRPOConfig, Stage

@@ -14,8 +14,8 @@ Positive = Annotated[int, Field(gt=0)]
 
 @config
 class Stage:
-    """One curriculum stage (MAGISTRAL.md section 5), in force from ``start_step`` or as soon as
-    the mean reward of the last step reaches ``min_reward``, whichever comes first
+    """One curriculum stage (docs/recipe.md, section 5), in force from ``start_step`` or as
+    soon as the mean reward of the last step reaches ``min_reward``, whichever comes first
     (``start_step: null``: by reward alone)."""
 
     start_step: Annotated[int, Field(ge=0)] | None = 0
@@ -37,12 +37,12 @@ class GRPOConfig:
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     n_minibatches: Positive = 1
     #: Drop the groups whose rewards are all equal before normalising and counting tokens
-    #: (MAGISTRAL.md section 1, item 3). False keeps them, with advantage 0: an ablation, in
+    #: (docs/recipe.md, section 1). False keeps them, with advantage 0: an ablation, in
     #: which every step updates (a step of all-equal groups has a zero loss, yet the optimiser's
     #: momentum still moves the weights).
     drop_non_diverse_groups: bool = True
-    #: Normalise the kept advantages over each minibatch (section 1, item 2). False trains on
-    #: r - mean(group) as it is: an ablation.
+    #: Normalise the kept advantages over each minibatch (docs/recipe.md, section 1). False
+    #: trains on r - mean(group) as it is: an ablation.
     normalise_minibatch_advantages: bool = True
     max_tokens_per_microbatch: Positive = 8192
     generation_batch_size: Positive = 256

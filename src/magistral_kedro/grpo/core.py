@@ -20,7 +20,7 @@ EPS = 1e-8
 def group_advantages(
     rewards: torch.Tensor, group_index: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group-relative advantages (docs/recipe.md, the loss): ``r - mean(group)``, no division by
+    """Group-relative advantages (docs/recipe.md, section 1): ``r - mean(group)``, no division by
     the group's std.
 
     Args:
@@ -66,7 +66,7 @@ def magistral_advantages(
     normalise: bool = True,
 ) -> torch.Tensor:
     """The advantages the loss uses, the only place they are computed: group-relative
-    (:func:`group_advantages`), then normalised over each minibatch (docs/recipe.md).
+    (:func:`group_advantages`), then normalised over each minibatch (docs/recipe.md, section 1).
 
     Args:
         rewards: [N] total reward of each completion of the step (every rank's).

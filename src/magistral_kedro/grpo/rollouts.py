@@ -11,7 +11,7 @@ is the one place that decides who generates:
 - an engine with its own copy of the weights (vLLM): the trainer's weights are pushed to it
   after each optimiser step (and at the start: a resumed run's differ from the checkpoint it
   loaded);
-- a generator thread (``grpo.mode: async``, docs/recipe.md): it keeps its own copy of the
+- a generator thread (``grpo.mode: async``, docs/recipe.md, section 3): it keeps its own copy of the
   policy, its own threads and its own random generator, and samples ahead while the trainer
   steps. New weights are loaded between two
   decoding steps, so sequences in flight continue on their KV cache; each completion records

@@ -2,7 +2,7 @@
 
 The batch (:func:`~magistral_kedro.grpo.batch.make_batch`) says which rows form each minibatch
 and holds their advantages. Each minibatch is cut into microbatches by greedy collation
-(docs/recipe.md); every microbatch's loss
+(docs/recipe.md, section 3); every microbatch's loss
 is divided by the minibatch's token count over every rank, so the summed gradients are those of
 the token-normalised loss however the batch is cut or spread.
 
