@@ -1,6 +1,7 @@
 """How often ``math_equal`` agrees with a careful grader, and how fast: the public graders' cases
-(``../shared/data/answer_equivalence.jsonl``, the regression set; debatable rows left out) and
-the project's own cases by category (tests/rewards).
+(``answer_equivalence.jsonl``, their regression set, kept outside the repository and scored when
+present at ``SHARED``; debatable rows left out) and the project's own cases by category
+(tests/rewards).
 
     python -m benchmarks.equivalence
 

@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.vs_trl [--steps 20] [--repeats 1] [--eval-problems 200]
 
 Our loop runs twice, synchronous (the default) and asynchronous (``rl.grpo.mode: async``:
-generation overlapping training, MAGISTRAL.md section 3), then TRL. All start from the SFT model
+generation overlapping training, docs/recipe.md, section 3), then TRL. All start from the SFT model
 of the last ``kedro run`` (``make run`` first), each in a fresh process with the same torch
 threads, and train on the very same prompts in the same order (our
 loop's draws, fed to TRL unshuffled): 32 prompts x 8 completions per optimiser step, at most 128

@@ -63,7 +63,7 @@ def test_unparseable_answers_are_found_in_the_worker_pool_and_code_is_left_alone
     ]
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data (public data) is absent")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="public data sets absent (SHARED_DATA)")
 def test_real_benchmarks_are_almost_all_verifiable():
     """MATH-500 and GSM8K test are curated sets of single-answer problems: a filter that drops
     more than a handful of them is too eager. MATH-500's two multiple-choice items (answers

@@ -1,4 +1,4 @@
-"""Looking inside a run (MAGISTRAL.md section 6): the checkpoints' weight-space trajectory, and
+"""Looking inside a run (docs/recipe.md, section 6): the checkpoints' weight-space trajectory, and
 reward against output length. Plain numpy / torch, no Kedro."""
 
 from magistral_kedro.analysis.trajectory import (

@@ -1,4 +1,4 @@
-"""Code problems' tests checked against their accepted solutions (MAGISTRAL.md section 4).
+"""Code problems' tests checked against their accepted solutions (docs/recipe.md, section 4).
 
 Every accepted solution runs on every test in the rewards sandbox. A test on which the solutions
 disagree (or one of them fails) is dropped; where they all agree with each other but not with the

@@ -1,4 +1,4 @@
-"""Difficulty filtering by pass rate over G samples of a reference model (MAGISTRAL.md section 4).
+"""Difficulty filtering by pass rate over G samples of a model (docs/recipe.md, section 4).
 
 Sampling and thresholding are separate steps: :func:`sample_pass_rates` records, per problem, how
 many of the G samples were right and a histogram of the answers given; :func:`difficulty_verdict`

@@ -1,5 +1,5 @@
 """Translating a fraction of the English problems, so the language reward has something to reward
-(MAGISTRAL.md sections 2 and 4: 10% of the problems in French, Spanish, Italian, German, Chinese
+(docs/recipe.md, sections 2 and 4: 10% of the problems in French, Spanish, Italian, German, Chinese
 and Russian).
 
 Two translators share one interface. :class:`TemplateTranslator` rewrites the embedded generator's

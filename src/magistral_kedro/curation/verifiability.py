@@ -1,4 +1,4 @@
-"""Which math problems a rule-based verifier can grade (MAGISTRAL.md section 4).
+"""Which math problems a rule-based verifier can grade (docs/recipe.md, section 4).
 
 RL needs one checkable final answer: proofs, multiple-choice and multi-part questions, and answers
 that are several values or that the verifier cannot read are dropped, each with a reason code.

@@ -5,7 +5,7 @@
     problem_sources:
       type: magistral_kedro.datasets.ProblemSourcesDataset
       sources:
-        math500: ../shared/data/math500.jsonl
+        math500: data/01_raw/math500.jsonl
         my_code: data/01_raw/my_code.parquet
 
 Loads ``{source name: [row dict, ...]}`` for ``curation.sources`` to map. JSON Lines are read line

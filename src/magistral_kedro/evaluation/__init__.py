@@ -1,5 +1,5 @@
 """Evaluation: answers sampled and graded by the Magistral reward, and the benchmark metrics
-over them (MAGISTRAL.md section 6). Plain Python and pandas; the sft, rl and eval pipelines call
+over them (docs/recipe.md, section 6). Plain Python and pandas; the sft, rl and eval pipelines call
 it."""
 
 from magistral_kedro.evaluation.grading import build_prompts, evaluate_generation, grade_samples

@@ -22,9 +22,10 @@ the style is a function of the problem a model can read, not a coin to toss: gre
 writes quick questions hurried and the rest in full, seed after seed, while sampling still draws
 the other style now and then. A small model that answers at once is right far less often than
 one that writes the computation out, so GRPO, rewarded for right answers alone, learns to write
-the steps out even when asked to be quick, and answers grow as reward grows: the paper's length
-dynamics (README, "Does it reproduce the paper?"). Hurried thoughts hold no words, so the
-language reward has nothing to judge in them and neither helps nor hurts the style.
+the steps out even when asked to be quick, and answers grow as reward grows. That growth is built
+into this task, not evidence of the paper's length dynamics (docs/results.md). Hurried thoughts
+hold no words, so the language reward has nothing to judge in them and neither helps nor hurts
+the style.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""System prompts (MAGISTRAL.md section 2)."""
+"""System prompts (docs/recipe.md, section 2)."""
 
 from __future__ import annotations
 

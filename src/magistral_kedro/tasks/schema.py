@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-#: ISO 639-1 codes of the languages the embedded default speaks (MAGISTRAL.md section 2).
+#: ISO 639-1 codes of the languages the embedded default speaks (docs/recipe.md, section 2).
 LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "it", "de", "zh", "ru")
 
 

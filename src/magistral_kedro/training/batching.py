@@ -1,4 +1,4 @@
-"""Length-aware microbatching (MAGISTRAL.md section 3, "greedy collation") and padding."""
+"""Length-aware microbatching (docs/recipe.md, section 3, "greedy collation") and padding."""
 
 from __future__ import annotations
 

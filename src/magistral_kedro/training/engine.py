@@ -2,7 +2,7 @@
 
 The caller owns gradient accumulation: it calls :meth:`TrainEngine.backward` once per microbatch
 with a loss already divided by the step's global token count, then :meth:`TrainEngine.step` once.
-That keeps the loss denominator exact however the batch is cut (MAGISTRAL.md section 1, item 5).
+That keeps the loss denominator exact however the batch is cut (docs/recipe.md, section 1, item 5).
 
 DeepSpeed on CPU (what CI and laptops have) runs single-process over gloo; with several ranks
 the first start JIT-compiles a shared-memory communication op (~70 s, cached in
