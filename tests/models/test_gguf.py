@@ -116,11 +116,14 @@ def test_a_file_that_is_not_gguf_or_is_cut_short_is_named(tokenizer, tmp_path):
 
 def test_the_command_says_what_it_read(tokenizer, tmp_path, capsys):
     source = write_gguf(tmp_path / "tiny.gguf", random_llama(len(tokenizer), True), tokenizer)
-    main([str(source), str(tmp_path / "hf")])
+    main([str(source), str(tmp_path / "hf"), "--dtype", "bfloat16"])
     printed = capsys.readouterr().out
     assert "LlamaForCausalLM" in printed and "300 tokens" in printed
-    assert "from ALL_F32 (tensors: 20 F32) to float32" in printed
+    assert "from ALL_F32 (tensors: 20 F32) to bfloat16" in printed
     assert (tmp_path / "hf" / "generation_config.json").is_file()
+    assert load_checkpoint(tmp_path / "hf", "bfloat16").model.dtype == torch.bfloat16
+    with safe_open(tmp_path / "hf" / "model.safetensors", "pt") as stored:
+        assert stored.get_tensor("model.norm.weight").dtype == torch.bfloat16
     (tmp_path / "bad.gguf").write_bytes(b"\0" * 64)
     with pytest.raises(SystemExit) as stopped:
         main([str(tmp_path / "bad.gguf"), str(tmp_path / "out")])

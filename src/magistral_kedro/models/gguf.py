@@ -102,7 +102,12 @@ class GGUFSummary:
 
 def _check_file(path: Path) -> Any:
     """``path`` opened with gguf's reader (memory-mapped: no tensor is read), or a clear error."""
-    from gguf import GGUFReader
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise ImportError(
+            "reading GGUF files needs the gguf extra: pip install -e '.[gguf]' (make install)"
+        ) from None
 
     if not path.is_file():
         raise FileNotFoundError(f"no GGUF file at {str(path)!r}")
