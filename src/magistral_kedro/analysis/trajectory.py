@@ -1,4 +1,4 @@
-"""Checkpoint weights as points, their PCA trajectory, and the reward-length relation.
+"""The checkpoints' PCA trajectory in weight space, and the reward-length relation.
 
 Magistral (section 6) projects RL checkpoints to 2-D with PCA and finds a direction along which
 both reward and output length grow, and reward rising with log(output length). These functions
@@ -7,47 +7,10 @@ compute the same quantities for any run.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-
-def flatten_weights(state: Mapping[str, torch.Tensor]) -> np.ndarray:
-    """Every floating-point tensor, in name order, as one float32 vector ``[D]``."""
-    parts = [
-        state[name].detach().float().flatten().cpu().numpy()
-        for name in sorted(state)
-        if state[name].is_floating_point()
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-
-#: Values projected at a time: the projection matrix block is CHUNK x dim.
-CHUNK = 1 << 18
-
-
-def project_weights(state: Mapping[str, torch.Tensor], dim: int, seed: int) -> np.ndarray:
-    """A fixed Gaussian random projection of the flattened weights to ``[dim]``, computed tensor
-    by tensor and :data:`CHUNK` values at a time, so memory stays O(CHUNK * dim) for any model
-    size. The matrix depends only on the seed and the tensor names and shapes: every checkpoint
-    of a run is projected the same way, and distances are kept in expectation
-    (Johnson-Lindenstrauss)."""
-    out = torch.zeros(dim, dtype=torch.float64)
-    for name in sorted(state):
-        tensor = state[name]
-        if not tensor.is_floating_point():
-            continue
-        values = tensor.detach().flatten().to(torch.float64)
-        digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-        for index, start in enumerate(range(0, values.numel(), CHUNK)):
-            block = values[start : start + CHUNK]
-            generator = torch.Generator().manual_seed(int.from_bytes(digest[:7]) + index)
-            matrix = torch.randn(block.numel(), dim, generator=generator, dtype=torch.float64)
-            out += block @ matrix
-    return (out / dim**0.5).numpy()
 
 
 def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

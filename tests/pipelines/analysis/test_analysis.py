@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from magistral_kedro.analysis import project_weights
 from magistral_kedro.models import save_checkpoint
 from magistral_kedro.params import AnalysisParams
 from magistral_kedro.pipelines.analysis import create_pipeline
@@ -74,9 +75,47 @@ def test_trajectory_fit_and_report(rl_run, micro_checkpoint):
     assert out["rl_history"]["run_id"].iloc[0] == rl_run
 
 
-def test_the_projection_stands_in_for_large_models(rl_run, micro_checkpoint):
-    points, _ = load_rl_run(micro_checkpoint, analysis_params(run_id=rl_run, projection_dim=16))
+def test_a_model_past_the_threshold_is_projected_and_a_small_one_flattened(
+    rl_run, micro_checkpoint
+):
+    # tied: the output matrix is saved once, as the input embedding
+    state = {n: p for n, p in micro_checkpoint.model.state_dict().items() if n != "lm_head.weight"}
+    weights = sum(p.numel() for p in state.values())
+    defaults = analysis_params(run_id=rl_run)
+    assert defaults.flatten_max_parameters >= weights  # the micro model is flattened by default
+    flat, _ = load_rl_run(micro_checkpoint, defaults)
+    assert flat.shape == (4, 1 + weights)
+    params = analysis_params(run_id=rl_run, flatten_max_parameters=weights - 1, projection_dim=16)
+    points, _ = load_rl_run(micro_checkpoint, params)
     assert points.shape == (4, 17)  # step + 16 coordinates
+    last = project_weights(state, 16, params.projection_seed)  # the fixture's last checkpoint
+    np.testing.assert_allclose(points.iloc[-1, 1:].to_numpy(dtype=float), last, rtol=1e-6)
+
+
+def test_a_sharded_checkpoint_reads_through_its_index(micro_checkpoint, tmp_path):
+    """A user's own checkpoints, saved in shards, give the points one-file checkpoints give."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("shards")
+    runs = {}
+    for layout, shard_size in (("one", "1GB"), ("shards", "20KB")):
+        with mlflow.start_run() as started:
+            for step in (1, 2):
+                with torch.no_grad():
+                    micro_checkpoint.model.model.norm.weight.fill_(step)
+                folder = tmp_path / layout / f"step_{step}"
+                micro_checkpoint.model.save_pretrained(folder, max_shard_size=shard_size)
+                mlflow.log_artifacts(str(folder), f"checkpoints/rl/step_{step:06d}")
+            runs[layout] = started.info.run_id
+    assert len(list((tmp_path / "shards" / "step_1").glob("*.safetensors"))) > 1
+    try:
+        for overrides in ({}, {"flatten_max_parameters": 0, "projection_dim": 8}):
+            one, shards = (
+                load_rl_run(micro_checkpoint, analysis_params(run_id=runs[k], **overrides))[0]
+                for k in ("one", "shards")
+            )
+            pd.testing.assert_frame_equal(one, shards)
+    finally:
+        mlflow.set_tracking_uri("")
 
 
 def test_one_checkpoint_skips_the_pca_and_says_why(rl_run, micro_checkpoint):

@@ -9,6 +9,7 @@ import io
 import logging
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -18,15 +19,14 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
-from safetensors.torch import load_file
 
 from magistral_kedro.analysis import (
+    checkpoint_point,
     fit_log_length,
-    flatten_weights,
-    project_weights,
     reward_length_directions,
     window_means,
 )
+from magistral_kedro.analysis.weights import INDEX_FILE, SINGLE_FILE, read_index
 from magistral_kedro.models import ModelSource
 from magistral_kedro.params import AnalysisParams
 from magistral_kedro.tracking import last_per_step
@@ -74,11 +74,37 @@ def _rl_run_id(params: AnalysisParams) -> str:
     raise ValueError(f"no run of the experiment has RL checkpoints ({CHECKPOINTS}/step_*)")
 
 
+def _download_weights(client: mlflow.MlflowClient, run_id: str, entry: str, folder: str) -> str:
+    """The weight files of checkpoint ``entry`` of the run (one ``model.safetensors``, or the
+    index and the shards it names; not the tokenizer or optimiser state) downloaded under
+    ``folder``; returns the local checkpoint directory."""
+    names = {Path(artifact.path).name for artifact in client.list_artifacts(run_id, entry)}
+    if INDEX_FILE in names:
+        index = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{entry}/{INDEX_FILE}", dst_path=folder
+        )
+        files = sorted(set(read_index(index).values()))
+    elif SINGLE_FILE in names:
+        files = [SINGLE_FILE]
+    else:
+        raise FileNotFoundError(
+            f"checkpoint {entry} of run {run_id} has no weights: expected {SINGLE_FILE} or "
+            f"{INDEX_FILE} among {sorted(names)}"
+        )
+    for file in files:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{entry}/{file}", dst_path=folder
+        )
+    return str(Path(local).parent)
+
+
 def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The RL run's checkpoints (from its MLflow artifacts) as points in weight space, and its
-    per-step GRPO metrics. Each checkpoint is downloaded, reduced (flattened, or randomly
-    projected to ``analysis.projection_dim``) and deleted before the next, so memory holds one
-    model at a time. ``rl_model`` only orders this node after training.
+    per-step GRPO metrics. Each checkpoint's weights (one file or shards) are downloaded, read
+    tensor by tensor, reduced (flattened up to ``analysis.flatten_max_parameters`` weights, else
+    projected to ``analysis.projection_dim``) and deleted before the next, so memory holds at
+    most one small model, or one tensor of a large one. ``rl_model`` only orders this node
+    after training.
 
     The checkpoints are those the training uploaded (``rl.keep_checkpoint_artifacts``). A step
     a resumed run logged again counts with the value logged last (:func:`last_per_step`).
@@ -94,14 +120,14 @@ def load_rl_run(rl_model: ModelSource, params: AnalysisParams) -> tuple[pd.DataF
     for entry in entries:
         folder = tempfile.mkdtemp(prefix="ckpt-")
         try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"{entry}/model.safetensors", dst_path=folder
-            )
-            state = load_file(local)
+            local = _download_weights(client, run_id, entry, folder)
             points.append(
-                flatten_weights(state)
-                if params.projection_dim is None
-                else project_weights(state, params.projection_dim, params.projection_seed)
+                checkpoint_point(
+                    local,
+                    params.flatten_max_parameters,
+                    params.projection_dim,
+                    params.projection_seed,
+                )
             )
             steps.append(int(entry.rsplit("_", 1)[1]))
         finally:
