@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
@@ -23,7 +22,7 @@ from magistral_kedro.params import (
 )
 from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.rewards import RewardConfig
-from tests.params import merge, raw_parameters
+from tests.support.params import merge, raw_parameters
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"
 SOURCE_FILES = {
@@ -119,11 +118,6 @@ def load_sources() -> dict[str, list[dict[str, Any]]]:
     """The three fixture sources (MATH-, GSM8K- and code-style) as the catalog loads them."""
     files = {name: str(FIXTURES / file) for name, file in SOURCE_FILES.items()}
     return ProblemSourcesDataset(files).load()
-
-
-@pytest.fixture()
-def problem_sources() -> dict[str, list[dict[str, Any]]]:
-    return load_sources()
 
 
 def curated(problem_sources: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
