@@ -22,7 +22,7 @@ from magistral_kedro.models import Checkpoint, build_prompt, load_checkpoint
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.schema import Problem
 from magistral_kedro.training.engine import EngineConfig
-from tests.e2e import new_project
+from tests.support.e2e import new_project
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the benchmarks write their figures (JSON, plots, printed output).
@@ -110,8 +110,8 @@ def embedded_rl(
 
 
 def scratch_project(root: Path) -> Path:
-    """The end-to-end tests' copy of the project (:func:`tests.e2e.new_project`), kept between
-    runs: an existing copy keeps its data and gets this checkout's conf again."""
+    """The end-to-end tests' copy of the project (:func:`tests.support.e2e.new_project`), kept
+    between runs: an existing copy keeps its data and gets this checkout's conf again."""
     if not (root / "src").is_dir():
         return new_project(root)
     shutil.rmtree(root / "conf")

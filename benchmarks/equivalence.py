@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 from benchmarks._common import OUT, ROOT, code_version
 from magistral_kedro.rewards.math import math_equal_in_process
-from tests.rewards.equivalence_cases import ALL_CASES
-from tests.rewards.judge_cases import ALL_JUDGE_CASES
+from tests.support.rewards.equivalence_cases import ALL_CASES
+from tests.support.rewards.judge_cases import ALL_JUDGE_CASES
 
 SHARED = ROOT.parent / "shared" / "data" / "answer_equivalence.jsonl"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -11,17 +10,11 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from magistral_kedro.models import TinyModelConfig, build_tiny_model, train_tokenizer
+from magistral_kedro.models import build_tiny_model, train_tokenizer
 from magistral_kedro.models.factory import Checkpoint
 from magistral_kedro.tasks import LANGUAGES, generate_math_problems
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-MICRO_MODEL = TinyModelConfig(
-    hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256
-)
-#: What a launcher puts in a process's environment, and DeepSpeed's engine for one process.
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+from tests.support.models import MICRO_MODEL
+from tests.support.ranks import LAUNCHER_VARIABLES
 
 
 @pytest.fixture(autouse=True)
@@ -56,28 +49,3 @@ def tokenizer(math_problems):
 def micro_checkpoint(tokenizer):
     """A fresh, randomly initialised micro model (seed 0) with the fixture tokenizer."""
     return Checkpoint(model=build_tiny_model(tokenizer, MICRO_MODEL, seed=0), tokenizer=tokenizer)
-
-
-class ListTracker:
-    """A Tracker that keeps what it is given (steps, metrics, checkpoints) in lists."""
-
-    def __init__(self, on_metrics=None):
-        self.metrics, self.checkpoints, self.attached = [], [], []
-        self.on_metrics = on_metrics
-
-    def attach(self, run_id):
-        self.attached.append(run_id)
-        return run_id or "run-1"
-
-    def log_metrics(self, metrics, step):
-        if self.on_metrics is not None:
-            self.on_metrics(metrics, step)
-        self.metrics.append((step, metrics))
-
-    def log_checkpoint(self, path, step):
-        assert (path / "config.json").is_file()
-        self.checkpoints.append(step)
-
-    @property
-    def steps(self):
-        return [step for step, _ in self.metrics]

@@ -7,7 +7,8 @@ import pytest
 
 from magistral_kedro import check
 from magistral_kedro.models import Checkpoint, build_tiny_model, save_checkpoint
-from tests.conftest import MICRO_MODEL, PROJECT_ROOT
+from tests.support.models import MICRO_MODEL
+from tests.support.paths import PROJECT_ROOT
 
 CONF = PROJECT_ROOT / "conf"
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from magistral_kedro.evaluation import LOGGED
-from tests.conftest import PROJECT_ROOT
-from tests.e2e import kedro_run, new_project, output_of
+from tests.support.e2e import kedro_run, new_project, output_of
+from tests.support.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from magistral_kedro import hooks
 from magistral_kedro.pipelines.curation import create_pipeline as curation
 from magistral_kedro.pipelines.rl import create_pipeline as rl
 from magistral_kedro.pipelines.sft import create_pipeline as sft
-from tests.conftest import PROJECT_ROOT
-from tests.params import raw_catalog
+from tests.support.params import raw_catalog
+from tests.support.paths import PROJECT_ROOT
 
 
 def test_ranks_after_the_first_write_nothing_namespaced_outputs_included(monkeypatch):

@@ -13,7 +13,7 @@ from magistral_kedro.params import (
     SFTParams,
 )
 from magistral_kedro.rewards import RewardConfig
-from tests.params import raw_parameters
+from tests.support.params import raw_parameters
 
 SECTIONS = {
     "model": ModelParams,

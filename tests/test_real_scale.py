@@ -24,8 +24,8 @@ import yaml
 from safetensors.torch import load_file
 
 from magistral_kedro.check import load_parameters
-from tests.e2e import kedro_command, kedro_run, new_project, output_of
-from tests.params import merge
+from tests.support.e2e import kedro_command, kedro_run, new_project, output_of
+from tests.support.params import merge
 
 pytestmark = pytest.mark.slow
 

@@ -27,10 +27,10 @@ from kedro.config import OmegaConfigLoader
 from pydantic import ValidationError
 
 from magistral_kedro import params as typed
+from magistral_kedro.config_loader import CONFIG_LOADER_ARGS
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.grpo.config import check_generation_mode
 from magistral_kedro.rewards import RewardConfig
-from magistral_kedro.settings import CONFIG_LOADER_ARGS
 
 SECTIONS: dict[str, Any] = {
     "model": typed.ModelParams,

@@ -4,6 +4,7 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
+from magistral_kedro import config_loader
 from magistral_kedro.hooks import (
     DatasetInputsHook,
     ParameterLoggingHook,
@@ -31,13 +32,4 @@ HOOKS = (
 DISABLE_HOOKS_FOR_PLUGINS = () if distributed.is_main() else ("kedro_mlflow", "kedro-viz")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    # An env (gpu, micro, local) overrides single keys of base, not whole sections.
-    "merge_strategy": {"parameters": "soft"},
-    "config_patterns": {
-        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
-        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
-    },
-}
+CONFIG_LOADER_ARGS = config_loader.CONFIG_LOADER_ARGS

@@ -7,7 +7,7 @@ import pytest
 
 from magistral_kedro.curation.verifiability import text_reason, verifiability_reasons
 from magistral_kedro.tasks import Problem
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 
 def problem(prompt: str, answer: str | None, kind: str = "math", **extra) -> Problem:

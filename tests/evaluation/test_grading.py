@@ -1,25 +1,10 @@
 """Grading of sampled answers: problems go to the generator a batch at a time, in order."""
 
 from magistral_kedro.evaluation import grade_samples
-from magistral_kedro.generation import Sample, SamplingConfig
+from magistral_kedro.generation import SamplingConfig
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
-
-
-class ReferenceGenerator:
-    """Answers every prompt (token ids) with its problem's reference trace; records each call."""
-
-    def __init__(self, references: dict[str, str], tokenizer):
-        self.references, self.calls, self.tokenizer = references, [], tokenizer
-
-    def generate(self, prompts, n, sampling, seed):
-        self.calls.append((len(prompts), n, seed))
-        decoded = [self.tokenizer.decode(ids) for ids in prompts]
-        texts = [next(r for p, r in self.references.items() if p in prompt) for prompt in decoded]
-        return [
-            [Sample(i, [1, 2, 3], [0.0] * 3, text, "stop") for _ in range(n)]
-            for i, text in enumerate(texts)
-        ]
+from tests.support.evaluation import ReferenceGenerator
 
 
 def test_problems_are_sampled_a_batch_at_a_time_and_graded_in_order(math_problems, tokenizer):

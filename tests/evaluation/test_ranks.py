@@ -11,8 +11,8 @@ from magistral_kedro.generation import SamplingConfig, encode_prompts
 from magistral_kedro.models import build_prompt
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
-from tests.evaluation.test_grading import ReferenceGenerator
-from tests.ranks import free_port, join_as_launched
+from tests.support.evaluation import ReferenceGenerator
+from tests.support.ranks import free_port, join_as_launched
 
 SAMPLING = SamplingConfig(max_new_tokens=8, temperature=0.0, batch_size=2)
 

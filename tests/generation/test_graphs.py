@@ -10,7 +10,7 @@ from magistral_kedro.generation.graphs import FixedSteps, graphable
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
 from magistral_kedro.training.logprobs import token_logprobs
-from tests.conftest import MICRO_MODEL
+from tests.support.models import MICRO_MODEL
 
 #: Operators whose result the host must read from the device: a CUDA graph cannot hold them.
 _HOST_READS = {"_local_scalar_dense", "is_nonzero", "nonzero", "item", "equal"}

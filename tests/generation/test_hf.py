@@ -9,7 +9,7 @@ from magistral_kedro.generation import SamplingConfig, TransformersGenerator, en
 from magistral_kedro.generation.hf import decode
 from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.training.logprobs import token_logprobs
-from tests.conftest import MICRO_MODEL
+from tests.support.models import MICRO_MODEL
 
 
 def _prompts(tokenizer, math_problems, n=3):

@@ -26,8 +26,8 @@ from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
 from magistral_kedro.training.logprobs import token_logprobs
-from tests.conftest import ListTracker
-from tests.grpo.test_loop import GRPO, STAGES, parity_reward
+from tests.support.grpo import GRPO, STAGES, parity_reward
+from tests.support.tracking import ListTracker
 
 try:
     import vllm  # noqa: F401

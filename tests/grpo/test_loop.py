@@ -4,7 +4,6 @@ Rewards come from a stand-in verifier (a function of the completion's tokens) so
 micro model gets diverse groups and the training path runs; the real reward has its own tests.
 """
 
-import dataclasses
 import json
 import os
 import signal
@@ -17,50 +16,13 @@ import pytest
 import torch
 
 from magistral_kedro.grpo import curriculum, rollouts, update
-from magistral_kedro.grpo.config import GRPOConfig, Stage
-from magistral_kedro.grpo.loop import train_grpo
-from magistral_kedro.models import Checkpoint, build_prompt, build_tiny_model
-from magistral_kedro.rewards import RewardBreakdown, RewardConfig
-from magistral_kedro.training.engine import EngineConfig, OptimConfig
-from tests.conftest import MICRO_MODEL, ListTracker
-
-GRPO = GRPOConfig(group_size=4, checkpoint_every=2, reward_workers=1, samples_per_step=2)
-STAGES = [Stage(l_max=12, l_cache=4, n_prompts=4), Stage(start_step=3, l_max=16, n_prompts=3)]
-
-
-def parity_reward(completions, problems, n_tokens, cfg, **_):
-    """1.1 for completions with an even number of 'e' characters, else 0.1."""
-    return [
-        RewardBreakdown(0.1, 0.9 * (text.count("e") % 2 == 0), 0.0, 0.0,
-                        0.1 + 0.9 * (text.count("e") % 2 == 0))
-        for text in completions
-    ]  # fmt: skip
-
-
-def _run(
-    tokenizer, problems, directory, tracker=None, steps=4, backend="torch", stages=STAGES, **grpo
-):
-    """GRPO from the micro model (seed 0); the trained model, loaded, and the samples."""
-    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-    prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
-    engine = EngineConfig(
-        backend=backend, optim=OptimConfig(lr=1e-3, warmup_steps=1, max_steps=steps)
-    )
-    config = dataclasses.replace(GRPO, **grpo)
-    trained, samples = train_grpo(
-        Checkpoint(model, tokenizer),
-        problems,
-        prompts,
-        engine_config=engine,
-        grpo=config,
-        stages=stages,
-        reward=RewardConfig(),
-        checkpoint_dir=directory,
-        seed=3,
-        fingerprint="f",
-        tracker=tracker,
-    )
-    return trained.load().model, samples
+from magistral_kedro.grpo.config import Stage
+from magistral_kedro.models import build_tiny_model
+from magistral_kedro.rewards import RewardBreakdown
+from tests.support.grpo import GRPO, parity_reward
+from tests.support.grpo import run_grpo as _run
+from tests.support.models import MICRO_MODEL
+from tests.support.tracking import ListTracker
 
 
 @pytest.fixture()
@@ -147,8 +109,8 @@ KILL_SCRIPT = """
 import json, sys
 from pathlib import Path
 from magistral_kedro.grpo import rollouts
-from tests.grpo.test_loop import _run, parity_reward, ListTracker
-from tests.conftest import *  # noqa
+from tests.support.grpo import run_grpo as _run, parity_reward
+from tests.support.tracking import ListTracker
 from magistral_kedro.tasks import LANGUAGES, generate_math_problems
 from magistral_kedro.models import train_tokenizer
 rollouts.score_batch = parity_reward

@@ -10,8 +10,9 @@ import torch.multiprocessing as mp
 from magistral_kedro.grpo import magistral_loss
 from magistral_kedro.models import build_tiny_model
 from magistral_kedro.training.distributed import loss_denominator
-from tests.conftest import MICRO_MODEL, ListTracker
-from tests.ranks import free_port, join_as_launched
+from tests.support.models import MICRO_MODEL
+from tests.support.ranks import free_port, join_as_launched
+from tests.support.tracking import ListTracker
 
 TOKENS = torch.tensor(
     [[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]]
@@ -63,7 +64,7 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
     """One of two ranks of a DeepSpeed ZeRO-2 GRPO run, as a launcher would start it; saves
     its weights, metrics, samples and the (step, stage) of every batch it trained on."""
     from magistral_kedro.grpo import loop, rollouts
-    from tests.grpo.test_loop import _run, parity_reward
+    from tests.support.grpo import parity_reward, run_grpo
 
     join_as_launched(rank, port)
     rollouts.score_batch = parity_reward
@@ -75,7 +76,7 @@ def _grpo_rank(rank: int, port: int, out: str, tokenizer, problems, run_args) ->
 
     loop.make_batch = recording
     tracker = ListTracker()
-    model, samples = _run(
+    model, samples = run_grpo(
         tokenizer, problems, Path(out) / "state", tracker, backend="deepspeed", **run_args
     )
     assert (tracker.metrics != []) == (rank == 0), "only rank 0 logs"

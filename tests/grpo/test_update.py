@@ -19,7 +19,7 @@ from magistral_kedro.models import build_prompt, build_tiny_model
 from magistral_kedro.rewards import RewardBreakdown
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
 from magistral_kedro.training.logprobs import token_logprobs
-from tests.conftest import MICRO_MODEL
+from tests.support.models import MICRO_MODEL
 
 GRPO = GRPOConfig(group_size=2, max_tokens_per_microbatch=4096)
 

@@ -14,7 +14,7 @@ from magistral_kedro.rewards import run_code, sandbox
 from magistral_kedro.rewards.code import precompiled_header_dir
 from magistral_kedro.rewards.sandbox import _boxes_dir, _sandbox_base, isolation_mode
 from magistral_kedro.tasks import generate_code_problems
-from tests.rewards.hostile_programs import hostile_programs, processes_in
+from tests.support.rewards.hostile_programs import hostile_programs, processes_in
 
 PROBLEM = generate_code_problems(1, seed=3, tests_per_problem=24)[0]
 TESTS = [t.model_dump() for t in PROBLEM.tests]

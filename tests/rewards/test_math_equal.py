@@ -10,9 +10,9 @@ from magistral_kedro.rewards import math_equal
 from magistral_kedro.rewards.answers import normalize_answer
 from magistral_kedro.rewards.decimals import Precision, is_rounded, requested_precision
 from magistral_kedro.rewards.math import math_equal_in_process
-from tests.conftest import SHARED_DATA
-from tests.rewards.equivalence_cases import ALL_CASES, CASES
-from tests.rewards.judge_cases import ALL_JUDGE_CASES, JUDGE_CASES, PRECISION_CASES
+from tests.support.paths import SHARED_DATA
+from tests.support.rewards.equivalence_cases import ALL_CASES, CASES
+from tests.support.rewards.judge_cases import ALL_JUDGE_CASES, JUDGE_CASES, PRECISION_CASES
 
 
 def test_the_case_set_is_large_and_balanced():

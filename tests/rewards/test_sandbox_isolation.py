@@ -17,7 +17,7 @@ import pytest
 from magistral_kedro.rewards import sandbox
 from magistral_kedro.rewards.code import run_code
 from magistral_kedro.rewards.sandbox import _boxes_dir, _sandbox_base, isolation_mode
-from tests.rewards.hostile_programs import (
+from tests.support.rewards.hostile_programs import (
     check_escape_report,
     escape_probe,
     hostile_programs,

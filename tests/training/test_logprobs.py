@@ -10,7 +10,7 @@ from magistral_kedro.training.logprobs import (
     token_logprobs,
     token_logprobs_and_entropy,
 )
-from tests.conftest import MICRO_MODEL
+from tests.support.models import MICRO_MODEL
 
 
 def test_token_logprobs_matches_a_manual_log_softmax():

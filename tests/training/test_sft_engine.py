@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from magistral_kedro.models import Checkpoint, build_prompt
-from magistral_kedro.training import CheckpointManager, EngineConfig
+from magistral_kedro.training import CheckpointManager
 from magistral_kedro.training.engine import OptimConfig, lr_lambda
 from magistral_kedro.training.sft import (
     SFTConfig,
@@ -15,7 +15,9 @@ from magistral_kedro.training.sft import (
     tokenize_examples,
     train_sft,
 )
-from tests.conftest import LAUNCHER_VARIABLES, ListTracker
+from tests.support.ranks import LAUNCHER_VARIABLES
+from tests.support.sft import sft_engine
+from tests.support.tracking import ListTracker
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +30,6 @@ def examples(tokenizer, math_problems):
     return data
 
 
-def _engine(backend="torch", steps=6, **kw):
-    optim = OptimConfig(lr=3e-3, warmup_steps=2, max_steps=steps)
-    return EngineConfig(backend=backend, optim=optim, **kw)
-
-
 LOOP = SFTConfig(
     batch_size=8, max_tokens_per_microbatch=300, eval_every=3, eval_size=16, checkpoint_every=3
 )
@@ -43,7 +40,7 @@ def _train(model, tokenizer, examples, directory, steps=7, evaluation=(), backen
     """train_sft with this module's loop settings; the trained model, loaded from what it
     returned (its last checkpoint's Hugging Face directory)."""
     trained = train_sft(Checkpoint(model, tokenizer), examples, list(evaluation),
-                     engine_config=_engine(backend, steps=steps, zero_stage=zero_stage),
+                     engine_config=sft_engine(backend, steps=steps, zero_stage=zero_stage),
                      loop=LOOP, checkpoint_dir=directory, seed=seed, fingerprint=fingerprint,
                      tracker=tracker)  # fmt: skip
     return trained.load().model
@@ -104,7 +101,7 @@ class _Crash(RuntimeError):
 
 def test_a_crashed_run_resumes_to_the_same_weights(tokenizer, examples, tmp_path):
     from magistral_kedro.models import build_tiny_model
-    from tests.conftest import MICRO_MODEL
+    from tests.support.models import MICRO_MODEL
 
     def fresh():
         return build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
@@ -171,7 +168,7 @@ def test_deepspeed_matches_plain_torch(tokenizer, examples, tmp_path, stage):
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     from magistral_kedro.models import build_tiny_model
-    from tests.conftest import MICRO_MODEL
+    from tests.support.models import MICRO_MODEL
 
     results = {}
     for backend in ("torch", "deepspeed"):
@@ -193,12 +190,13 @@ def test_deepspeed_matches_plain_torch(tokenizer, examples, tmp_path, stage):
 
 def test_a_finished_run_is_reused_and_a_changed_one_trains_again(tokenizer, examples, tmp_path):
     from magistral_kedro.models import build_tiny_model
-    from tests.conftest import MICRO_MODEL
+    from tests.support.models import MICRO_MODEL
 
     def train(fingerprint, tracker):
         model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-        return train_sft(Checkpoint(model, tokenizer), examples, [], engine_config=_engine(steps=3),
-                         loop=LOOP, checkpoint_dir=tmp_path / "s", seed=0,
+        return train_sft(Checkpoint(model, tokenizer), examples, [],
+                         engine_config=sft_engine(steps=3), loop=LOOP,
+                         checkpoint_dir=tmp_path / "s", seed=0,
                          fingerprint=fingerprint, tracker=tracker)  # fmt: skip
 
     first, again, other = ListTracker(), ListTracker(), ListTracker()
@@ -242,7 +240,7 @@ def test_held_back_examples_join_only_for_the_annealing_steps(tokenizer, example
     they are learned (their loss falls below the same run's without them)."""
     from magistral_kedro.models import build_tiny_model
     from magistral_kedro.training import sft
-    from tests.conftest import MICRO_MODEL
+    from tests.support.models import MICRO_MODEL
 
     train, held_back = examples[:40], [examples[40]] * 40  # one example, to be memorised
     pools: list[int] = []
@@ -259,7 +257,7 @@ def test_held_back_examples_join_only_for_the_annealing_steps(tokenizer, example
         pools.clear()
         model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
         trained = train_sft(Checkpoint(model, tokenizer), train, [],
-                            engine_config=_engine(steps=24), loop=loop,
+                            engine_config=sft_engine(steps=24), loop=loop,
                             checkpoint_dir=tmp_path / name, seed=0,
                             held_back=extra).load().model  # fmt: skip
         losses[name] = evaluate_loss(trained, held_back, 600, tokenizer.pad_token_id)

@@ -7,9 +7,10 @@ import torch.multiprocessing as mp
 
 from magistral_kedro.models import Checkpoint, build_tiny_model
 from magistral_kedro.training import sft
-from tests.conftest import MICRO_MODEL, ListTracker
-from tests.ranks import free_port, join_as_launched
-from tests.training.test_sft_engine import _engine
+from tests.support.models import MICRO_MODEL
+from tests.support.ranks import free_port, join_as_launched
+from tests.support.sft import sft_engine
+from tests.support.tracking import ListTracker
 
 STEPS = 3
 #: Small microbatches: the ranks' shares of a step cut into unequal numbers of them.
@@ -28,7 +29,7 @@ def _train(tokenizer, directory, backend, zero_stage=2):
         Checkpoint(build_tiny_model(tokenizer, MICRO_MODEL, seed=0), tokenizer),
         EXAMPLES,
         EXAMPLES[:4],
-        engine_config=_engine(
+        engine_config=sft_engine(
             backend, steps=STEPS, zero_stage=zero_stage, gradient_checkpointing=True
         ),
         loop=LOOP,

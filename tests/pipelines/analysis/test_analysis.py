@@ -13,7 +13,7 @@ from magistral_kedro.models import save_checkpoint
 from magistral_kedro.params import AnalysisParams
 from magistral_kedro.pipelines.analysis import create_pipeline
 from magistral_kedro.pipelines.analysis.nodes import load_rl_run
-from tests.pipelines.conftest import RAW, run
+from tests.support.pipelines import RAW, run
 
 
 def analysis_params(**overrides) -> AnalysisParams:

@@ -17,8 +17,8 @@ from magistral_kedro.pipelines.curation.nodes import (
 from magistral_kedro.pipelines.curation.report import collect_rejects, curation_report
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.math import StyleMix, trace_style
-from tests.params import merge, raw_catalog
-from tests.pipelines.conftest import MICRO, RAW, curated, load_sources
+from tests.support.params import merge, raw_catalog
+from tests.support.pipelines import MICRO, RAW, curated, load_sources
 
 
 def test_deduplicate_exact_and_normalised():

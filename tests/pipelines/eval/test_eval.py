@@ -22,8 +22,8 @@ from magistral_kedro.pipelines.eval.nodes import (
 )
 from magistral_kedro.pipelines.templates import SHARED_PARAMETERS as SHARED
 from magistral_kedro.registry import problem_set
-from tests.params import merge
-from tests.pipelines.conftest import MICRO, RAW, SOURCE_MAPPINGS, load_sources, run
+from tests.support.params import merge
+from tests.support.pipelines import MICRO, RAW, SOURCE_MAPPINGS, load_sources, run
 
 
 def eval_params(**overrides) -> EvalParams:

@@ -4,8 +4,8 @@ from magistral_kedro.models import Checkpoint, CheckpointRef, build_tiny_model, 
 from magistral_kedro.params import ModelEvalParams, RLParams
 from magistral_kedro.pipelines.rl import create_pipeline as rl
 from magistral_kedro.pipelines.sft import create_pipeline as sft
-from tests.params import merge
-from tests.pipelines.conftest import MICRO, RAW, SFT_EVAL, curated, filtered, run, sft_params
+from tests.support.params import merge
+from tests.support.pipelines import MICRO, RAW, SFT_EVAL, curated, filtered, run, sft_params
 
 
 def _curated_and_sft(problem_sources, tmp_path):
@@ -66,7 +66,7 @@ def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypat
     returned model is the start itself, bit for bit; with a signal (a stand-in verifier) it
     moves, and stays near the model it started from, here the untrained base model."""
     from magistral_kedro.grpo import rollouts
-    from tests.grpo.test_loop import parity_reward
+    from tests.support.grpo import parity_reward
 
     data, trained = _curated_and_sft(problem_sources, tmp_path)
     # The base model as the catalog holds it: SFT trained the in-memory one in place.

@@ -6,7 +6,7 @@ from magistral_kedro.models import build_tiny_model
 from magistral_kedro.pipelines.sft import create_pipeline as sft
 from magistral_kedro.pipelines.sft.nodes import build_sft_examples
 from magistral_kedro.tasks.math import trace_style
-from tests.pipelines.conftest import MICRO, SFT_EVAL, curated, run, sft_params
+from tests.support.pipelines import MICRO, SFT_EVAL, curated, run, sft_params
 
 
 def test_sft_pipeline_on_micro_parameters(problem_sources, tmp_path):

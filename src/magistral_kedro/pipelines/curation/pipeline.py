@@ -49,9 +49,8 @@ def difficulty_stage(namespace: str, model: str, problems: str, kept: str) -> Pi
     )
 
 
-def create_pipeline(**kwargs: object) -> Pipeline:
-    """sources -> validate -> verifiable -> unique -> code tests -> translate -> split; tokenizer;
-    difficulty stage 1 (SFT model) -> RL set -> stage 2 (RL model); rejects and the report."""
+def _gather_sources() -> Pipeline:
+    """The embedded generators' problems and the mapped sources, merged: ``raw_problems``."""
     return Pipeline(
         [
             Node(
@@ -72,6 +71,15 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs="raw_problems",
                 name="merge_sources",
             ),
+        ]
+    )
+
+
+def _filter_problems() -> Pipeline:
+    """validate -> verifiable -> unique -> code tests -> translate: ``curated_problems``, with
+    each filter's rejects and logs."""
+    return Pipeline(
+        [
             Node(
                 nodes.validate_problems,
                 inputs="raw_problems",
@@ -108,6 +116,14 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs=["curated_problems", "translation_log"],
                 name="translate",
             ),
+        ]
+    )
+
+
+def _split_and_tokenizer() -> Pipeline:
+    """The curated problems split into train and eval; the tokenizer, trained on the train split."""
+    return Pipeline(
+        [
             Node(
                 nodes.split_train_eval,
                 inputs=["curated_problems", "params:curation", "params:seed"],
@@ -120,8 +136,14 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs="tokenizer",
                 name="train_tokenizer",
             ),
-            difficulty_stage("difficulty_stage1", "sft_model", "train_problems", "rl_problems"),
-            difficulty_stage("difficulty_stage2", "rl_model", "rl_problems", "rl_problems_stage2"),
+        ]
+    )
+
+
+def _rejects_and_report() -> Pipeline:
+    """Every stage's rejects in one table, then the report, the funnel and the metrics."""
+    return Pipeline(
+        [
             Node(
                 report.collect_rejects,
                 inputs={
@@ -149,5 +171,20 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 outputs=["curation_report", "curation_funnel", "curation_metrics"],
                 name="curation_report",
             ),
+        ]
+    )
+
+
+def create_pipeline(**kwargs: object) -> Pipeline:
+    """sources -> validate -> verifiable -> unique -> code tests -> translate -> split; tokenizer;
+    difficulty stage 1 (SFT model) -> RL set -> stage 2 (RL model); rejects and the report."""
+    return Pipeline(
+        [
+            _gather_sources(),
+            _filter_problems(),
+            _split_and_tokenizer(),
+            difficulty_stage("difficulty_stage1", "sft_model", "train_problems", "rl_problems"),
+            difficulty_stage("difficulty_stage2", "rl_model", "rl_problems", "rl_problems_stage2"),
+            _rejects_and_report(),
         ]
     )

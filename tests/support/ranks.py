@@ -7,7 +7,10 @@ import os
 from magistral_kedro.training import distributed
 from magistral_kedro.training.engine import _free_port as free_port
 
-__all__ = ["free_port", "join_as_launched"]
+__all__ = ["LAUNCHER_VARIABLES", "free_port", "join_as_launched"]
+
+#: What a launcher puts in a process's environment, and DeepSpeed's engine for one process.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def join_as_launched(rank: int, port: int) -> None:

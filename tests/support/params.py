@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from magistral_kedro.check import load_parameters
+from tests.support.paths import PROJECT_ROOT
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = PROJECT_ROOT / "conf"
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Helpers the tests share: the only modules under tests/ that another module may import."""

@@ -1,0 +1,1 @@
+"""Cases the reward's tests and benchmarks share: answer pairs and hostile programs."""
