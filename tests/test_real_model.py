@@ -21,8 +21,8 @@ import yaml
 from magistral_kedro.generation.sampler import stop_ids
 from magistral_kedro.models.factory import CheckpointRef
 from magistral_kedro.models.gguf import convert_gguf, smollm2_gguf
-from tests.e2e import kedro_run, new_project, output_of
-from tests.params import merge
+from tests.support.e2e import kedro_run, new_project, output_of
+from tests.support.params import merge
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +31,30 @@ SMALLER = {
     "prompt": {"system_prompt": "magistral"},
     "sft": {
         "engine": {"optim": {"warmup_steps": 0, "max_steps": 2}},
-        "loop": {"batch_size": 4, "eval_every": 2, "eval_size": 4, "checkpoint_every": 2,
-                 "max_length": 512},
-    },  # fmt: skip
+        "loop": {
+            "batch_size": 4,
+            "eval_every": 2,
+            "eval_size": 4,
+            "checkpoint_every": 2,
+            "max_length": 512,
+        },
+    },
     "sft_eval": {"max_problems": 4, "k": 1, "sampling": {"max_new_tokens": 24, "batch_size": 4}},
     "difficulty_stage1": {"max_problems": 6, "n_samples": 4},
     "rl": {
         "engine": {"optim": {"warmup_steps": 0, "max_steps": 2}},
         "grpo": {"group_size": 4, "checkpoint_every": 1},
-        "curriculum": [{"start_step": 0, "l_max": 24, "l_cache": 8, "n_prompts": 3,
-                        "difficulty": [1, 5], "min_reward": None}],
-    },  # fmt: skip
+        "curriculum": [
+            {
+                "start_step": 0,
+                "l_max": 24,
+                "l_cache": 8,
+                "n_prompts": 3,
+                "difficulty": [1, 5],
+                "min_reward": None,
+            }
+        ],
+    },
 }
 
 
@@ -91,8 +104,7 @@ def test_smollm2_trains_two_grpo_steps_through_kedro(smollm2_dir, tmp_path):
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_ids(model, tokenizer)
     start = CheckpointRef(smollm2_dir, "float32").load().model
     assert any(
-        not torch.equal(value, start.state_dict()[key])
-        for key, value in model.state_dict().items()
+        not torch.equal(value, start.state_dict()[key]) for key, value in model.state_dict().items()
     ), "GRPO changed no weight"
     db = sqlite3.connect(root / "mlflow.db")
     steps = [s for (s,) in db.execute("SELECT step FROM metrics WHERE key = 'reward/total'")]

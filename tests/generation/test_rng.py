@@ -8,7 +8,7 @@ import torch
 
 from magistral_kedro.generation import SamplingConfig, TransformersGenerator
 from magistral_kedro.models import build_tiny_model
-from tests.conftest import MICRO_MODEL
+from tests.support.models import MICRO_MODEL
 
 SAMPLING = SamplingConfig(max_new_tokens=12, temperature=1.0, batch_size=8)
 

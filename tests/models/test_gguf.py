@@ -22,7 +22,7 @@ from magistral_kedro.models.gguf import (
     main,
     smollm2_gguf,
 )
-from tests.models.gguf_files import (
+from tests.support.gguf_files import (
     END_OF_TEXT,
     IM_END,
     chatml_tokenizer,
