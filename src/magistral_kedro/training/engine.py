@@ -60,6 +60,9 @@ class EngineConfig:
     gradient_checkpointing: bool = False
     #: Extra DeepSpeed config keys merged over the generated ones (e.g. ZeRO offload settings).
     deepspeed_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Weights pushed to an inference engine per bucket (ZeRO-3 gathers one bucket at a time:
+    #: the extra memory of a push). A tensor larger than this is a bucket of its own.
+    weight_bucket_mb: Annotated[float, Field(gt=0)] = 512.0
 
 
 def lr_lambda(step: int, optim: OptimConfig) -> float:
@@ -136,6 +139,21 @@ class TrainEngine:
         """The bare model with every parameter whole on this rank (ZeRO-3 gathers its shards):
         for generation, exporting, and pushing weights to an inference engine."""
         yield self.model
+
+    def weight_buckets(self) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """The model's state dict, whole, in buckets of about ``config.weight_bucket_mb``:
+        lists of (name, tensor), tied weights under each of their names in the same bucket.
+        Under ZeRO-3 only the bucket being read is gathered, and it is released when the next
+        one is asked for: copy what you keep. Every rank must read every bucket, in order (a
+        gather is a collective)."""
+        limit = self.config.weight_bucket_mb * 2**20
+        for bucket in _buckets(self.model, limit):
+            with self._gathered([tensor for tensor, _ in bucket]):
+                yield [(name, tensor.detach()) for tensor, names in bucket for name in names]
+
+    def _gathered(self, tensors: list[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
+        """A block in which ``tensors`` (the model's) are whole on this rank."""
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         """Accumulate gradients of ``loss`` (already divided by the step's token count)."""
@@ -299,6 +317,18 @@ class DeepSpeedEngine(TrainEngine):
         with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
             yield self.model
 
+    def _gathered(self, tensors: list[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
+        """ZeRO-3: the partitioned parameters among ``tensors`` gathered for the block."""
+        params = [t for t in tensors if hasattr(t, "ds_id")]
+        if self.config.zero_stage != 3 or not params:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        gathered: contextlib.AbstractContextManager[None] = deepspeed.zero.GatheredParameters(
+            params, modifier_rank=None
+        )
+        return gathered
+
     def save_state(self, directory: Path) -> None:
         """DeepSpeed's own checkpoint (model, optimiser partitions, scheduler)."""
         self.ds.save_checkpoint(str(directory), tag=DEEPSPEED_TAG, save_latest=False)
@@ -314,6 +344,28 @@ class DeepSpeedEngine(TrainEngine):
         self.ds.destroy()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _buckets(
+    model: torch.nn.Module, limit: float
+) -> Iterator[list[tuple[torch.Tensor, list[str]]]]:
+    """The state dict's tensors (parameters and persistent buffers, each once with all of its
+    names) cut into consecutive buckets of at most ``limit`` bytes (whole sizes: ZeRO-3's
+    ``ds_numel``, not the local partition's)."""
+    named: dict[int, tuple[torch.Tensor, list[str]]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        named.setdefault(id(tensor), (tensor, []))[1].append(name)
+    bucket: list[tuple[torch.Tensor, list[str]]] = []
+    size = 0.0
+    for tensor, names in named.values():
+        nbytes = getattr(tensor, "ds_numel", tensor.numel()) * tensor.element_size()
+        if bucket and size + nbytes > limit:
+            yield bucket
+            bucket, size = [], 0.0
+        bucket.append((tensor, names))
+        size += nbytes
+    if bucket:
+        yield bucket
 
 
 def _prepare(model: torch.nn.Module, config: EngineConfig) -> None:
