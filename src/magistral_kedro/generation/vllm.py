@@ -19,9 +19,10 @@ engine never samples from weights it does not hold:
   it samples.
 
 Weights are pushed in place (:meth:`VLLMGenerator.mirror`, :meth:`VLLMGenerator.load_weights`)
-in buckets: each bucket is handed to the engine, which copies it, before the next one is read,
-so the trainer gathers (ZeRO-3) one bucket at a time, not the model. No restart. The engine runs
-in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so the tensors are handed over, not pickled.
+as a lazy stream of buckets (whole decoder layers, which vLLM loads once all of a layer's
+weights came): the engine takes a bucket's tensors before the next bucket is read, so the trainer
+gathers (ZeRO-3) one bucket at a time, not the model. No restart. The engine runs in this
+process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so the tensors are handed over, not pickled.
 
 Log-probs: vLLM's ``processed_logprobs`` mode returns the sampled token's log-prob after
 temperature scaling, which is what the trainer computes when ``top_p`` is 1 (the default). With
@@ -190,8 +191,11 @@ class VLLMGenerator:
 
     def _push(self, buckets: Iterable[Bucket]) -> None:
         self._wake(["weights"])
-        for bucket in buckets:  # the engine copies each before the trainer gathers the next
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(bucket)})
+        # One reload, fed lazily: vLLM re-initialises its layers at every reload and loads a
+        # layer once all of its weights came, so the weights must arrive in one call; the
+        # trainer gathers the next bucket only once vLLM has taken the previous one.
+        stream = (item for bucket in buckets for item in bucket)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": stream})
         self._holds_weights = True
         # Cached prompt blocks hold keys and values of the old weights: drop them.
         self.llm.reset_prefix_cache()

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from magistral_kedro.config import config
 from magistral_kedro.training import distributed
+from magistral_kedro.training.buckets import weight_buckets
 
 STATE_FILE = "engine.pt"
 DEEPSPEED_TAG = "deepspeed"
@@ -141,13 +142,13 @@ class TrainEngine:
         yield self.model
 
     def weight_buckets(self) -> Iterator[list[tuple[str, torch.Tensor]]]:
-        """The model's state dict, whole, in buckets of about ``config.weight_bucket_mb``:
-        lists of (name, tensor), tied weights under each of their names in the same bucket.
+        """The model's state dict, whole, in buckets of about ``config.weight_bucket_mb`` (whole
+        decoder layers): lists of (name, tensor), tied weights under each of their names.
         Under ZeRO-3 only the bucket being read is gathered, and it is released when the next
         one is asked for: copy what you keep. Every rank must read every bucket, in order (a
         gather is a collective)."""
         limit = self.config.weight_bucket_mb * 2**20
-        for bucket in _buckets(self.model, limit):
+        for bucket in weight_buckets(self.model, limit):
             with self._gathered([tensor for tensor, _ in bucket]):
                 yield [(name, tensor.detach()) for tensor, names in bucket for name in names]
 
@@ -344,28 +345,6 @@ class DeepSpeedEngine(TrainEngine):
         self.ds.destroy()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def _buckets(
-    model: torch.nn.Module, limit: float
-) -> Iterator[list[tuple[torch.Tensor, list[str]]]]:
-    """The state dict's tensors (parameters and persistent buffers, each once with all of its
-    names) cut into consecutive buckets of at most ``limit`` bytes (whole sizes: ZeRO-3's
-    ``ds_numel``, not the local partition's)."""
-    named: dict[int, tuple[torch.Tensor, list[str]]] = {}
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        named.setdefault(id(tensor), (tensor, []))[1].append(name)
-    bucket: list[tuple[torch.Tensor, list[str]]] = []
-    size = 0.0
-    for tensor, names in named.values():
-        nbytes = getattr(tensor, "ds_numel", tensor.numel()) * tensor.element_size()
-        if bucket and size + nbytes > limit:
-            yield bucket
-            bucket, size = [], 0.0
-        bucket.append((tensor, names))
-        size += nbytes
-    if bucket:
-        yield bucket
 
 
 def _prepare(model: torch.nn.Module, config: EngineConfig) -> None:
