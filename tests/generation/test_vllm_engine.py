@@ -165,7 +165,7 @@ def _pool_rank(rank: int, port: int, directory: str, out: Path) -> None:
     """One of two ranks of a tensor-parallel group: rank 0 has three chunks, rank 1 two."""
     join_as_launched(rank, port)
     _as_on_a_gpu()
-    generator = VLLMGenerator(directory, VLLMConfig(tensor_parallel_size=2), seed=0)
+    generator = VLLMGenerator(directory, VLLMConfig(tensor_parallel_size=2, sleep_level=1), seed=0)
     mine = [[[10 * rank + c, 1]] for c in range(3 - rank)]
     results = [generator.generate(p, 2, SAMPLING, seed=100 * rank + c) for c, p in enumerate(mine)]
     generator.close()  # rank 1 takes part in rank 0's third call here
