@@ -111,8 +111,7 @@ class VLLMGenerator:
                 enforce_eager=config.enforce_eager,
                 enable_sleep_mode=self._sleep > 0,
                 logprobs_mode="processed_logprobs",  # after temperature: what the trainer computes
-                **executor_kwargs(),
-                **config.engine_kwargs,
+                **{**executor_kwargs(), **config.engine_kwargs},  # the user's word last
             )
         self._asleep: set[str] = set()
         self._source: WeightSource | None = None
