@@ -6,17 +6,20 @@
 Validates every parameter section with the same typed classes the pipelines use and the rules
 that span sections (the same rules ``kedro run`` applies before its first node), then the
 checkpoint directory (``model.name_or_path``): config.json, tokenizer files, every weight shard
-an index names. Reads the architecture from config.json and reports the parameter count and the
-training memory per GPU that the ZeRO stage implies. Every pipeline's lengths are checked against
-the model's context window (the tiny model's when no checkpoint is named), and an evaluation or a
-difficulty filter that would cut answers shorter than GRPO lets them grow is named. Exit status 0
-when nothing is wrong, 1 otherwise (each problem named).
+an index names (a shard that cannot be read, or is shorter than its header says, is named). Reads
+the architecture from config.json and prints a memory table per GPU (:mod:`check_memory`:
+training state for the ZeRO stage, logits, activations, vLLM's KV cache and how many sequences
+of each curriculum stage it holds at once), naming what will not fit. Every pipeline's lengths are
+checked against the model's context window (the tiny model's when no checkpoint is named), and an
+evaluation or a difficulty filter that would cut answers shorter than GRPO lets them grow is
+named. Exit status 0 when nothing is wrong, 1 otherwise (each problem named).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,7 @@ from kedro.config import OmegaConfigLoader
 from pydantic import ValidationError
 
 from magistral_kedro import params as typed
+from magistral_kedro.check_memory import memory_report
 from magistral_kedro.config_loader import CONFIG_LOADER_ARGS
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.grpo.config import check_generation_mode
@@ -47,11 +51,8 @@ SECTIONS: dict[str, Any] = {
     "eval": typed.EvalParams,
     "analysis": typed.AnalysisParams,
 }
-#: Bytes per parameter while training with mixed-precision Adam (ZeRO paper's accounting): bf16
-#: weights 2 + bf16 gradients 2 + fp32 master weights and two moments 12.
-TRAIN_BYTES_PER_PARAM = 16
-#: Of those, the bytes each ZeRO stage splits across the GPUs: none, optimiser, + gradients, all.
-SHARDED_BYTES_PER_PARAM = {0: 0, 1: 12, 2: 14, 3: 16}
+#: GPU memory the table assumes unless told (--gpu-memory): an H100's 80 GB.
+GPU_GIB = 79.6
 
 
 @dataclass
@@ -84,28 +85,61 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
     return parsed
 
 
-def _shard_parameters(directory: Path) -> tuple[int, list[str]]:
-    """Parameter count read from the safetensors headers (no weights loaded); missing shards."""
+def _shard_names(directory: Path) -> list[str]:
+    """The weight files of a checkpoint: those its index names, else every ``*.safetensors``."""
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        names = [p.name for p in directory.glob("*.safetensors")]
-    count, missing = 0, []
-    for name in names:
+        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    return sorted(p.name for p in directory.glob("*.safetensors"))
+
+
+def read_shard_header(path: Path) -> dict[str, Any]:
+    """The tensors a safetensors file declares (its JSON header), no weights read.
+
+    ValueError naming the file when it cannot be read (empty, header cut or not JSON) or is
+    shorter than its header says: 8 bytes of header length + the header + the largest data
+    offset (an interrupted copy)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{path}: {size} bytes, not a safetensors file (an empty copy?)")
+        length = int.from_bytes(prefix, "little")
+        if 8 + length > size:
+            raise ValueError(f"{path}: header of {length} bytes, file of {size}: cut short")
+        try:
+            header: dict[str, Any] = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: unreadable safetensors header ({error})") from None
+    tensors = [v for k, v in header.items() if k != "__metadata__"]
+    end = 8 + length + max((t["data_offsets"][1] for t in tensors), default=0)
+    if size < end:
+        raise ValueError(
+            f"{path}: {size} bytes, its header says {end}: cut short (incomplete copy)"
+        )
+    return header
+
+
+def _shard_parameters(directory: Path) -> tuple[int, list[str]]:
+    """Parameter count read from the safetensors headers (no weights loaded); the problems
+    (missing, unreadable or cut shards), each naming its file."""
+    count, problems, missing = 0, [], []
+    for name in _shard_names(directory):
         path = directory / name
         if not path.is_file():
             missing.append(name)
             continue
-        with path.open("rb") as handle:
-            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        try:
+            header = read_shard_header(path)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            problems.append(str(error) if isinstance(error, ValueError) else f"{path}: {error!r}")
+            continue
         for key, tensor in header.items():
             if key != "__metadata__":
-                size = 1
-                for dim in tensor["shape"]:
-                    size *= dim
-                count += size
-    return count, missing
+                count += math.prod(tensor["shape"])
+    if missing:
+        problems.insert(0, f"{directory}: weight shards missing: {', '.join(missing)}")
+    return count, problems
 
 
 def check_checkpoint(directory: Path, report: Report) -> dict[str, Any] | None:
@@ -113,14 +147,17 @@ def check_checkpoint(directory: Path, report: Report) -> dict[str, Any] | None:
     if not (directory / "config.json").is_file():
         report.problems.append(f"{directory}: no config.json (not a checkpoint directory)")
         return None
-    model_config: dict[str, Any] = json.loads((directory / "config.json").read_text())
+    try:
+        model_config: dict[str, Any] = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        report.problems.append(f"{directory / 'config.json'}: unreadable ({error})")
+        return None
     tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json")
     if not any((directory / name).is_file() for name in tokenizer_files):
         report.problems.append(f"{directory}: no tokenizer ({' / '.join(tokenizer_files)})")
-    count, missing = _shard_parameters(directory)
-    if missing:
-        report.problems.append(f"{directory}: weight shards missing: {', '.join(missing)}")
-    if count == 0 and not missing:
+    count, shard_problems = _shard_parameters(directory)
+    report.problems += shard_problems
+    if count == 0 and not shard_problems:
         report.problems.append(f"{directory}: no *.safetensors weights")
     model_config["_parameters"] = count
     arch = ", ".join(model_config.get("architectures", ["?"]))
@@ -210,8 +247,9 @@ def length_problems(validated: dict[str, Any], window: int) -> list[str]:
     return problems
 
 
-def check(parameters: dict[str, Any], gpus: int) -> Report:
-    """Everything :func:`main` reports, for merged ``parameters``, on ``gpus`` GPUs in all."""
+def check(parameters: dict[str, Any], gpus: int, gpu_gib: float = GPU_GIB) -> Report:
+    """Everything :func:`main` reports, for merged ``parameters``, on ``gpus`` GPUs in all of
+    ``gpu_gib`` GiB each."""
     report = Report()
     validated, report.problems = validate_sections(parameters)
     if report.problems:
@@ -233,14 +271,10 @@ def check(parameters: dict[str, Any], gpus: int) -> Report:
     window = model_config.get("max_position_embeddings")
     if window is not None:
         report.problems += length_problems(validated, window)
-    n = model_config["_parameters"]
-    engine = rl.engine
-    sharded = SHARDED_BYTES_PER_PARAM[engine.zero_stage]
-    per_gpu = n * (TRAIN_BYTES_PER_PARAM - sharded + sharded / gpus)
-    report.facts.append(
-        f"training state per GPU (ZeRO-{engine.zero_stage}, {gpus} GPUs, before activations "
-        f"and the vLLM engine): {per_gpu / 2**30:.1f} GiB"
-    )
+    where = str(Path(model_path) / "config.json")
+    facts, problems = memory_report(model_config, where, validated, gpus, gpu_gib)
+    report.facts += facts
+    report.problems += problems
     report.facts.append(
         f"rl: {len(rl.curriculum)} stages, l_max up to {max(s.l_max for s in rl.curriculum)}, "
         f"generation by {validated['generation'].backend}, {rl.grpo.mode} mode"
@@ -275,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the project's configuration directory (default: ./conf)",
     )
     parser.add_argument(
+        "--gpu-memory",
+        type=float,
+        default=GPU_GIB,
+        help=f"memory of one GPU in GiB, for the memory table (default: {GPU_GIB:g}, an H100)",
+    )
+    parser.add_argument(
         "--gpus",
         type=int,
         default=8,
@@ -291,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.params)
     except click.UsageError as error:
         parser.error(error.format_message())
-    report = check(load_parameters(args.conf, args.env, overrides), args.gpus)
+    report = check(load_parameters(args.conf, args.env, overrides), args.gpus, args.gpu_memory)
     for fact in report.facts:
         print(f"ok       {fact}")
     for problem in report.problems:

@@ -91,7 +91,9 @@ def test_grpo_with_vllm_is_on_policy_at_every_step(tokenizer, math_problems, tmp
     model = build_tiny_model(tokenizer, MODEL, seed=0)
     problems = math_problems[:20]
     prompts = [build_prompt(tokenizer, p.prompt, None) for p in problems]
-    engine = EngineConfig(backend="torch", optim=OptimConfig(lr=1e-2, warmup_steps=1, max_steps=3))
+    # Small buckets: every push reaches the engine in many parts (vLLM loads each as it comes).
+    optim = OptimConfig(lr=1e-2, warmup_steps=1, max_steps=3)
+    engine = EngineConfig(backend="torch", optim=optim, weight_bucket_mb=0.05)
     tracker = ListTracker()
     trained, _ = train_grpo(
         Checkpoint(model, tokenizer),

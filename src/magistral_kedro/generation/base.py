@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol, runtime_checkable
 
@@ -70,7 +70,8 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -
 class WeightSyncedGenerator(Generator, Protocol):
     """A generator holding its own copy of the weights (vLLM): the trainer pushes each update."""
 
-    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Replace the weights in place (no restart); ``weights`` are the trainer's state-dict
-        items, whole (ZeRO-3 shards gathered), tied weights under each of their names."""
+    def mirror(self, source: Callable[[], Iterable[Sequence[tuple[str, torch.Tensor]]]]) -> None:
+        """Take the weights ``source()`` reads now (buckets of whole tensors with state-dict
+        names, tied weights under each name), in place, no restart; keep ``source`` to read
+        them again whenever the generator has let go of its copy (vLLM's sleep level 2)."""
         ...

@@ -162,10 +162,9 @@ class EngineRollouts(Rollouts):
         self.engine = generator
 
     def sync_weights(self, engine: TrainEngine, version: int) -> None:
-        """Push the trainer's weights, whole (ZeRO-3 shards gathered, tied weights under each
-        of their names), in place: no restart."""
-        with engine.full_weights() as whole:
-            self.engine.load_weights(whole.state_dict().items())
+        """Push the trainer's weights in place, bucket by bucket (ZeRO-3: one bucket gathered at
+        a time, tied weights under each of their names); the engine may read them again."""
+        self.engine.mirror(engine.weight_buckets)
 
 
 class OwnModelRollouts(Rollouts):

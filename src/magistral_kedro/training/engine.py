@@ -26,6 +26,7 @@ from pydantic import Field
 
 from magistral_kedro.config import config
 from magistral_kedro.training import distributed
+from magistral_kedro.training.buckets import weight_buckets
 
 STATE_FILE = "engine.pt"
 DEEPSPEED_TAG = "deepspeed"
@@ -60,6 +61,9 @@ class EngineConfig:
     gradient_checkpointing: bool = False
     #: Extra DeepSpeed config keys merged over the generated ones (e.g. ZeRO offload settings).
     deepspeed_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Weights pushed to an inference engine per bucket (ZeRO-3 gathers one bucket at a time:
+    #: the extra memory of a push). A tensor larger than this is a bucket of its own.
+    weight_bucket_mb: Annotated[float, Field(gt=0)] = 512.0
 
 
 def lr_lambda(step: int, optim: OptimConfig) -> float:
@@ -136,6 +140,21 @@ class TrainEngine:
         """The bare model with every parameter whole on this rank (ZeRO-3 gathers its shards):
         for generation, exporting, and pushing weights to an inference engine."""
         yield self.model
+
+    def weight_buckets(self) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """The model's state dict, whole, in buckets of about ``config.weight_bucket_mb`` (whole
+        decoder layers): lists of (name, tensor), tied weights under each of their names.
+        Under ZeRO-3 only the bucket being read is gathered, and it is released when the next
+        one is asked for: copy what you keep. Every rank must read every bucket, in order (a
+        gather is a collective)."""
+        limit = self.config.weight_bucket_mb * 2**20
+        for bucket in weight_buckets(self.model, limit):
+            with self._gathered([tensor for tensor, _ in bucket]):
+                yield [(name, tensor.detach()) for tensor, names in bucket for name in names]
+
+    def _gathered(self, tensors: list[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
+        """A block in which ``tensors`` (the model's) are whole on this rank."""
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         """Accumulate gradients of ``loss`` (already divided by the step's token count)."""
@@ -298,6 +317,18 @@ class DeepSpeedEngine(TrainEngine):
 
         with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
             yield self.model
+
+    def _gathered(self, tensors: list[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
+        """ZeRO-3: the partitioned parameters among ``tensors`` gathered for the block."""
+        params = [t for t in tensors if hasattr(t, "ds_id")]
+        if self.config.zero_stage != 3 or not params:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        gathered: contextlib.AbstractContextManager[None] = deepspeed.zero.GatheredParameters(
+            params, modifier_rank=None
+        )
+        return gathered
 
     def save_state(self, directory: Path) -> None:
         """DeepSpeed's own checkpoint (model, optimiser partitions, scheduler)."""
