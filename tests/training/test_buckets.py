@@ -2,7 +2,7 @@
 
 from magistral_kedro.models import build_tiny_model
 from magistral_kedro.training.buckets import weight_buckets
-from tests.conftest import MICRO_MODEL
+from tests.support.models import MICRO_MODEL
 
 
 def test_buckets_cover_the_state_dict_and_never_split_a_layer(tokenizer):
