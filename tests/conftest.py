@@ -49,3 +49,27 @@ def tokenizer(math_problems):
 def micro_checkpoint(tokenizer):
     """A fresh, randomly initialised micro model (seed 0) with the fixture tokenizer."""
     return Checkpoint(model=build_tiny_model(tokenizer, MICRO_MODEL, seed=0), tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smollm2_file():
+    """The real SmolLM2 GGUF file; a skip where its package is not installed, a failure under
+    REQUIRE_SMOLLM=1 (``make test`` installs it)."""
+    from magistral_kedro.models.gguf import smollm2_gguf
+
+    try:
+        return smollm2_gguf()
+    except FileNotFoundError as missing:
+        if os.environ.get("REQUIRE_SMOLLM") == "1":
+            pytest.fail(f"REQUIRE_SMOLLM is set: {missing}")
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_file, tmp_path_factory):
+    """SmolLM2-135M-Instruct converted to a Hugging Face directory, once for the session: what
+    the conversion said (a ``GGUFSummary``), and the directory."""
+    from magistral_kedro.models.gguf import convert_gguf
+
+    out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
+    return convert_gguf(smollm2_file, out), out

@@ -4,13 +4,13 @@ at micro sizes, and what only a real model exercises is checked: its chat templa
 in the prompts and stops, its tied embeddings after the checkpoints' save/load round trips, and
 the reward on an instruct model's free-form answers.
 
-Skips where the package is not installed, fails instead under REQUIRE_SMOLLM=1 (``make test``).
+Skips where the package is not installed, fails instead under REQUIRE_SMOLLM=1 (``make test``);
+the conversion is the session's (``tests/conftest.py``), shared with the conversion's own test.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -20,7 +20,6 @@ import yaml
 
 from magistral_kedro.generation.sampler import stop_ids
 from magistral_kedro.models.factory import CheckpointRef
-from magistral_kedro.models.gguf import convert_gguf, smollm2_gguf
 from tests.support.e2e import kedro_run, new_project, output_of
 from tests.support.params import merge
 
@@ -58,20 +57,6 @@ SMALLER = {
 }
 
 
-@pytest.fixture(scope="module")
-def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct as a Hugging Face directory, converted once for the module."""
-    try:
-        gguf = smollm2_gguf()
-    except FileNotFoundError as missing:
-        if os.environ.get("REQUIRE_SMOLLM") == "1":
-            pytest.fail(f"REQUIRE_SMOLLM is set: {missing}")
-        pytest.skip(str(missing))
-    out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
-    convert_gguf(gguf, out)
-    return out
-
-
 def _write_env(root: Path, model_dir: Path) -> None:
     params: dict = {}
     for path in sorted((root / "conf" / "micro").glob("parameters*.yml")):
@@ -91,7 +76,8 @@ def _tied(model: torch.nn.Module) -> bool:
     return head.weight.data_ptr() == embeddings.weight.data_ptr()
 
 
-def test_smollm2_trains_two_grpo_steps_through_kedro(smollm2_dir, tmp_path):
+def test_smollm2_trains_two_grpo_steps_through_kedro(smollm2, tmp_path):
+    _, smollm2_dir = smollm2
     root = new_project(tmp_path)
     _write_env(root, smollm2_dir)
     result = kedro_run(root, "--to-nodes", "train_rl", env="smolmicro")

