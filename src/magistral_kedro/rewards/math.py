@@ -40,7 +40,9 @@ from magistral_kedro.rewards.decimals import (
     rationalise,
     within,
 )
+from magistral_kedro.rewards.forms import plain_words
 from magistral_kedro.rewards.pool import in_worker, shared_pool
+from magistral_kedro.rewards.rules import shape_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -229,9 +231,36 @@ def _equivalent(
     )
 
 
+#: How deep the shape rules may compare parts of parts (a tuple of lists of ``\\pm``...).
+_MAX_DEPTH = 3
+#: A text this short is one answer in words, not a response to search for the answer.
+_MAX_SHORT_TEXT = 60
+
+
+def _shape_verdict(
+    bare_pred: str, gold: str, precision: Precision | None, depth: int
+) -> bool | None:
+    """``rewards.rules``' verdict on the answer's shape, parts compared one level down."""
+    if depth >= _MAX_DEPTH:
+        return None
+
+    def equal(part: str, gold_part: str) -> bool:
+        return _judge(part, gold_part, precision, depth + 1)
+
+    try:
+        return shape_verdict(bare_pred, gold, equal)
+    except Exception as error:  # malformed LaTeX, recursion: the general comparison decides
+        logger.debug("shape rules on (%r, %r) failed: %r", bare_pred[:80], gold[:80], error)
+        return None
+
+
 def math_equal_in_process(pred: str, gold: str, precision: Precision | None = None) -> bool:
     """:func:`math_equal` without the process boundary: call only where a time limit already
     holds (inside a sandboxed worker)."""
+    return _judge(pred, gold, precision, 0)
+
+
+def _judge(pred: str, gold: str, precision: Precision | None, depth: int) -> bool:
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
         return False
     if pred.strip() == gold.strip():
@@ -239,6 +268,15 @@ def math_equal_in_process(pred: str, gold: str, precision: Precision | None = No
     boxed = extract_boxed(pred)
     bare_pred = boxed if boxed is not None else pred
     bare = is_bare_answer(bare_pred)
+    # A few words are one answer ("no real solutions", "one hundred two"), not a response.
+    short = bare or (len(bare_pred) <= _MAX_SHORT_TEXT and plain_words(bare_pred) is not None)
+    gold_boxes = gold.count("\\boxed")
+    rule_gold = extract_boxed(gold) if gold_boxes == 1 else gold
+    verdict = None
+    if short and rule_gold is not None and gold_boxes <= 1:
+        verdict = _shape_verdict(bare_pred, rule_gold, precision, depth)
+    if verdict is not None:
+        return verdict
     gold_text = normalize_answer(gold)
     pred_text = normalize_answer(bare_pred) if bare else ""
     if bare and pred_text == gold_text:
