@@ -73,14 +73,16 @@ _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000
 
 def roman_value(text: str) -> int | None:
     """The value of a Roman numeral written the standard way (``XIV``, ``xiv``, ``MCMXCIV``);
-    None for anything else, and for a lone ``C`` or ``D`` (choice letters) or a lone lowercase
-    letter (a variable)."""
+    None for anything else, for a lone ``C`` or ``D`` (choice letters), two of ``C``, ``D``,
+    ``M`` (a segment) or a lone lowercase letter (a variable)."""
     word = text.strip()
     if not word or len(word) > 20 or not (word.isupper() or (word.islower() and len(word) > 1)):
         return None
     word = word.upper()
     if word in ("C", "D") or not _ROMAN.fullmatch(word):
         return None
+    if len(word) == 2 and set(word) <= set("CDM"):
+        return None  # CD, DC, CM, MC, MD: a segment's name far likelier than 400 or 600
     values = [_ROMAN_VALUES[char] for char in word]
     return sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
 

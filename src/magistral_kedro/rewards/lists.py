@@ -24,14 +24,14 @@ _HEDGE_WORDS = (
     r"or|maybe|perhaps|possibly|probably|actually|no|wait|rather|alternatively|either|else|"
     r"otherwise|correction|sorry|oops|i\s+mean|not\s+sure"
 )
-_JOIN_WORDS = r"and"
+_JOIN_WORDS = r"and|i\.\s*e\.?|that\s+is|which\s+is|namely"
 _TEXT = re.compile(r"\\(?:text|mathrm|mbox|textbf|textit)\s*\{([^{}]*)\}")
 
 
 def _plain(text: str) -> str:
     """``\\text{ or }`` -> `` or ``; ``$``, ``\\quad`` and math delimiters dropped."""
     text = re.sub(r"(?<=\d)(?:\{,\}|,)\s*\\[!,]\s*(?=\d{3})", ",", _TEXT.sub(r" \1 ", text))
-    text = re.sub(r"\$|\\[()\[\]]|\\q?quad|\\[,;:!]", " ", text)
+    text = re.sub(r"\$|\\[()\[\]]|\\q?quad|\\[,;:!]|\\(?:left|right|[bB]igg?)(?![a-z])", " ", text)
     return re.sub(r"\\(?:lor|vee)(?![a-z])", " or ", text)
 
 
@@ -106,18 +106,35 @@ def alternatives(text: str) -> list[str]:
 
 
 def is_single_value(gold: str) -> bool:
-    """Whether a reference is one value: no list, set, ``\\pm``, union or tuple of several."""
+    """Whether a reference is one value (a number, an expression, a tuple, an interval, a
+    ratio), not a list, a set, a union or a ``\\pm`` of several."""
     if re.search(r"\\[pm]m(?![a-z])|±|∓|\\cup|\\\{|pmatrix|\\\\", gold):
         return False
-    return len(alternatives(gold)) == 1 and not re.search(r"[,:;]", _plain(gold))
+    return len(alternatives(gold)) == 1
 
 
-def hedges(pred: str, gold: str, equal: Compare) -> bool:
-    """Whether ``pred`` offers several distinct values for the single value ``gold``."""
+def _components(gold: str) -> int:
+    """How many entries a bracketed reference has (``(1, 2)``: 2), else 1."""
+    plain = _plain(gold).strip()
+    inner = outer(plain) or outer(plain, ("[", "]"))
+    return 1 if inner is None else len(_top_level_split(inner, ","))
+
+
+def hedge_verdict(pred: str, gold: str, equal: Compare) -> bool | None:
+    """False when ``pred`` offers several distinct values for the single value ``gold``; the
+    verdict on the value when it says one value several ways (``\\frac12``, i.e. ``0.5``);
+    None when ``pred`` offers one value, or the entries of a tuple without its brackets."""
     if not is_single_value(gold):
-        return False
+        return None
     parts = alternatives(pred)
-    return len(parts) > 1 and any(not equal(part, parts[0]) for part in parts[1:])
+    if len(parts) < 2:
+        return None
+    scalars = not any(outer(part) or outer(part, ("[", "]")) for part in parts)
+    if scalars and len(parts) == _components(gold) > 1:
+        return None  # 1, 2 for (1, 2): the tuple's entries, compared as a tuple
+    if any(not equal(part, parts[0]) for part in parts[1:]):
+        return False
+    return equal(parts[0], gold)
 
 
 def _signs(text: str) -> list[str]:
@@ -154,7 +171,7 @@ def _named_value(part: str) -> str:
     return match[2] if match else part
 
 
-def _components(text: str) -> tuple[list[str] | None, list[str]] | None:
+def _named_components(text: str) -> tuple[list[str] | None, list[str]] | None:
     """(names or None, values) of ``x = 1, y = 2``, ``(x, y) = (1, 2)`` or ``(1, 2)``."""
     plain = _plain(text).strip()
     sides = _top_level_split(plain, r"=")
@@ -180,7 +197,7 @@ def _components(text: str) -> tuple[list[str] | None, list[str]] | None:
 def named_verdict(pred: str, gold: str, equal: Compare) -> bool | None:
     """Named components against a tuple: by name when both sides name the same components,
     by position otherwise; None unless one side names its components."""
-    sides = _components(pred), _components(gold)
+    sides = _named_components(pred), _named_components(gold)
     pred_parts, gold_parts = sides
     if (
         pred_parts is None
