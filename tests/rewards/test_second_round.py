@@ -311,3 +311,19 @@ def test_a_hedged_right_answer_earns_no_correctness_reward():
     results = score_batch(completions, problems, [50] * 5, RewardConfig(), n_workers=1)
     assert [r.correct for r in results] == [0.9, 0.0, 0.0, 0.0, 0.9]
     assert all(r.format == 0.1 for r in results)
+
+
+@pytest.mark.parametrize(
+    ("pred", "expected"),
+    [("b = 2, a = 1", True), ("a = 2, b = 1", False), ("a = 1, b = 2", True)],
+)
+def test_the_problem_names_the_components(pred, expected):
+    """A reference ``(1, 2)`` names nothing; the problem's "ordered pair (a, b)" does."""
+    problem = "Find the ordered pair $(a, b)$ such that $a + b = 3$ and $b - a = 1$."
+    assert math_equal_in_process(pred, "(1, 2)", problem=problem) is expected
+    assert math_equal(pred, "(1, 2)", problem=problem) is expected
+
+
+def test_without_the_problem_components_go_by_position():
+    assert math_equal_in_process("b = 2, a = 1", "(1, 2)") is False
+    assert math_equal_in_process("b = 2, a = 1", "(1, 2)", problem="Find f(a, b).") is False

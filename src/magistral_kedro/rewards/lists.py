@@ -194,11 +194,26 @@ def _named_components(text: str) -> tuple[list[str] | None, list[str]] | None:
     return None
 
 
-def named_verdict(pred: str, gold: str, equal: Compare) -> bool | None:
-    """Named components against a tuple: by name when both sides name the same components,
-    by position otherwise; None unless one side names its components."""
-    sides = _named_components(pred), _named_components(gold)
-    pred_parts, gold_parts = sides
+_NAME = r"[A-Za-z](?:_\{?\w\}?)?"
+_NAMED_TUPLE = re.compile(r"(?<![A-Za-z\\])\(\s*(" + _NAME + r"(?:\s*,\s*" + _NAME + r")+)\s*\)")
+
+
+def tuple_names(problem: str) -> list[str] | None:
+    """The names of the tuple a problem asks for (``Find the ordered pair $(a, b)$``: a, b),
+    the last one it writes; None when it writes none. ``f(x, y)`` is a function, not a tuple."""
+    found = _NAMED_TUPLE.findall(problem[-5000:])
+    return [name.strip() for name in found[-1].split(",")] if found else None
+
+
+def named_verdict(
+    pred: str, gold: str, equal: Compare, names: list[str] | None = None
+) -> bool | None:
+    """Named components against a tuple: by name when both sides name the same components
+    (the reference, or else the problem's ``names``), by position otherwise; None unless the
+    answer or the reference names its components."""
+    pred_parts, gold_parts = _named_components(pred), _named_components(gold)
+    if gold_parts is not None and gold_parts[0] is None and names:
+        gold_parts = (names, gold_parts[1]) if len(names) == len(gold_parts[1]) else gold_parts
     if (
         pred_parts is None
         or gold_parts is None

@@ -122,14 +122,17 @@ def ratio_verdict(pred: str, gold: str) -> bool | None:
     return all(_exact_zero(sympy.expand(p[i] * g[0] - g[i] * p[0])) for i in range(1, len(p)))
 
 
-def shape_verdict(pred: str, gold: str, equal: Compare) -> bool | None:
+def shape_verdict(
+    pred: str, gold: str, equal: Compare, names: list[str] | None = None
+) -> bool | None:
     """The first rule that applies to this pair's shape; None when none does. ``equal`` compares
-    two parts (the full comparison, one level down)."""
+    two parts (the full comparison, one level down); ``names`` are the components the problem
+    names (:func:`~magistral_kedro.rewards.lists.tuple_names`)."""
     for verdict in (
         lambda: tower_verdict(_bare(pred), _bare(gold)),
         lambda: words_verdict(pred, gold, equal),
         lambda: numeral_verdict(pred, gold),
-        lambda: named_verdict(pred, gold, equal),
+        lambda: named_verdict(pred, gold, equal, names),
         lambda: hedge_verdict(pred, gold, equal),
         lambda: plus_minus_verdict(pred, gold, equal),
         lambda: ratio_verdict(pred, gold),
