@@ -170,6 +170,27 @@ _EMPTY = re.compile(
 )
 
 
+#: Phrases that say the same thing, as one spelling.
+_SAME_PHRASES = (
+    (r"^(?:dne|doesn't exist|does not exists?|it does not exist|not exist)$", "does not exist"),
+    (r"^infinitely many \w+$", "infinitely many"),
+)
+_DENOMINATORS = {"half": 2, "halves": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5,
+                 "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
+                 "hundredth": 100, "thousandth": 1000}  # fmt: skip
+
+
+def fraction_from_words(words: str) -> str | None:
+    """``one half``, ``two thirds``, ``three quarters`` as ``\\frac{p}{q}``; None otherwise (a
+    lone ``third`` is an ordinal)."""
+    *numerator, last = words.split() or [""]
+    denominator = _DENOMINATORS.get(last) or _DENOMINATORS.get(last.removesuffix("s"))
+    if denominator is None or (not numerator and last != "half"):
+        return None
+    count = number_from_words(" ".join(numerator)) if numerator else 1
+    return None if count is None else f"\\frac{{{count}}}{{{denominator}}}"
+
+
 def plain_words(text: str) -> str | None:
     """A text answer as lowercase words (``\\text{}``, articles, final punctuation and case
     aside), or None when ``text`` holds anything but words."""
@@ -178,7 +199,10 @@ def plain_words(text: str) -> str | None:
     if not re.fullmatch(r"[a-z][a-z' \-]*", inner) and not _EMPTY.fullmatch(inner):
         return None
     words = [w for w in re.split(r"[\s\-]+", inner) if w and w not in ("a", "an", "the")]
-    return " ".join(words)
+    phrase = " ".join(words)
+    for pattern, same in _SAME_PHRASES:
+        phrase = re.sub(pattern, same, phrase)
+    return phrase
 
 
 def says_empty(text: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from magistral_kedro.rewards.answers import normalize_answer, parse_answer
 from magistral_kedro.rewards.forms import (
     based_number,
+    fraction_from_words,
     number_from_words,
     plain_words,
     roman_value,
@@ -75,18 +76,24 @@ def _unmarked_verdict(pred_text: str, value: int, base: int) -> bool | None:
         return False
 
 
+def _number(words: str | None) -> str | None:
+    """The number a phrase names (``twenty-one``, ``two thirds``) as LaTeX, or None."""
+    if not words:
+        return None
+    whole = number_from_words(words)
+    return str(whole) if whole is not None else fraction_from_words(words)
+
+
 def words_verdict(pred: str, gold: str, equal: Compare) -> bool | None:
     """Number words as numbers; "no solution" and its kin as one answer; other text answers
     word by word."""
     if says_empty(gold) or says_empty(pred):
         return says_empty(gold) and says_empty(pred)
     gold_words, pred_words = plain_words(gold), plain_words(pred)
-    numbers = [
-        None if words is None else number_from_words(words) for words in (pred_words, gold_words)
-    ]
+    numbers = [_number(words) for words in (pred_words, gold_words)]
     if any(number is not None for number in numbers):
         pred_number, gold_number = (
-            str(number) if number is not None else text
+            number if number is not None else text
             for number, text in zip(numbers, (pred, gold), strict=True)
         )
         return equal(pred_number, gold_number)

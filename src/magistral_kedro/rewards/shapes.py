@@ -50,23 +50,51 @@ def _unit_vector(text: str) -> list[str] | None:
     return coefficients
 
 
-def as_tuple(text: str) -> str | None:
-    """A vector in any of the module's notations as ``(a, b, ...)``; None when ``text`` is not
-    one (or already is a plain tuple)."""
-    text = text.strip().strip("$").strip()
-    angled = re.fullmatch(r"\\langle(.*)\\rangle", text, flags=re.DOTALL)
+_VECTOR_NAME = re.compile(
+    r"^\s*(?:\\(?:vec|mathbf|overrightarrow|bm|boldsymbol|hat)\s*\{?\s*\w+\s*\}?|[A-Za-z])\s*=(?!=)"
+)
+_FACTOR = re.compile(r"[-+]?[\w\\{}^/. ]*")
+
+
+def _cells(body: str, scaled: bool) -> list[str] | None:
+    """The entries of ``\\langle..\\rangle``, a one-row or one-column matrix, ``[a, b, c]``
+    (three entries or more: never an interval), or ``(a, b)`` behind a scalar factor."""
+    from magistral_kedro.rewards.lists import outer
+
+    angled = re.fullmatch(r"\\langle(.*)\\rangle", body, flags=re.DOTALL)
     if angled:
-        return f"({angled[1]})"
-    scaled = re.fullmatch(r"(.*?)\s*\\?\s*(?:\\cdot)?\s*" + _MATRIX.pattern, text, flags=re.DOTALL)
-    if scaled:
-        cells = _matrix_as_tuple(scaled[2])
-        factor = scaled[1].strip()
-        if cells is None or (factor and not re.fullmatch(r"[-+]?[\w\\{}^/. ]+", factor)):
-            return None
-        factor = "-1" if factor == "-" else factor
-        return "(" + ", ".join(f"{factor} \\cdot ({c})" if factor else c for c in cells) + ")"
-    coefficients = _unit_vector(text)
-    return None if coefficients is None else "(" + ", ".join(coefficients) + ")"
+        return [cell.strip() for cell in _top_level_split(angled[1], ",")]
+    matrix = _MATRIX.fullmatch(body)
+    if matrix:
+        return _matrix_as_tuple(matrix[1])
+    square = outer(body, ("[", "]"))
+    entries = None if square is None else _top_level_split(square, ",")
+    if entries is not None and len(entries) > 2:
+        return [cell.strip() for cell in entries]
+    parenthesised = outer(body) if scaled else None
+    entries = None if parenthesised is None else _top_level_split(parenthesised, ",")
+    return [cell.strip() for cell in entries] if entries and len(entries) > 1 else None
+
+
+def as_tuple(text: str) -> str | None:
+    """A vector in any of the module's notations as ``(a, b, ...)``, a scalar factor multiplied
+    in and a leading name (``\\vec{v} =``) dropped; None when ``text`` is not one (or already
+    is a plain tuple)."""
+    text = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", text.strip().strip("$").strip())  # "\\left" typed
+    text = re.sub(r"\\(?:left|right)(?![a-z])", "", text)
+    text = _VECTOR_NAME.sub("", text).strip()
+    start = re.search(r"\\langle|\\begin\{|[(\[]", text)
+    if start is None:
+        coefficients = _unit_vector(text)
+        return None if coefficients is None else "(" + ", ".join(coefficients) + ")"
+    factor = re.sub(r"\\cdot\s*$", "", text[: start.start()]).strip()
+    if factor and factor != "-" and not (_FACTOR.fullmatch(factor) and re.search(r"\w", factor)):
+        return None
+    cells = _cells(text[start.start() :].strip(), scaled=bool(factor))
+    if cells is None:
+        return None
+    factor = "-1" if factor == "-" else factor
+    return "(" + ", ".join(f"{factor} \\cdot ({c})" if factor else c for c in cells) + ")"
 
 
 _REALS = re.compile(
@@ -74,6 +102,7 @@ _REALS = re.compile(
     r"(?:the)?(?:set of)?allreal(?:numbers|s)|(?:the)?realnumbers|\\text\{?allrealnumbers\}?",
     re.IGNORECASE,
 )
+_IN_REALS = re.compile(r"(?:[a-zA-Z]\\in)?(?:" + _REALS.pattern + ")?", re.IGNORECASE)
 _BUILDER = re.compile(r"\\\{(.*?)(?:\\mid|\||:)(.*)\\\}", re.DOTALL)
 _INEQUALITY = re.compile(r"<|>|\\[lg]eq?(?:slant)?(?![a-z])|\\neq?(?![a-z])|≤|≥|≠")
 
@@ -86,6 +115,7 @@ def _condition_set(condition: str) -> Any:
     sets = []
     for piece in pieces:
         clauses = _top_level_split(piece, r"\s*(?:\band\b|\\land|\\wedge|,)\s*")
+        clauses = [c for c in clauses if not _IN_REALS.fullmatch(normalize_answer(c))]
         parsed = [parse_answer(clause.strip(), normalise=True) for clause in clauses]
         if not all(parsed) or not all(isinstance(p[0], sympy.Basic) for p in parsed):
             return None
@@ -107,6 +137,8 @@ def real_set(text: str) -> tuple[Any, bool] | None:
 
     raw = re.sub(r"\\(?:text|mathrm|mbox)\s*\{([^{}]*)\}", r" \1 ", text).replace("$", " ")
     plain = re.sub(r"^[a-zA-Z]\\in", "", normalize_answer(raw))
+    plain = plain.replace("\\backslash", "\\setminus")
+    plain = re.sub(r"^((?:" + _REALS.pattern + r"))-(?=\\\{|\[|\()", r"\1\\setminus", plain)
     if "\\setminus" in plain:
         left, _, right = plain.partition("\\setminus")
         sets = real_set(left), real_set(right)
