@@ -17,7 +17,7 @@ from typing import Union
 
 #: Integers up to this many bits are computed outright (a few milliseconds).
 MAX_BITS = 1 << 20
-_TOKEN = re.compile(r"\s*(\d+|\^|\(|\)|\{|\}|\\cdot|\\times|\*)")
+_TOKEN = re.compile(r"\s*(\d+|\^|\(|\)|\{|\}|-|\\[dt]?frac|\\cdot|\\times|\*)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,13 @@ def _as_power(value: Value) -> Power | None:
     return Power(root, k)
 
 
+def _reciprocal(value: Value) -> Value:
+    """1/value for a tower (``r^E`` -> ``r^(-E)``); small values are the general comparison's."""
+    if isinstance(value, Power) and isinstance(value.exponent, int):
+        return Power(value.root, -value.exponent)
+    raise _Unsupported("the reciprocal of a small number or of a tower of towers")
+
+
 def _unsupported(why: str) -> Value:
     raise _Unsupported(why)
 
@@ -91,6 +98,11 @@ def _power(base: Value, exponent: Value) -> Value:
         return base
     if exponent == 0:
         return 1
+    if isinstance(base, int) and isinstance(exponent, int) and exponent < 0:
+        if -exponent * math.log2(base) <= MAX_BITS + 64:
+            raise _Unsupported("a small fraction: the general comparison's")
+        root, k = _perfect_power(base)
+        return Power(root, _multiply(k, exponent))  # 2^{-2^{100}}: a tiny, exact r^(-E)
     if (
         isinstance(base, int)
         and isinstance(exponent, int)
@@ -106,8 +118,9 @@ def _power(base: Value, exponent: Value) -> Value:
 
 
 class _Parser:
-    """``term := atom ('^' atom)*`` (right-associative), ``product := term (('\\cdot'|...) term)*``,
-    ``atom := integer | '(' product ')' | '{' product '}'``; juxtaposition is no product."""
+    """``term := atom ('^' term)?`` (right-associative), ``product := term (('\\cdot'|...)
+    term)*``, ``atom := integer | '-' term | '\\frac' atom atom | '(' product ')' | '{'
+    product '}'``; juxtaposition is no product, a minus only negates an integer."""
 
     def __init__(self, text: str) -> None:
         self.tokens: list[str] = []
@@ -148,6 +161,12 @@ class _Parser:
 
     def atom(self) -> Value:
         token = self._take()
+        if token == "-":  # a negative exponent: 2^{-2^{100}}
+            value = self.term()
+            return -value if isinstance(value, int) else _unsupported("minus a tower")
+        if token.endswith("frac"):
+            numerator, denominator = self.atom(), self.atom()
+            return _multiply(numerator, _reciprocal(denominator))
         if token.isdigit():
             if len(token) > 2000:
                 raise _Unsupported("literal too long")
@@ -169,8 +188,9 @@ class _Parser:
 
 def tower_value(text: str) -> Value | None:
     """The exact value of a tower of positive integers (``2^{2^{100}}``, ``(2^{10})^{3}``,
-    ``5 \\cdot 10^{9}``), or None when ``text`` is not one (or needs sums of towers)."""
-    if "^" not in text or len(text) > 500:
+    ``5 \\cdot 10^{9}``, ``\\frac{1}{2^{2^{100}}}``), or None when ``text`` is not one (or needs
+    sums of towers, or is a small fraction)."""
+    if len(text) > 500:
         return None
     try:
         return _Parser(text).parse()
@@ -179,13 +199,11 @@ def tower_value(text: str) -> Value | None:
 
 
 def tower_verdict(pred: str, gold: str) -> bool | None:
-    """Whether two towers are equal, decided exactly; None unless both are towers and at least
-    one is too large to write out (smaller ones the general path compares)."""
+    """Whether two towers are equal, decided exactly; None unless both sides are towers (or
+    integers) and at least one writes a power."""
+    if "^" not in pred + gold:
+        return None
     gold_value, pred_value = tower_value(gold), tower_value(pred)
     if gold_value is None or pred_value is None:
         return None
-    if isinstance(gold_value, int) and isinstance(pred_value, int):
-        return (
-            None if max(_bits(gold_value), _bits(pred_value)) < 4096 else gold_value == pred_value
-        )
     return gold_value == pred_value
