@@ -91,6 +91,11 @@ def _unsupported(why: str) -> Value:
     raise _Unsupported(why)
 
 
+def _size(base: int, exponent: int) -> float:
+    """log2(base ** exponent) for base >= 2, exponent >= 0; infinite past 2**64 bits."""
+    return math.inf if exponent.bit_length() > 64 else exponent * math.log2(base)
+
+
 def _power(base: Value, exponent: Value) -> Value:
     if isinstance(base, int) and base in (0, 1):
         if base == 0 and exponent == 0:
@@ -99,14 +104,14 @@ def _power(base: Value, exponent: Value) -> Value:
     if exponent == 0:
         return 1
     if isinstance(base, int) and isinstance(exponent, int) and exponent < 0:
-        if -exponent * math.log2(base) <= MAX_BITS + 64:
+        if _size(base, -exponent) <= MAX_BITS + 64:
             raise _Unsupported("a small fraction: the general comparison's")
         root, k = _perfect_power(base)
         return Power(root, _multiply(k, exponent))  # 2^{-2^{100}}: a tiny, exact r^(-E)
     if (
         isinstance(base, int)
         and isinstance(exponent, int)
-        and exponent * math.log2(base) <= MAX_BITS + 64  # at most a few megabits
+        and _size(base, exponent) <= MAX_BITS + 64  # at most a few megabits
     ):
         value = base**exponent
         if value.bit_length() <= MAX_BITS:
@@ -194,7 +199,7 @@ def tower_value(text: str) -> Value | None:
         return None
     try:
         return _Parser(text).parse()
-    except (_Unsupported, RecursionError):
+    except (_Unsupported, RecursionError, OverflowError):
         return None
 
 
