@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from magistral_kedro.rewards.decimals import expand_repeating
+from magistral_kedro.rewards.forms import degrees_in_functions, expand_scale_words
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 #: Longer answers are not parsed (no real final answer is this long).
@@ -106,7 +107,7 @@ def normalize_answer(answer: str) -> str:
     # Thousands separators, only in a plain number: "1,000", "1{,}000", "1\\,000", "1 000".
     if re.fullmatch(r"-?\d{1,3}((,|\{,\}|\\,| )\d{3})+(\.\d+)?", text):
         text = re.sub(r"\{,\}|\\,|[, ]", "", text)
-    text = expand_repeating(text)
+    text = degrees_in_functions(expand_scale_words(expand_repeating(text)))
     text = re.sub(r"\\[dt]frac", r"\\frac", text)
     text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)
     text = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", text)
@@ -195,7 +196,7 @@ def parse_answer(answer: str, normalise: bool) -> list[Any]:
     wrong value.
     """
     parse = load_math_verify().parse
-    answer = expand_repeating(_unwrap(answer))
+    answer = degrees_in_functions(expand_scale_words(expand_repeating(_unwrap(answer))))
     if _is_prose(answer):
         return list(parse(answer, parsing_timeout=None))
     if len(answer) > MAX_ANSWER_CHARS:

@@ -40,7 +40,10 @@ from magistral_kedro.rewards.decimals import (
     rationalise,
     within,
 )
+from magistral_kedro.rewards.forms import plain_words
+from magistral_kedro.rewards.lists import tuple_names
 from magistral_kedro.rewards.pool import in_worker, shared_pool
+from magistral_kedro.rewards.rules import shape_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -229,9 +232,41 @@ def _equivalent(
     )
 
 
-def math_equal_in_process(pred: str, gold: str, precision: Precision | None = None) -> bool:
+#: How deep the shape rules may compare parts of parts (a tuple of lists of ``\\pm``...).
+_MAX_DEPTH = 3
+#: A text this short is one answer in words, not a response to search for the answer.
+_MAX_SHORT_TEXT = 60
+
+
+def _shape_verdict(
+    bare_pred: str, gold: str, precision: Precision | None, depth: int, problem: str | None
+) -> bool | None:
+    """``rewards.rules``' verdict on the answer's shape, parts compared one level down."""
+    if depth >= _MAX_DEPTH:
+        return None
+
+    def equal(part: str, gold_part: str) -> bool:
+        return _judge(part, gold_part, precision, depth + 1, None)
+
+    try:
+        names = tuple_names(problem) if problem else None
+        return shape_verdict(bare_pred, gold, equal, names)
+    except Exception as error:  # malformed LaTeX, recursion: the general comparison decides
+        logger.debug("shape rules on (%r, %r) failed: %r", bare_pred[:80], gold[:80], error)
+        return None
+
+
+def math_equal_in_process(
+    pred: str, gold: str, precision: Precision | None = None, problem: str | None = None
+) -> bool:
     """:func:`math_equal` without the process boundary: call only where a time limit already
     holds (inside a sandboxed worker)."""
+    return _judge(pred, gold, precision, 0, problem)
+
+
+def _judge(
+    pred: str, gold: str, precision: Precision | None, depth: int, problem: str | None
+) -> bool:
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
         return False
     if pred.strip() == gold.strip():
@@ -239,6 +274,15 @@ def math_equal_in_process(pred: str, gold: str, precision: Precision | None = No
     boxed = extract_boxed(pred)
     bare_pred = boxed if boxed is not None else pred
     bare = is_bare_answer(bare_pred)
+    # A few words are one answer ("no real solutions", "one hundred two"), not a response.
+    short = bare or (len(bare_pred) <= _MAX_SHORT_TEXT and plain_words(bare_pred) is not None)
+    gold_boxes = gold.count("\\boxed")
+    rule_gold = extract_boxed(gold) if gold_boxes == 1 else gold
+    verdict = None
+    if short and rule_gold is not None and gold_boxes <= 1:
+        verdict = _shape_verdict(bare_pred, rule_gold, precision, depth, problem)
+    if verdict is not None:
+        return verdict
     gold_text = normalize_answer(gold)
     pred_text = normalize_answer(bare_pred) if bare else ""
     if bare and pred_text == gold_text:
@@ -256,19 +300,26 @@ def math_equal_in_process(pred: str, gold: str, precision: Precision | None = No
 
 
 def math_equal(
-    pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S, precision: Precision | None = None
+    pred: str,
+    gold: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    precision: Precision | None = None,
+    problem: str | None = None,
 ) -> bool:
     """Whether the predicted answer ``pred`` equals the reference ``gold``.
 
     ``pred`` may be a bare answer or a text whose last ``\\boxed{}`` holds it. ``precision`` is
     what the problem asks for (:func:`~magistral_kedro.rewards.decimals.requested_precision`):
     with it, a correctly rounded decimal answers an exact reference; without it, an exact
-    reference needs an exact answer (``rewards.decimals`` states the rule). Never raises; a
-    comparison that exceeds ``timeout_s`` (or its memory limit) counts as not equal.
+    reference needs an exact answer (``rewards.decimals`` states the rule). ``problem`` is the
+    problem's text: the names of the tuple it asks for (``the ordered pair (a, b)``) match an
+    answer's named components (``b = 2, a = 1``) to a reference that names none. Never raises;
+    a comparison that exceeds ``timeout_s`` (or its memory limit) counts as not equal.
     """
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
         return False
     if in_worker():  # already inside a sandboxed worker with its own limits
-        return math_equal_in_process(pred, gold, precision)
-    outcome = shared_pool().run(math_equal_in_process, (pred, gold, precision), timeout_s=timeout_s)
+        return math_equal_in_process(pred, gold, precision, problem)
+    arguments = (pred, gold, precision, problem)
+    outcome = shared_pool().run(math_equal_in_process, arguments, timeout_s=timeout_s)
     return bool(outcome.value) if outcome.ok else False

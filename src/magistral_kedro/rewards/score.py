@@ -92,6 +92,7 @@ def _correct(answer: str, problem: Problem, cfg: RewardConfig, seed: int) -> boo
             problem.answer or "",
             timeout_s=cfg.math_timeout_s,
             precision=requested_precision(problem.prompt),
+            problem=problem.prompt,
         )
     block = FENCED_CODE.search(answer)
     if block is None or not problem.tests:
