@@ -113,7 +113,7 @@ def test_an_irrational_value_is_never_a_rounded_decimal():
 
 @pytest.mark.skipif(
     not (SHARED_DATA / "answer_equivalence.jsonl").is_file(),
-    reason="needs ../shared/data/answer_equivalence.jsonl (public graders' cases)",
+    reason="needs the public graders' cases (answer_equivalence.jsonl beside the checkout)",
 )
 def test_public_graders_cases():
     rows = [json.loads(line) for line in (SHARED_DATA / "answer_equivalence.jsonl").open()]

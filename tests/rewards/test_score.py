@@ -1,4 +1,4 @@
-"""The reward (MAGISTRAL.md section 2) on hand-computed cases, and score_batch's guarantees."""
+"""The reward (docs/recipe.md, section 2) on hand-computed cases, and score_batch's guarantees."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Verifiers and rewards (MAGISTRAL.md section 2). Pure functions, no Kedro.
+"""Verifiers and rewards (docs/recipe.md, section 2). Pure functions, no Kedro.
 
 ``score`` / ``score_batch`` give a completion's reward; the verifiers under them are usable
 alone: ``math_equal``, ``run_code``, ``language_of``, ``check_format``, ``extract_boxed``.

@@ -1,6 +1,6 @@
 """The format check: a completion earns any reward only if it is well formed.
 
-Rules (MAGISTRAL.md section 2): the completion starts with ``<think>`` (whitespace before it is
+Rules (docs/recipe.md, section 2): the completion starts with ``<think>`` (whitespace before it is
 no content and is allowed: chat templates often emit a newline; any text before it is not), holds
 exactly one ``<think>`` and exactly one ``</think>``; after ``</think>``, a math answer holds a
 ``\\boxed{}`` and a code answer holds a fenced code block with a language tag.

@@ -1,4 +1,4 @@
-"""The Magistral reward (MAGISTRAL.md section 2): format, correctness, length, language.
+"""The Magistral reward (docs/recipe.md, section 2): format, correctness, length, language.
 
 A badly formatted completion gets 0 and nothing else is graded. Otherwise
 ``total = format + correct + length + language`` with, by default, 0.1 for the format, 0.9 for
@@ -40,7 +40,7 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 @config
 class RewardConfig:
-    """Every number of the reward; defaults are the paper's (MAGISTRAL.md section 2)."""
+    """Every number of the reward; defaults are the paper's (docs/recipe.md, section 2)."""
 
     format_reward: NonNegative = 0.1
     correct_reward: NonNegative = 0.9

@@ -1,7 +1,7 @@
 """Answer-equivalence cases by the categories of issue 15, written for this project: what a careful
 competition judge accepts and rejects. (prediction, reference, expected verdict).
 
-The decimal rule (README, "The reward"): a decimal is the exact number it writes, so an exact
+The decimal rule (docs/answers.md, "Decimals"): a decimal is the exact number it writes, so an exact
 reference accepts it only when it is equal (0.25 for 1/4, never 0.333333 for 1/3); a decimal
 reference states its precision, and an answer that agrees with it to its last digit is right; a
 problem that asks to round or for a decimal allows a correctly rounded decimal (PRECISION_CASES).
