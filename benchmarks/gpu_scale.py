@@ -224,10 +224,10 @@ def _training(
             _sync(device)
             times.append(time.perf_counter() - began)
         profile = _profile(step) if args.profile and device == "cuda" else None
-        tokens = sum(len(s) for s in minibatch.sequences)
+        tokens = int(minibatch.lengths.sum())
         # The mean length halved halves the (already causal) attention term once more, about
         # 1% of the FLOPs at the 0.5B shape: kept so that figures compare with earlier ones.
-        flops = _flops_per_token(engine.model, tokens / len(minibatch.sequences) / 2)
+        flops = _flops_per_token(engine.model, tokens / len(minibatch.lengths) / 2)
     seconds = statistics.median(times)
     return {
         "microbatch_tokens": microbatch_tokens,
