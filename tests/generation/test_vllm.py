@@ -6,6 +6,7 @@ by ``make test-vllm``) turns the skip into a failure.
 
 import copy
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,3 +164,33 @@ def test_the_engine_continues_the_trainers_prompt_ids_with_a_bos_adding_tokenize
     assert all(ids[0] == bos and ids[1] != bos for ids in prompts)
     groups = generator.generate(prompts, n=2, sampling=SamplingConfig(max_new_tokens=8), seed=0)
     _check_logprobs(model, prompts, groups, 1.0)
+
+
+def test_the_real_model_converted_from_gguf_samples_the_trainers_logprobs():
+    """SmolLM2-135M-Instruct, converted from its GGUF file by the main environment (``make
+    test-vllm`` converts it and names the directory in SMOLLM2_DIR): vLLM loads the same
+    checkpoint, its tokens' log-probs are the trainer's, and a weight push through the tied
+    embedding (one tensor in the trainer, two names in its state dict) takes over."""
+    directory = os.environ.get("SMOLLM2_DIR", "")
+    if not (Path(directory) / "config.json").is_file():
+        if os.environ.get("REQUIRE_SMOLLM") == "1":
+            pytest.fail(f"REQUIRE_SMOLLM is set, but SMOLLM2_DIR={directory!r} holds no model")
+        pytest.skip("SMOLLM2_DIR names no converted SmolLM2 (make test-vllm converts it)")
+    loaded = CheckpointRef(directory, "float32").load()
+    model, tokenizer = loaded.model.eval(), loaded.tokenizer
+    assert model.config.tie_word_embeddings
+    questions = ["What is 59 + 63?", "What is 12 * 3?"]
+    prompts = encode_prompts(tokenizer, [build_prompt(tokenizer, q, None) for q in questions])
+    config = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=512)
+    generator = VLLMGenerator(directory, config, seed=0)
+    sampling = SamplingConfig(max_new_tokens=12, temperature=1.0)
+    _check_logprobs(model, prompts, generator.generate(prompts, 2, sampling, seed=0), 1.0)
+    pushed = copy.deepcopy(model)
+    with torch.no_grad():
+        pushed.get_input_embeddings().weight.mul_(1.05)  # the output head is the same tensor
+    generator.load_weights(pushed.state_dict().items())
+    groups = generator.generate(prompts, 2, sampling, seed=0)
+    _check_logprobs(pushed, prompts, groups, 1.0)
+    with pytest.raises(AssertionError):
+        _check_logprobs(model, prompts, groups, 1.0)
+    generator.close()
