@@ -224,3 +224,16 @@ def test_a_damaged_shard_is_a_problem_naming_it_not_a_traceback(tmp_path, capsys
     assert code == 1
     named = [x for x in out.splitlines() if x.startswith("PROBLEM") and str(last) in x]
     assert len(named) == 1 and ("cut short" in named[0] or "empty" in named[0]), out
+
+
+def test_a_damaged_shard_index_is_a_problem_naming_it_not_a_traceback(tmp_path, capsys):
+    """An interrupted copy of the index itself: its JSON cut short."""
+    write_sparse_checkpoint(tmp_path / "qwen7b")
+    index = tmp_path / "qwen7b" / "model.safetensors.index.json"
+    index.write_text(index.read_text()[:40])
+    code = check.main(["--env", "gpu", "--conf", str(CONF),
+                       "--params", f"model.name_or_path={tmp_path / 'qwen7b'}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1
+    named = [x for x in out.splitlines() if x.startswith("PROBLEM") and str(index) in x]
+    assert len(named) == 1, out

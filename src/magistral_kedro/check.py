@@ -30,6 +30,7 @@ from kedro.config import OmegaConfigLoader
 from pydantic import ValidationError
 
 from magistral_kedro import params as typed
+from magistral_kedro.analysis.weights import INDEX_FILE, read_index
 from magistral_kedro.check_memory import memory_report
 from magistral_kedro.config_loader import CONFIG_LOADER_ARGS
 from magistral_kedro.generation import GenerationConfig, SamplingConfig
@@ -86,10 +87,11 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
 
 
 def _shard_names(directory: Path) -> list[str]:
-    """The weight files of a checkpoint: those its index names, else every ``*.safetensors``."""
-    index = directory / "model.safetensors.index.json"
+    """The weight files of a checkpoint: those its index names, else every ``*.safetensors``.
+    ValueError naming the index when it cannot be read."""
+    index = directory / INDEX_FILE
     if index.is_file():
-        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return sorted(set(read_index(index).values()))
     return sorted(p.name for p in directory.glob("*.safetensors"))
 
 
@@ -124,7 +126,11 @@ def _shard_parameters(directory: Path) -> tuple[int, list[str]]:
     """Parameter count read from the safetensors headers (no weights loaded); the problems
     (missing, unreadable or cut shards), each naming its file."""
     count, problems, missing = 0, [], []
-    for name in _shard_names(directory):
+    try:
+        names = _shard_names(directory)
+    except ValueError as error:
+        return 0, [str(error)]
+    for name in names:
         path = directory / name
         if not path.is_file():
             missing.append(name)
