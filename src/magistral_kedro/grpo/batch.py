@@ -18,6 +18,7 @@ from magistral_kedro.grpo.config import GRPOConfig
 from magistral_kedro.grpo.core import group_advantages, magistral_advantages
 from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.training import distributed
+from magistral_kedro.training.batching import collate_causal_lm
 
 
 @dataclass(frozen=True)
@@ -90,20 +91,20 @@ def padded_rows(
     logprobs: Sequence[list[float]],
     pad_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows of prompt then completion tokens, right-padded to the longest: input_ids [n, T],
-    lengths [n], loss_mask [n, T] (1 on completion tokens) and the completion tokens'
-    ``logprobs`` at their positions [n, T] (0 elsewhere)."""
-    width = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    lengths = torch.zeros(len(prompts), dtype=torch.long)
-    loss_mask = torch.zeros((len(prompts), width))
-    per_token = torch.zeros((len(prompts), width))
-    for row, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
-        start, end = len(prompt), len(prompt) + len(completion)
-        input_ids[row, :end] = torch.tensor(prompt + completion, dtype=torch.long)
-        lengths[row] = end
-        loss_mask[row, start:end] = 1.0
-        per_token[row, start:end] = torch.tensor(logprobs[row])
+    """Rows of prompt then completion tokens, right-padded to the longest
+    (:func:`~magistral_kedro.training.batching.collate_causal_lm`): input_ids [n, T], lengths
+    [n], loss_mask [n, T] (1 on completion tokens) and the completion tokens' ``logprobs`` at
+    their positions [n, T] (0 elsewhere)."""
+    batch = collate_causal_lm(
+        [p + c for p, c in zip(prompts, completions, strict=True)],
+        [len(p) for p in prompts],
+        pad_id,
+    )
+    input_ids, loss_mask = batch["input_ids"], batch["loss_mask"]
+    per_token = torch.zeros_like(loss_mask)
+    for row, prompt in enumerate(prompts):
+        per_token[row, len(prompt) : len(prompt) + len(logprobs[row])] = torch.tensor(logprobs[row])
+    lengths = batch["attention_mask"].sum(-1)
     return input_ids, lengths, loss_mask, per_token
 
 
