@@ -139,7 +139,8 @@ class TrainEngine:
     def full_weights(self) -> Iterator[torch.nn.Module]:
         """The bare model with every parameter whole on this rank (ZeRO-3 gathers its shards):
         for generation, exporting, and pushing weights to an inference engine."""
-        yield self.model
+        with self._gathered(list(self.model.parameters())):
+            yield self.model
 
     def weight_buckets(self) -> Iterator[list[tuple[str, torch.Tensor]]]:
         """The model's state dict, whole, in buckets of about ``config.weight_bucket_mb`` (whole
@@ -306,17 +307,6 @@ class DeepSpeedEngine(TrainEngine):
     def model(self) -> torch.nn.Module:
         """The bare model inside the DeepSpeed wrapper."""
         return self.ds.module
-
-    @contextlib.contextmanager
-    def full_weights(self) -> Iterator[torch.nn.Module]:
-        """The bare model, ZeRO-3 shards gathered on every rank for the duration (read-only)."""
-        if self.config.zero_stage != 3:
-            yield self.model
-            return
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
-            yield self.model
 
     def _gathered(self, tensors: list[torch.Tensor]) -> contextlib.AbstractContextManager[None]:
         """ZeRO-3: the partitioned parameters among ``tensors`` gathered for the block."""
