@@ -83,7 +83,7 @@ class LinearLogprobs(torch.autograd.Function):
                 picked[chunk] = scaled.gather(-1, targets[chunk, None])[:, 0] - lse[chunk]
                 if entropy:  # -sum p log p = lse - sum p * logit
                     probs = (scaled - lse[chunk, None]).exp_()
-                    entropies[chunk] = lse[chunk] - (probs * scaled).sum(-1)
+                    entropies[chunk] = lse[chunk] - probs.mul_(scaled).sum(-1)
         ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.temperature, ctx.dtype = temperature, dtype
         ctx.mark_non_differentiable(entropies)
