@@ -105,7 +105,7 @@ class LinearLogprobs(torch.autograd.Function):
                 rows = hidden[chunk].to(dtype)
                 upstream = grad_picked[chunk, None]  # [n, 1]
                 scaled = _scaled_logits(rows, cast, temperature)
-                grad = (scaled - lse[chunk, None]).exp_().mul_(-upstream)
+                grad = scaled.sub_(lse[chunk, None]).exp_().mul_(-upstream)  # in place
                 grad.scatter_add_(-1, targets[chunk, None], upstream)
                 grad = (grad / temperature if temperature != 1.0 else grad).to(dtype)
                 if grad_hidden is not None:
