@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 #: Logits elements of one chunk ([positions, vocabulary]): 2^26 is 256 MiB per float32
-#: temporary, 443 positions of a 151,936-token vocabulary. Peak memory of the head is a few
+#: temporary, 441 positions of a 151,936-token vocabulary. Peak memory of the head is a few
 #: such temporaries plus a float32 gradient of its weight, whatever the number of tokens.
 HEAD_CHUNK_ELEMENTS = 2**26
 
