@@ -1,7 +1,9 @@
 """Per-token log-probabilities and entropies from a model's logits, in bounded memory.
 
 What the trainer computes for the loss (and what every generator must return for the tokens it
-samples, so that the importance ratio of an on-policy step is 1).
+samples, so that the importance ratio of an on-policy step is 1). Training takes them through
+the model's own head chunk by chunk where it can (:mod:`magistral_kedro.training.chunked_head`,
+no [tokens, vocab] logits at all); the functions of logits here serve every other model.
 """
 
 from __future__ import annotations
@@ -157,8 +159,9 @@ def completion_logprobs(
     else:
         targets = torch.nn.functional.pad(window[:, 1:], (0, 1))  # [B, keep] the next tokens
         with head_logprobs(head, targets, temperature, entropy) as box:
-            rows = forward(**inputs, logits_to_keep=keep).logits  # type: ignore[attr-defined]
-        picked = _unshift(rows.reshape(-1), *window.shape)
+            # The head returned the window's log-probs [B, keep] in place of its logits.
+            chosen = forward(**inputs, logits_to_keep=keep).logits  # type: ignore[attr-defined]
+        picked = _unshift(chosen.reshape(-1), *window.shape)
         entropies = (
             _unshift(box["entropy"].reshape(-1), *window.shape) if entropy else box["entropy"]
         )
