@@ -186,7 +186,8 @@ def write_sparse_checkpoint(directory, shards=4):
 def test_a_7b_checkpoint_gets_a_memory_table_from_its_config(tmp_path, capsys):
     """conf/gpu with a 7B checkpoint (headers only) on 8 H100s: the table names the training
     state, the logits, the activations, vLLM's KV cache and sequences at once per stage, and
-    the whole [65536, 152064] float32 logits (and gradient) of a microbatch will not fit."""
+    the whole [65536, 152064] float32 logits (and gradient) of a microbatch will not fit (no
+    model_type: not a model the chunked head serves)."""
     write_sparse_checkpoint(tmp_path / "qwen7b")
     code = check.main(["--env", "gpu", "--conf", str(CONF), "--gpus", "8", "--gpu-memory", "80",
                        "--params", f"model.name_or_path={tmp_path / 'qwen7b'}"])  # fmt: skip
@@ -237,3 +238,21 @@ def test_a_damaged_shard_index_is_a_problem_naming_it_not_a_traceback(tmp_path, 
     assert code == 1
     named = [x for x in out.splitlines() if x.startswith("PROBLEM") and str(index) in x]
     assert len(named) == 1, out
+
+
+def test_a_model_type_the_chunked_head_serves_holds_one_chunk_of_logits(tmp_path, capsys):
+    """The same 7B checkpoint, its config naming Qwen2 (as Qwen's own does): training holds
+    three float32 temporaries of one chunk of positions and the head's float32 gradient, not
+    the microbatch's whole logits, and the rl microbatch fits."""
+    write_sparse_checkpoint(tmp_path / "qwen7b")
+    config = tmp_path / "qwen7b" / "config.json"
+    config.write_text(json.dumps({**QWEN_7B, "model_type": "qwen2"}))
+    code = check.main(["--env", "gpu", "--conf", str(CONF), "--gpus", "8", "--gpu-memory", "80",
+                       "--params", f"model.name_or_path={tmp_path / 'qwen7b'}"])  # fmt: skip
+    out = capsys.readouterr().out
+    rows = 2**26 // 152064
+    chunk = (3 * rows * 152064 * 4 + 152064 * 3584 * 4) / 2**30
+    assert f"logits chunk [{rows} x 152064] float32 x 3 and head gradient {chunk:.1f} GiB" in out
+    problems = [x for x in out.splitlines() if x.startswith("PROBLEM")]
+    assert not any("rl training" in x for x in problems), out
+    assert code == 1 and any("sft training will not fit" in x for x in problems), out

@@ -5,8 +5,10 @@ Estimates, per GPU, of what a run holds at its peak, each named so that what wil
 - **training state** under the ZeRO stage: 16 bytes a parameter with mixed-precision Adam (bf16
   weights 2 + gradients 2 + fp32 master weights and two moments 12; fp32 training has the same
   16 without a master copy), the stage's share of it split over the GPUs;
-- **logits**: one microbatch's ``[tokens, vocab]`` log-probs in float32 and their gradient
-  (the training step computes them whole today);
+- **logits**: for the model types the chunked head serves
+  (:mod:`magistral_kedro.training.chunked_head`), three float32 temporaries of one chunk of
+  positions and the float32 gradient of the head's weight, whatever the tokens; for others, one
+  microbatch's whole ``[tokens, vocab]`` logits in float32 and their gradient;
 - **activations**: with gradient checkpointing, each layer's input hidden state
   ``[tokens, hidden]`` plus one layer recomputed at a time; without, every layer's saved tensors.
   A layer saves, per token, its input, the attention's q, k, v and output, and the MLP's input,
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from magistral_kedro.training.chunked_head import HEAD_CHUNK_ELEMENTS, PLAIN_HEAD_MODELS
 
 GIB = 2**30
 #: Bytes per parameter while training with mixed-precision Adam (ZeRO paper's accounting).
@@ -53,6 +57,8 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     tied: bool
+    #: config.json's ``model_type`` ("" where it has none)
+    model_type: str = ""
 
     @classmethod
     def from_config(cls, config: dict[str, Any], where: str) -> ModelShape:
@@ -71,6 +77,7 @@ class ModelShape:
             kv_heads=config.get("num_key_value_heads") or heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // heads,
             tied=bool(config.get("tie_word_embeddings", False)),
+            model_type=str(config.get("model_type") or ""),
         )
 
     @property
@@ -102,6 +109,8 @@ class Training:
     state: float
     logits: float
     activations: float
+    #: what the logits' bytes are, for the table
+    logits_kind: str = "logits"
 
     @property
     def total(self) -> float:
@@ -114,22 +123,33 @@ def training_memory(shape: ModelShape, engine: Any, tokens: int, gpus: int, name
     n = shape.parameters()
     sharded = SHARDED_BYTES_PER_PARAM[engine.zero_stage]
     state = n * (TRAIN_BYTES_PER_PARAM - sharded + sharded / gpus)
-    logits = 2 * tokens * shape.vocab * 4  # float32 log-probs and their gradient
+    logits, kind = logits_memory(shape, tokens)
     element = 2 if engine.precision == "bf16" else 4
     layer = tokens * shape.layer_activation_elements() * element
     if engine.gradient_checkpointing:
         activations = shape.layers * tokens * shape.hidden * element + layer
     else:
         activations = shape.layers * layer
-    return Training(name, state, logits, activations)
+    return Training(name, state, logits, activations, kind)
 
 
-def describe_training(training: Training, engine: Any, tokens: int, vocab: int) -> str:
+def logits_memory(shape: ModelShape, tokens: int) -> tuple[float, str]:
+    """Bytes training holds for the logits of a microbatch of ``tokens`` tokens, and what they
+    are (see the module docstring)."""
+    if shape.model_type in PLAIN_HEAD_MODELS:
+        rows = min(tokens, max(1, HEAD_CHUNK_ELEMENTS // shape.vocab))
+        head_grad = shape.vocab * shape.hidden * 4
+        kind = f"logits chunk [{rows} x {shape.vocab}] float32 x 3 and head gradient"
+        return 3 * rows * shape.vocab * 4 + head_grad, kind
+    return 2 * tokens * shape.vocab * 4, f"logits [{tokens} x {shape.vocab}] float32 and gradient"
+
+
+def describe_training(training: Training, engine: Any, tokens: int) -> str:
     """One line of the memory table for a training phase."""
     kind = "checkpointed" if engine.gradient_checkpointing else "every layer"
     return (
         f"  {training.name} per GPU ({tokens} tokens a microbatch): state "
-        f"{training.state / GIB:.1f} GiB + logits [{tokens} x {vocab}] float32 and gradient "
+        f"{training.state / GIB:.1f} GiB + {training.logits_kind} "
         f"{training.logits / GIB:.1f} GiB + activations ({kind}) "
         f"{training.activations / GIB:.1f} GiB = {training.total / GIB:.1f} GiB"
     )
@@ -213,7 +233,7 @@ def memory_report(
         training = training_memory(shape, engine, tokens, gpus, f"{name} training")
         facts.append(f"  {name} training state (ZeRO-{engine.zero_stage}, {gpus} GPUs, "
                      f"{engine.precision}): {training.state / GIB:.1f} GiB")  # fmt: skip
-        facts.append(describe_training(training, engine, tokens, shape.vocab))
+        facts.append(describe_training(training, engine, tokens))
         hint = f"lower {name}.{'grpo' if name == 'rl' else 'loop'}.max_tokens_per_microbatch"
         if not engine.gradient_checkpointing:
             hint += f" or set {name}.engine.gradient_checkpointing"

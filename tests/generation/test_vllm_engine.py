@@ -14,8 +14,9 @@ import torch.multiprocessing as mp
 
 from magistral_kedro.generation import SamplingConfig
 from magistral_kedro.generation.vllm import VLLMConfig, VLLMGenerator
+from magistral_kedro.grpo.config import GRPOConfig
 from magistral_kedro.grpo.curriculum import StepPlan
-from magistral_kedro.grpo.rollouts import EngineRollouts
+from magistral_kedro.grpo.rollouts import EngineRollouts, open_rollouts
 from magistral_kedro.models import Checkpoint, build_tiny_model, save_checkpoint
 from magistral_kedro.training.engine import EngineConfig, OptimConfig, create_engine
 from tests.support import fake_vllm
@@ -191,3 +192,36 @@ def test_a_tensor_parallel_group_feeds_its_engine_the_same_prompts(
     for rank, result in enumerate(ranks):
         for c, (prompts, groups) in enumerate(zip(result["mine"], result["results"], strict=True)):
             assert groups == alone.generate(prompts, 2, SAMPLING, seed=100 * rank + c)
+
+
+def test_torch_s_cache_is_emptied_before_every_wake_up(checkpoint_dir, monkeypatch):
+    """Memory the trainer freed stays in torch's cache until emptied: vLLM waking beside it
+    would find the GPU full."""
+    _as_on_a_gpu(monkeypatch)
+    generator = VLLMGenerator(checkpoint_dir, VLLMConfig(sleep_level=1), seed=0)
+    engine = fake_vllm.ENGINES[-1]
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: engine.calls.append(("empty", None)))
+    generator.generate(PROMPTS, 1, SAMPLING, seed=0)
+    generator.generate(PROMPTS, 1, SAMPLING, seed=1)
+    wakes = [i for i, (what, _) in enumerate(engine.calls) if what == "wake_up"]
+    assert wakes, engine.calls
+    assert all(engine.calls[i - 1][0] == "empty" for i in wakes), engine.calls
+
+
+def test_a_standalone_engine_gets_its_own_memory_share(checkpoint_dir, tokenizer, monkeypatch):
+    """Evaluation, the difficulty filter and translation have the GPU to themselves; GRPO's
+    engine shares it with the trainer."""
+    from magistral_kedro.generation import GenerationConfig, open_generator
+    from magistral_kedro.models.factory import CheckpointRef
+
+    model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
+    trainer = create_engine(model, EngineConfig(backend="torch", optim=OptimConfig()))
+    _as_on_a_gpu(monkeypatch)
+    vllm = VLLMConfig(gpu_memory_utilization=0.3, standalone_gpu_memory_utilization=0.8)
+    generation = GenerationConfig(backend="vllm", vllm=vllm)
+    with open_generator(CheckpointRef(checkpoint_dir), generation, seed=0):
+        assert fake_vllm.ENGINES[-1].kwargs["gpu_memory_utilization"] == 0.8
+    grpo = GRPOConfig(group_size=2)
+    with open_rollouts(CheckpointRef(checkpoint_dir), trainer, tokenizer, PROMPTS, grpo,
+                       generation, lambda plan, groups: [], seed=0, version=0):  # fmt: skip
+        assert fake_vllm.ENGINES[-1].kwargs["gpu_memory_utilization"] == 0.3

@@ -206,3 +206,27 @@ def test_tis_weights_the_gradient_by_the_capped_ratio(setup):
     torch.testing.assert_close(gradient(exact, tis=True), plain)
     shifted = [[v - 1.5 for v in values] for values in exact]
     torch.testing.assert_close(gradient(shifted, tis=True), 2 * plain, rtol=1e-4, atol=1e-7)
+
+
+def test_the_update_never_holds_the_whole_logits(setup):
+    """The loss and the old log-probs come from the chunked head: the model's output is the
+    tokens' log-probs [b, T], never [b, T, V] logits."""
+    from magistral_kedro.grpo.update import Minibatch, minibatch_loss, trainer_logprobs
+
+    engine, prompt, completions = setup
+    rollout = _rollout(engine.model, prompt, completions, [1.1, 0.1])
+    minibatch = Minibatch.of_sequences(
+        [prompt] * 2, completions, [s.logprobs for s in rollout.groups[0]], torch.ones(2)
+    )
+    shapes = []
+    forward = engine.forward
+
+    def spy(**batch):
+        output = forward(**batch)
+        shapes.append(tuple(output.logits.shape))
+        return output
+
+    engine.forward = spy
+    trainer_logprobs(engine, minibatch, GRPO, 0)
+    minibatch_loss(engine, minibatch, GRPO, 0)
+    assert len(shapes) == 2 and all(len(shape) == 2 for shape in shapes), shapes

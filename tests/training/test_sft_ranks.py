@@ -47,10 +47,10 @@ def _sft_rank(rank: int, port: int, out: str, tokenizer) -> None:
     rows, microbatches = [], []
     nll, cut = sft.summed_token_nll, sft._microbatches
 
-    def counting_nll(forward, batch):
+    def counting_nll(forward, batch, *args):
         if torch.is_grad_enabled():  # not the eval loss, which every rank computes whole
             rows.append(int(batch["input_ids"].shape[0]))
-        return nll(forward, batch)
+        return nll(forward, batch, *args)
 
     def counting_cut(examples, *args):
         batches = cut(examples, *args)

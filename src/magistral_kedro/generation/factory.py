@@ -52,9 +52,12 @@ def checkpoint_directory(source: ModelSource) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def open_generator(source: ModelSource, config: GenerationConfig, seed: int) -> Iterator[Generator]:
+def open_generator(
+    source: ModelSource, config: GenerationConfig, seed: int, colocated: bool = False
+) -> Iterator[Generator]:
     """A generator on ``source`` for the duration of the block; its engine is shut down and its
-    memory freed after (a vLLM engine must not outlive the node that needed it)."""
+    memory freed after (a vLLM engine must not outlive the node that needed it). ``colocated``:
+    a trainer shares the GPU (GRPO), which decides a vLLM engine's memory share."""
     if config.backend == "transformers":
         checkpoint = load_model(source)
         yield TransformersGenerator(checkpoint.model, checkpoint.tokenizer)
@@ -62,7 +65,7 @@ def open_generator(source: ModelSource, config: GenerationConfig, seed: int) -> 
     from magistral_kedro.generation.vllm import VLLMGenerator
 
     with checkpoint_directory(source) as directory:
-        generator = VLLMGenerator(directory, config.vllm, seed=seed)
+        generator = VLLMGenerator(directory, config.vllm, seed=seed, colocated=colocated)
         try:
             yield generator
         finally:

@@ -3,7 +3,9 @@
 Colocated with the trainer: each rank holds one engine in its own process (tensor parallel 1 by
 default) on its own GPU (:mod:`magistral_kedro.generation.vllm_ranks`: the executor, the device,
 and how the ranks of a tensor-parallel group share prompts), with ``gpu_memory_utilization``
-leaving room for training.
+leaving room for training; a standalone engine (evaluation, the difficulty filter,
+translation) takes ``standalone_gpu_memory_utilization``. Torch's cache is emptied before the
+engine wakes, so that the memory the trainer freed is the GPU's again.
 
 Sleep mode (``sleep_level``) frees the engine's GPU memory between two ``generate`` calls, and an
 engine never samples from weights it does not hold:
@@ -58,7 +60,11 @@ from magistral_kedro.generation.vllm_ranks import (
 class VLLMConfig:
     """Engine settings (``generation.vllm``; conf/gpu uses vLLM for every pipeline)."""
 
+    #: The share of the GPU an engine colocated with the trainer takes (GRPO's).
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.35
+    #: The share a standalone engine takes (evaluation, the difficulty filter, translation):
+    #: no trainer holds the GPU then, and a larger KV cache runs more sequences at once.
+    standalone_gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.85
     tensor_parallel_size: Annotated[int, Field(gt=0)] = 1
     max_model_len: Annotated[int, Field(gt=0)] | None = None
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
@@ -90,9 +96,13 @@ WeightSource = Callable[[], Iterable[Bucket]]
 
 
 class VLLMGenerator:
-    """Samples with a vLLM engine loaded from a local checkpoint directory."""
+    """Samples with a vLLM engine loaded from a local checkpoint directory; ``colocated``: it
+    shares the GPU with a trainer (``config.gpu_memory_utilization``), else it has the GPU to
+    itself (``config.standalone_gpu_memory_utilization``)."""
 
-    def __init__(self, model_path: str | Path, config: VLLMConfig, seed: int = 0) -> None:
+    def __init__(
+        self, model_path: str | Path, config: VLLMConfig, seed: int = 0, colocated: bool = False
+    ) -> None:
         if not (Path(model_path) / "config.json").is_file():
             raise FileNotFoundError(f"no Hugging Face checkpoint at {str(model_path)!r}")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process weight pushes
@@ -100,12 +110,15 @@ class VLLMGenerator:
         self.config = config
         self._sleep = config.sleep_level if torch.cuda.is_available() else 0  # none on CPU
         self._pool = pool_for(config.tensor_parallel_size)
+        share = (
+            config.gpu_memory_utilization if colocated else config.standalone_gpu_memory_utilization
+        )
         with keeping_current_device():
             self.llm = vllm.LLM(
                 model=str(model_path),
                 dtype=config.dtype,
                 seed=seed,
-                gpu_memory_utilization=config.gpu_memory_utilization,
+                gpu_memory_utilization=share,
                 tensor_parallel_size=config.tensor_parallel_size,
                 max_model_len=config.max_model_len,
                 enforce_eager=config.enforce_eager,
@@ -126,6 +139,8 @@ class VLLMGenerator:
     def _wake(self, tags: list[str]) -> None:
         wanted = [tag for tag in tags if tag in self._asleep]
         if wanted:
+            if torch.cuda.is_available():  # what the trainer freed, back to the GPU for vLLM
+                torch.cuda.empty_cache()
             self.llm.wake_up(tags=wanted)
             self._asleep -= set(wanted)
 

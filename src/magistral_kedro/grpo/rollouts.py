@@ -345,7 +345,8 @@ def open_rollouts(
         else:
             with engine.full_weights() as whole:  # a model in memory: written for the engine
                 source = start if isinstance(start, CheckpointRef) else Checkpoint(whole, tokenizer)  # type: ignore[arg-type]
-                generator = stack.enter_context(open_generator(source, generation, seed))
+                opened = open_generator(source, generation, seed, colocated=True)
+                generator = stack.enter_context(opened)
             assert isinstance(generator, WeightSyncedGenerator)
             rollouts = EngineRollouts(generator, prompt_ids, grpo.group_size, verify)
             rollouts.sync_weights(engine, version)  # a resumed run's weights are not the start's

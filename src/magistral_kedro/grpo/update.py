@@ -30,6 +30,7 @@ from magistral_kedro.grpo.core import (
 )
 from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import greedy_collate
+from magistral_kedro.training.chunked_head import chunkable_head
 from magistral_kedro.training.engine import TrainEngine
 from magistral_kedro.training.logprobs import completion_logprobs
 
@@ -89,10 +90,11 @@ def trainer_logprobs(
     gradient), 0 elsewhere."""
     out = torch.zeros_like(minibatch.loss_mask)
     microbatches, idle = _microbatches(minibatch.lengths, grpo)
+    head = chunkable_head(engine.model)
     with torch.no_grad():
         for rows in microbatches:
             batch = minibatch.rows(rows)
-            logprobs, _ = completion_logprobs(engine.forward, batch, grpo.temperature)
+            logprobs, _ = completion_logprobs(engine.forward, batch, grpo.temperature, head=head)
             mask = batch["loss_mask"]
             out[rows, : mask.shape[1]] = torch.where(mask > 0, logprobs.cpu(), 0.0)
         for _ in range(idle):
@@ -112,10 +114,13 @@ def minibatch_loss(
     total_tokens = distributed.loss_denominator(local_tokens)
     sums: dict[str, float] = {}
     microbatches, idle = _microbatches(minibatch.lengths, grpo)
+    head = chunkable_head(engine.model)  # None: the model's whole logits
     for rows in microbatches:
         batch = minibatch.rows(rows)
         # Scaled by the sampler's temperature, as generated.
-        logprobs, entropy = completion_logprobs(engine.forward, batch, grpo.temperature, True)
+        logprobs, entropy = completion_logprobs(
+            engine.forward, batch, grpo.temperature, True, head=head
+        )
         mask = batch["loss_mask"].to(logprobs.device)
         width = mask.shape[1]
         generator = minibatch.generator_logprobs[rows, :width].to(mask.device)

@@ -1,7 +1,9 @@
 """Per-token log-probabilities and entropies from a model's logits, in bounded memory.
 
 What the trainer computes for the loss (and what every generator must return for the tokens it
-samples, so that the importance ratio of an on-policy step is 1).
+samples, so that the importance ratio of an on-policy step is 1). Training takes them through
+the model's own head chunk by chunk where it can (:mod:`magistral_kedro.training.chunked_head`,
+no [tokens, vocab] logits at all); the functions of logits here serve every other model.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from magistral_kedro.training.chunked_head import head_logprobs
 
 #: Elements of one float32 temporary of the log-softmax ([positions, vocabulary]): 2^28 is
 #: 1 GiB. Positions are taken this many elements at a time (16k positions of a 151k vocabulary
@@ -122,6 +126,7 @@ def completion_logprobs(
     batch: dict[str, torch.Tensor],
     temperature: float = 1.0,
     entropy: bool = False,
+    head: torch.nn.Linear | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (and entropies) of a collated batch's tokens, its model's head and log-softmax
     run only from the first completion token of any row on: the prompt columns every row
@@ -133,6 +138,10 @@ def completion_logprobs(
         batch: ``input_ids``, ``attention_mask`` and ``loss_mask`` [B, T], as
             :func:`~magistral_kedro.training.batching.collate_causal_lm` makes them.
         temperature, entropy: as in :func:`token_logprobs_and_entropy`.
+        head: the model's output projection
+            (:func:`~magistral_kedro.training.chunked_head.chunkable_head`): the projection and
+            log-softmax then run chunk by chunk, never holding [B, T, V] logits. None: the
+            model's whole logits, as it returns them.
 
     Returns:
         [B, T] tensors as :func:`token_logprobs_and_entropy` returns them, 0 before the window.
@@ -142,12 +151,20 @@ def completion_logprobs(
     # The first column any row has a completion token in; 0 (every column) when none has one.
     first = int(batch["loss_mask"].any(dim=0).to(torch.uint8).argmax())
     keep = width - max(first - 1, 0)  # position first - 1 predicts token first
-    output = forward(
-        input_ids=input_ids, attention_mask=batch["attention_mask"], logits_to_keep=keep
-    )
+    inputs = {"input_ids": input_ids, "attention_mask": batch["attention_mask"]}
     window = input_ids[:, width - keep :]
-    logits = output.logits  # type: ignore[attr-defined]  # [B, keep, V]
-    picked, entropies = token_logprobs_and_entropy(logits, window, temperature, entropy)
+    if head is None:
+        logits = forward(**inputs, logits_to_keep=keep).logits  # type: ignore[attr-defined]
+        picked, entropies = token_logprobs_and_entropy(logits, window, temperature, entropy)
+    else:
+        targets = torch.nn.functional.pad(window[:, 1:], (0, 1))  # [B, keep] the next tokens
+        with head_logprobs(head, targets, temperature, entropy) as box:
+            # The head returned the window's log-probs [B, keep] in place of its logits.
+            chosen = forward(**inputs, logits_to_keep=keep).logits  # type: ignore[attr-defined]
+        picked = _unshift(chosen.reshape(-1), *window.shape)
+        entropies = (
+            _unshift(box["entropy"].reshape(-1), *window.shape) if entropy else box["entropy"]
+        )
     left = (width - keep, 0)
     padded = torch.nn.functional.pad(picked, left)
     return padded, torch.nn.functional.pad(entropies, left) if entropy else entropies

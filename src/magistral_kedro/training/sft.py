@@ -28,6 +28,7 @@ from magistral_kedro.config import config
 from magistral_kedro.models.factory import CheckpointRef, ModelSource, dtype_name, load_model
 from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm, greedy_collate
+from magistral_kedro.training.chunked_head import chunkable_head
 from magistral_kedro.training.engine import EngineConfig, TrainEngine, create_engine
 from magistral_kedro.training.logprobs import completion_logprobs
 from magistral_kedro.training.run import TrainingRun
@@ -120,10 +121,13 @@ def _microbatches(
 
 
 def summed_token_nll(
-    forward: Callable[..., object], batch: dict[str, torch.Tensor]
+    forward: Callable[..., object],
+    batch: dict[str, torch.Tensor],
+    head: torch.nn.Linear | None = None,
 ) -> torch.Tensor:
-    """Sum over completion tokens of -log p(token); ``forward`` is the model (or engine) call."""
-    logprobs, _ = completion_logprobs(forward, batch)
+    """Sum over completion tokens of -log p(token); ``forward`` is the model (or engine) call,
+    ``head`` its output projection for the chunked path (see :func:`completion_logprobs`)."""
+    logprobs, _ = completion_logprobs(forward, batch, head=head)
     return -(logprobs * batch["loss_mask"].to(logprobs.device)).sum()
 
 
@@ -139,8 +143,10 @@ def evaluate_loss(
     model.eval()
     batches, n_tokens, _ = _microbatches(examples, max_tokens, pad_token_id)
     device = next(model.parameters()).device
+    head = chunkable_head(model)
     total = sum(
-        float(summed_token_nll(model, {k: v.to(device) for k, v in b.items()})) for b in batches
+        float(summed_token_nll(model, {k: v.to(device) for k, v in b.items()}, head))
+        for b in batches
     )
     model.train(was_training)
     return total / max(1, n_tokens)
@@ -166,8 +172,9 @@ def _sft_step(
     # Every rank runs as many backwards as the busiest (each one reduces gradients across ranks).
     idle = distributed.all_reduce_max(len(batches)) - len(batches)
     loss_sum = 0.0
+    head = chunkable_head(engine.model)
     for batch in batches:
-        loss = summed_token_nll(engine.forward, batch) / denominator
+        loss = summed_token_nll(engine.forward, batch, head) / denominator
         engine.backward(loss)
         loss_sum += float(loss.detach())
     for _ in range(idle):
