@@ -5,6 +5,7 @@ artifacts, set in the copies' ``conf/base/mlflow.yml``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -147,3 +148,22 @@ def test_a_checkpoint_directory_in_each_node_s_copy_stops_both_before_training(c
         assert "rl.checkpoint_dir" in flat and "is not shared" in flat, log
     state = cluster["node0"] / "data" / "06_models" / "rl_state"
     assert not list(state.glob("step_*")), "a step was trained"
+
+
+def test_a_node_with_other_problems_stops_both_before_training(cluster):
+    """Each node reads the latest versions in its own data/: where node 1's problem set is not
+    node 0's, both nodes stop at the start naming rank 1, instead of training on two sets."""
+    problems = cluster["node1"] / "data" / "05_model_input" / "rl_problems.jsonl"
+    kept = problems.read_text()
+    rows = kept.splitlines(keepends=True)
+    trained = next(i for i, row in enumerate(rows) if json.loads(row)["kind"] == "math")
+    problems.write_text("".join(rows[:trained] + rows[trained + 1 :]))  # one math problem fewer
+    try:
+        options = ("--params", f"rl.checkpoint_dir={cluster['shared'] / 'rl_state'}")
+        codes, logs = _run_nodes(cluster["root"], *options)
+    finally:
+        problems.write_text(kept)
+    assert 0 not in codes
+    for log in logs:
+        flat = " ".join(log.split())
+        assert "differ from rank 0's" in flat and "rank 1 on" in flat, log

@@ -90,6 +90,24 @@ def on_rank_zero(compute: Callable[[], T]) -> T:
     return broadcast_object(compute() if is_main() else None)
 
 
+def same_on_every_rank(compute: Callable[[], T], what: str) -> T:
+    """``compute()`` on every rank, checked equal to rank 0's; RuntimeError on every rank,
+    naming ``what`` and the ranks that differ, where it is not. For what every rank must agree
+    on and computes from its own inputs: on a cluster each node reads its own copy of the
+    project's settings and data (the latest versions in its ``data/``)."""
+    value = compute()
+    if not _active():
+        return value
+    views = all_gather_objects((value, socket.gethostname()))
+    differ = [f"rank {r} on {host}" for r, (v, host) in enumerate(views) if v != views[0][0]]
+    if differ:
+        raise RuntimeError(
+            f"{what} differ from rank 0's (on {views[0][1]}) on {', '.join(differ)}: every "
+            "node must run the same settings on the same data"
+        )
+    return value
+
+
 #: The name of the file by which :func:`check_shared_directory` finds out who sees a directory.
 PROBE_PREFIX = ".shared-probe-"
 
