@@ -5,7 +5,8 @@ One node with 8 GPUs::
     deepspeed --num_gpus 8 --module magistral_kedro.launch --env gpu --pipeline rl
 
 Several nodes (a hostfile with one ``<host> slots=<gpus>`` line per node, the project and its
-data at the same path on each, ``rl.checkpoint_dir`` on a filesystem they share)::
+data at the same path on each, ``rl.checkpoint_dir`` an absolute path on a filesystem they
+share; both are checked before training, see docs/real-scale.md)::
 
     deepspeed --hostfile hostfile --num_nodes 2 --num_gpus 8 \\
         --module magistral_kedro.launch --env gpu --pipeline rl

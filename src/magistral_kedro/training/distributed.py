@@ -8,8 +8,12 @@ them unconditionally and a plain ``kedro run`` never needs a launcher.
 from __future__ import annotations
 
 import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -84,6 +88,77 @@ def on_rank_zero(compute: Callable[[], T]) -> T:
     """``compute()`` on rank 0 alone, its value on every rank (e.g. a digest of large files,
     or a decision every rank must share)."""
     return broadcast_object(compute() if is_main() else None)
+
+
+def same_on_every_rank(compute: Callable[[], T], what: str) -> T:
+    """``compute()`` on every rank, checked equal to rank 0's; RuntimeError on every rank,
+    naming ``what`` and the ranks that differ, where it is not. For what every rank must agree
+    on and computes from its own inputs: on a cluster each node reads its own copy of the
+    project's settings and data (the latest versions in its ``data/``)."""
+    value = compute()
+    if not _active():
+        return value
+    views = all_gather_objects((value, socket.gethostname()))
+    differ = [f"rank {r} on {host}" for r, (v, host) in enumerate(views) if v != views[0][0]]
+    if differ:
+        raise RuntimeError(
+            f"{what} differ from rank 0's (on {views[0][1]}) on {', '.join(differ)}: every "
+            "node must run the same settings on the same data"
+        )
+    return value
+
+
+#: The name of the file by which :func:`check_shared_directory` finds out who sees a directory.
+PROBE_PREFIX = ".shared-probe-"
+
+
+def check_shared_directory(directory: str | Path, setting: str) -> None:
+    """Raise RuntimeError on every rank unless every rank sees ``directory`` as one directory.
+
+    Rank 0 creates it and writes a probe file there, the others must read it back; the probe
+    is removed. A relative path is relative to each process's working directory, which on a
+    cluster is each node's own project copy: a checkpoint written there would miss the other
+    nodes' shards, and the run would fail at its end or at resume. ``setting`` names the
+    parameter in the message. Nothing is written in one process.
+    """
+    if not _active():
+        return
+    directory = Path(directory)
+    token = on_rank_zero(lambda: _write_probe(directory))
+    probe = directory / f"{PROBE_PREFIX}{token}"
+    here = (_sees(probe, token), socket.gethostname(), str(directory.resolve()))
+    views = all_gather_objects(here)
+    if is_main():
+        probe.unlink()
+    blind = [f"rank {r} on {host} looks in {path}" for r, (seen, host, path) in enumerate(views)
+             if not seen]  # fmt: skip
+    if blind:
+        raise RuntimeError(
+            f"{setting} ({views[0][2]} on rank 0) is not shared: {'; '.join(blind)}, and cannot "
+            "see the file rank 0 wrote there. Every node must see one directory at one path "
+            "(a filesystem every node mounts); a relative path is relative to each node's "
+            "project directory."
+        )
+
+
+def _write_probe(directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    (directory / f"{PROBE_PREFIX}{token}").write_text(token)
+    return token
+
+
+def _sees(probe: Path, token: str, tries: int = 5) -> bool:
+    """Whether ``probe`` holds ``token``, asked a few times: a network filesystem may show
+    another node's new file a moment late."""
+    for attempt in range(tries):
+        try:
+            if probe.read_text() == token:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1 * 2**attempt)
+    return False
 
 
 def my_chunks(n_chunks: int) -> range:

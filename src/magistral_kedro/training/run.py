@@ -39,6 +39,7 @@ class TrainingRun:
         tracker: Tracker | None,
     ) -> None:
         self.name = name
+        distributed.check_shared_directory(root, f"{name}.checkpoint_dir")  # before any work
         self.manager = CheckpointManager(root, keep_last, fingerprint)
         self.tracker = tracker if distributed.is_main() else None
         self.run_id: str | None = None

@@ -39,8 +39,9 @@ def train_rl_model(
     tokenizer = tokenizer_of(start)
     prompts = build_prompts(problems_frame, tokenizer, prompt.system_prompt)
     # What the run depends on: settings, the problems, the prompts as the model reads them (token
-    # ids), the start weights and their dtype. Computed on rank 0: every rank must agree.
-    run = distributed.on_rank_zero(
+    # ids), the start weights and their dtype. Computed on every rank from its own node's inputs,
+    # which must be rank 0's.
+    run = distributed.same_on_every_rank(
         lambda: fingerprint(
             rl.init,
             rl.kinds,
@@ -54,7 +55,8 @@ def train_rl_model(
             data_digest(encode_prompts(tokenizer, prompts)),
             weights_digest(start),
             dtype_name(start),
-        )
+        ),
+        "rl's inputs (settings, problems, prompts, start weights)",
     )
     model, samples = train_grpo(
         start,

@@ -93,7 +93,7 @@ def train_sft_model(
     """Fine-tune on the examples; per-step metrics and checkpoints go to MLflow as they happen.
     A finished run with the same settings, examples and starting weights (and dtype) is reused
     as it is; the eval examples only measure it."""
-    run = distributed.on_rank_zero(
+    run = distributed.same_on_every_rank(
         lambda: fingerprint(
             sft.engine,
             sft.loop,
@@ -101,7 +101,8 @@ def train_sft_model(
             data_digest([*examples["train"], *examples["held_back"]]),
             weights_digest(base_model),
             dtype_name(base_model),
-        )
+        ),
+        "sft's inputs (settings, examples, start weights)",
     )
     return train_sft(
         base_model,
