@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.real_model [--seeds 0,1] [--jobs 2] [--workdir DIR]
                                              [--gsm8k FILE] [--params KEY=VALUE,...]
+    .venv/bin/python -m benchmarks.real_model --table    # the JSON as docs/real-model.md's table
 
 Needs ``make run-smol`` (or ``make smollm2`` and the conversion) first: the converted model in
 ``data/06_models/smollm2-135m-instruct``. For each seed, a scratch copy of the project under
@@ -156,6 +157,22 @@ def summarise(runs: list[dict[str, Any]], params: str) -> dict[str, Any]:
     return report
 
 
+def table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table: each model's figures, mean over seeds and each seed's."""
+    lines = [
+        "| benchmark | figure | instruct | SFT | GRPO |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for benchmark in report["rl"]:
+        for metric in METRICS:
+            cells = []
+            for name in ("instruct", "sft", "rl"):
+                values = report[name].get(benchmark, {}).get(metric)
+                cells.append("-" if values is None else " / ".join(f"{v:.2f}" for v in values))
+            lines.append(f"| {benchmark} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1")
@@ -164,7 +181,11 @@ def main() -> int:
     parser.add_argument("--gsm8k", type=Path, default=GSM8K)
     parser.add_argument("--params", default="", help="extra kedro --params for every run")
     parser.add_argument("--out", type=Path, default=OUT / "real_model.json")
+    parser.add_argument("--table", action="store_true", help="print --out as Markdown, run nothing")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
+        return 0
     if not (ROOT / MODEL_DIR / "config.json").is_file():
         raise SystemExit(f"no converted model in {MODEL_DIR}: run `make run-smol` first")
     if not args.gsm8k.is_file():

@@ -202,3 +202,12 @@ def test_real_model_figures_carry_binomial_standard_errors():
     assert list(figures) == ["gsm8k"] and figures["gsm8k"]["samples"] == 20
     assert figures["gsm8k"]["pass_at_1_se"] == pytest.approx(math.sqrt(0.25 / 20))
     assert figures["gsm8k"]["greedy_accuracy_se"] == pytest.approx(math.sqrt(0.25 / 10))
+
+
+def test_the_real_model_table_lists_every_seed_of_every_model(monkeypatch):
+    monkeypatch.setattr(real_model, "METRICS", ("pass_at_1",))
+    runs = [{**_seed(s, 0.1, 0.4), "minutes": 30.0, "eval_minutes": 5.0} for s in (0, 1)]
+    for run in runs:
+        run["sft"] = {"heldout": dict(run["rl"]["heldout"], pass_at_1=0.25)}
+    table = real_model.table(real_model.summarise(runs, params=""))
+    assert "| heldout | pass_at_1 | 0.10 / 0.10 | 0.25 / 0.25 | 0.40 / 0.40 |" in table
