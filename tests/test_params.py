@@ -14,6 +14,7 @@ from magistral_kedro.params import (
 )
 from magistral_kedro.rewards import RewardConfig
 from tests.support.params import raw_parameters
+from tests.support.paths import PROJECT_ROOT
 
 SECTIONS = {
     "model": ModelParams,
@@ -42,6 +43,20 @@ def test_gpu_parameters_fail_only_on_the_missing_checkpoint():
     for name in SECTIONS.keys() - {"model"}:
         SECTIONS[name].model_validate(raw[name])
     with pytest.raises(ValidationError, match=r"Qwen2\.5-1\.5B-Instruct"):
+        ModelParams.model_validate(raw["model"])
+
+
+def test_smol_parameters_validate_but_for_a_missing_model():
+    raw = raw_parameters("smol")
+    for name in SECTIONS.keys() - {"model"}:
+        SECTIONS[name].model_validate(raw[name])
+    RewardConfig(**raw["reward"])
+    stage = raw["rl"]["curriculum"][0]
+    assert raw["reward"]["l_max"] >= stage["l_max"]  # evaluation never penalises RL's lengths
+    model_dir = raw["model"]["name_or_path"]
+    if (PROJECT_ROOT / model_dir).is_dir():
+        return
+    with pytest.raises(ValidationError, match="smollm2-135m-instruct"):
         ModelParams.model_validate(raw["model"])
 
 

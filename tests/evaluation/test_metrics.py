@@ -31,6 +31,7 @@ def rows(problem, answers, correct, decoding="sampled", **extra):
             "decoding": decoding,
             "answer": a,
             "correct": c,
+            "answer_correct": c or a == "2",  # "2": right, but badly formatted
             "format_ok": bool(a),
             "language_ok": True,
             "completion_tokens": 10 * (i + 1),
@@ -57,6 +58,7 @@ def test_summarise_two_problems_by_hand():
     assert out["maj_at_k"] == 0.5  # p votes 1 (right), q votes 8 (wrong)
     assert out["greedy_accuracy"] == 0.5
     assert out["format_rate"] == pytest.approx(7 / 8)
+    assert out["answer_accuracy"] == pytest.approx(4 / 8)  # sampled rows, like pass@1
     assert out["max_completion_tokens"] == 40 and out["truncated_fraction"] == pytest.approx(1 / 8)
     table = summary_table(samples.assign(benchmark="b", difficulty=1))
     assert list(table["slice"]) == ["all", "language=en", "language=fr", "difficulty=1"]

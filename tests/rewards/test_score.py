@@ -67,6 +67,27 @@ def test_bad_format_scores_zero_whatever_else(completion, reason):
     assert result.total == 0.0 and result.correct == 0.0 and reason in result.reason
 
 
+@pytest.mark.parametrize(
+    ("completion", "right"),
+    [
+        ("Marie a $\\boxed{19}$ pommes.", True),  # no <think>: the whole text is the answer
+        ("<think>12 + 7 = 18</think> $\\boxed{18}$ <think>", False),  # two <think>, wrong
+        ("<think>on trouve \\boxed{19}</think> Marie a 19 pommes.", False),  # box in thoughts
+        ("<think>12 + 7</think><think>19</think> $\\boxed{19}$", True),
+        ("Marie a 19 pommes.", False),  # no box: nothing to grade
+    ],
+)
+def test_answer_correct_ignores_the_format_but_not_the_answer(completion, right):
+    result = score(completion, FR, CFG, n_tokens=10)
+    assert result.total == 0.0 and result.answer_correct is right
+
+
+def test_answer_correct_follows_the_reward_on_a_well_formed_answer():
+    right = "<think>12 + 7</think> $\\boxed{19}$"
+    assert score(right, FR, CFG, n_tokens=10).answer_correct is True
+    assert score(right.replace("19", "20"), FR, CFG, n_tokens=10).answer_correct is False
+
+
 def test_length_penalty_ramp():
     cfg = RewardConfig(l_max=100, l_cache=20)
     assert length_penalty(80, cfg) == 0.0

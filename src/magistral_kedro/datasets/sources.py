@@ -17,6 +17,7 @@ crashed run. Parquet files are read whole with pandas.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
 from magistral_kedro.curation.sources import UNREADABLE
+
+logger = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -48,22 +51,30 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 class ProblemSourcesDataset(AbstractDataset[Any, dict[str, list[dict[str, Any]]]]):
-    """Read-only: every source file named in ``sources`` (JSON Lines or Parquet)."""
+    """Read-only: every source file named in ``sources`` (JSON Lines or Parquet). A missing file
+    fails the load, naming it; with ``optional``, it is left out with a warning instead (a
+    public benchmark that one machine has and another does not)."""
 
     def __init__(
-        self, sources: dict[str, str] | None = None, metadata: dict[str, Any] | None = None
+        self,
+        sources: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        optional: bool = False,
     ) -> None:
         self.sources = {name: Path(path) for name, path in (sources or {}).items()}
         self.metadata = metadata
+        self.optional = optional
         for name, path in self.sources.items():
             if path.suffix not in SUFFIXES:
                 raise DatasetError(f"problem source {name!r}: {path} is not one of {SUFFIXES}")
 
     def load(self) -> dict[str, list[dict[str, Any]]]:
         missing = {name: str(path) for name, path in self.sources.items() if not path.is_file()}
-        if missing:
+        if missing and not self.optional:
             raise DatasetError(f"problem source file(s) not found: {missing}")
-        return {name: read_rows(path) for name, path in self.sources.items()}
+        if missing:
+            logger.warning("problem source file(s) not found, left out: %s", missing)
+        return {name: read_rows(path) for name, path in self.sources.items() if name not in missing}
 
     def save(self, data: Any) -> None:
         raise DatasetError("ProblemSourcesDataset is read-only: it names files you provide")

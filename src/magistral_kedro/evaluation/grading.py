@@ -133,6 +133,7 @@ def _graded(
                 "truncated": sample.finish_reason == "length",
                 "format_ok": verdict.format > 0,
                 "correct": verdict.correct > 0,
+                "answer_correct": verdict.answer_correct,
                 "language_ok": verdict.language > 0,
                 "length_penalty": verdict.length,
                 "reward": verdict.total,

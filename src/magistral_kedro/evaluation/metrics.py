@@ -1,9 +1,10 @@
 """pass@1, unbiased pass@k, maj@k and the rest, from a per-sample table.
 
 The table has one row per completion: ``problem_id``, ``decoding`` (``sampled`` or ``greedy``),
-``answer`` (the normalised final answer, ``""`` if none), ``correct``, ``format_ok``,
-``language_ok``, ``completion_tokens``, ``truncated``, ``reward``, plus any columns to slice by
-(``language``, ``difficulty``) and ``kind`` (maj@k counts math problems only).
+``answer`` (the normalised final answer, ``""`` if none), ``correct``, ``answer_correct`` (right
+whatever the format: ``answer_accuracy``), ``format_ok``, ``language_ok``, ``completion_tokens``,
+``truncated``, ``reward``, plus any columns to slice by (``language``, ``difficulty``) and ``kind``
+(maj@k counts math problems only).
 
 One naming scheme for every evaluation (the SFT and RL models' and the eval pipeline's
 benchmarks): the names of :data:`METRICS` under a prefix, ``<prefix>/<metric>`` for all problems
@@ -28,6 +29,7 @@ METRICS = (
     "maj_at_k",
     "greedy_accuracy",
     "format_rate",
+    "answer_accuracy",
     "language_rate",
     "mean_reward",
     "mean_completion_tokens",
@@ -86,6 +88,7 @@ def summarise(samples: pd.DataFrame) -> dict[str, float]:
     every = sampled if not sampled.empty else greedy
     out |= {
         "format_rate": float(every["format_ok"].mean()),
+        "answer_accuracy": float(every["answer_correct"].mean()),
         "language_rate": float(every["language_ok"].mean()),
         "mean_reward": float(every["reward"].mean()),
         "mean_completion_tokens": float(every["completion_tokens"].mean()),

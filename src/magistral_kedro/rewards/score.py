@@ -59,7 +59,12 @@ class RewardConfig:
 
 @dataclass(frozen=True)
 class RewardBreakdown:
-    """The reward of one completion, by component; ``reason`` says why format failed."""
+    """The reward of one completion, by component; ``reason`` says why format failed.
+
+    ``answer_correct`` is not part of the reward: whether the final answer is right whatever the
+    format (a math answer's last ``\\boxed{}``, after ``</think>`` when there is one), so an
+    evaluation can tell a model that cannot answer from one that cannot keep the format. A code
+    answer counts only when well formed."""
 
     format: float
     correct: float
@@ -67,11 +72,12 @@ class RewardBreakdown:
     language: float
     total: float
     reason: str = ""
+    answer_correct: bool = False
 
     @classmethod
-    def nothing(cls, reason: str) -> RewardBreakdown:
+    def nothing(cls, reason: str, answer_correct: bool = False) -> RewardBreakdown:
         """Reward 0 in every component, and why."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, reason=reason)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, reason=reason, answer_correct=answer_correct)
 
 
 def length_penalty(n_tokens: int, cfg: RewardConfig) -> float:
@@ -126,9 +132,10 @@ def score(
     ``seed`` draws the code tests when a problem has more than ``cfg.code_max_tests``.
     """
     fmt = check_format(completion, problem.kind)
-    if not fmt.ok:
-        return RewardBreakdown.nothing(fmt.reason)
     thoughts, answer = split_thoughts(completion)
+    if not fmt.ok:
+        blind = problem.kind == "math" and _correct(answer, problem, cfg, seed)
+        return RewardBreakdown.nothing(fmt.reason, answer_correct=blind)
     correct = cfg.correct_reward if _correct(answer, problem, cfg, seed) else 0.0
     length = length_penalty(n_tokens, cfg)
     language = (
@@ -137,7 +144,9 @@ def score(
         else 0.0
     )
     total = cfg.format_reward + correct + length + language
-    return RewardBreakdown(cfg.format_reward, correct, length, language, total)
+    return RewardBreakdown(
+        cfg.format_reward, correct, length, language, total, answer_correct=correct > 0
+    )
 
 
 def item_timeout_s(problem: Problem, cfg: RewardConfig) -> float:
