@@ -39,7 +39,11 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated names")
     args = parser.parse_args()
     chosen = [n for n in args.only.split(",") if n and n not in args.skip.split(",")]
-    unknown = sorted(set(chosen) - set(SUITE) - {"gpu_scale", "sft_seeds", "ablations", "real_model", "generation_speed"})
+    unknown = sorted(
+        set(chosen)
+        - set(SUITE)
+        - {"gpu_scale", "sft_seeds", "ablations", "real_model", "generation_speed"}
+    )
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; the suite: {', '.join(SUITE)}")
     OUT.mkdir(parents=True, exist_ok=True)

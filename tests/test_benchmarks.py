@@ -202,3 +202,13 @@ def test_real_model_figures_carry_binomial_standard_errors():
     assert list(figures) == ["gsm8k"] and figures["gsm8k"]["samples"] == 20
     assert figures["gsm8k"]["pass_at_1_se"] == pytest.approx(math.sqrt(0.25 / 20))
     assert figures["gsm8k"]["greedy_accuracy_se"] == pytest.approx(math.sqrt(0.25 / 10))
+
+
+def test_generation_speed_counts_the_output_projection_apart(micro_checkpoint):
+    from benchmarks.generation_speed import where_time_goes
+    from magistral_kedro.generation import TransformersGenerator
+
+    generator = TransformersGenerator(micro_checkpoint.model, micro_checkpoint.tokenizer)
+    totals = where_time_goes(generator, [[5, 6, 7], [8, 9]], tokens=4)
+    assert totals["output projection"] > 0  # the [b, V] matrix product, known by its shapes
+    assert all(totals[family] > 0 for family in ("matrix products", "sampling", "rest"))
