@@ -1,11 +1,12 @@
 """How fast our decoding loop samples from SmolLM2-135M-Instruct on CPU, and where the time goes.
 
     .venv/bin/python -m benchmarks.generation_speed [--model DIR] [--batch 32] [--tokens 128]
-        [--threads N] [--repeats 2]
+        [--threads N] [--repeats 2] [--completions 1]
 
 Needs the converted model (``make run-smol``). ``--batch`` chat-templated prompts "What is a + b?
-Explain step by step." are answered at T = 1 with up to ``--tokens`` new tokens (a row stops at
-its end token), by transformers' ``generate()`` and by our loop
+Explain step by step." (``--completions`` copies of each distinct one, as GRPO samples) are
+answered at T = 1 with up to ``--tokens`` new tokens (a row stops at its end token), by
+transformers' ``generate()`` and by our loop
 (:class:`~magistral_kedro.generation.TransformersGenerator`), each after a warm-up, alternated
 ``--repeats`` times in the same process: tokens per second of wall and of CPU time
 (``time.process_time``) of each, and their ratio. Then one profiled run of our loop splits its
@@ -47,8 +48,9 @@ FAMILIES = {
 }  # fmt: skip
 
 
-def prompts(tokenizer: Any, batch: int, seed: int) -> list[list[int]]:
-    """``batch`` chat-templated questions "What is a + b? Explain step by step."."""
+def prompts(tokenizer: Any, batch: int, seed: int, completions: int = 1) -> list[list[int]]:
+    """``batch`` chat-templated questions "What is a + b? Explain step by step.", each distinct
+    question ``completions`` times in a row (GRPO's group of completions of one prompt)."""
     draw = random.Random(seed)
     texts = [
         build_prompt(
@@ -56,9 +58,9 @@ def prompts(tokenizer: Any, batch: int, seed: int) -> list[list[int]]:
             f"What is {draw.randint(10, 99)} + {draw.randint(10, 99)}? Explain step by step.",
             None,
         )
-        for _ in range(batch)
+        for _ in range(-(-batch // completions))
     ]
-    return encode_prompts(tokenizer, texts)
+    return [ids for ids in encode_prompts(tokenizer, texts) for _ in range(completions)][:batch]
 
 
 def ours(generator: TransformersGenerator, ids: list[list[int]], tokens: int) -> Timed:
@@ -135,6 +137,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--completions", type=int, default=1, help="of each distinct prompt")
     parser.add_argument("--out", type=Path, default=OUT / "generation_speed.json")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
@@ -142,13 +145,14 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     loaded = CheckpointRef(args.model, "float32").load()
     model, tokenizer = loaded.model.eval(), loaded.tokenizer
-    ids = prompts(tokenizer, args.batch, seed=0)
+    ids = prompts(tokenizer, args.batch, seed=0, completions=args.completions)
     report = {
         "code_version": code_version(),
         "command": "python -m benchmarks.generation_speed " + " ".join(sys.argv[1:]),
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "max_new_tokens": args.tokens,
+        "completions_per_prompt": args.completions,
         **alternated(model, tokenizer, ids, args),
         "cpu_seconds_by_family": where_time_goes(
             TransformersGenerator(model, tokenizer), ids, args.tokens
