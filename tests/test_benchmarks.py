@@ -211,3 +211,13 @@ def test_the_real_model_table_lists_every_seed_of_every_model(monkeypatch):
         run["sft"] = {"heldout": dict(run["rl"]["heldout"], pass_at_1=0.25)}
     table = real_model.table(real_model.summarise(runs, params=""))
     assert "| heldout | pass_at_1 | 0.10 / 0.10 | 0.25 / 0.25 | 0.40 / 0.40 |" in table
+
+
+def test_generation_speed_counts_the_output_projection_apart(micro_checkpoint):
+    from benchmarks.generation_speed import where_time_goes
+    from magistral_kedro.generation import TransformersGenerator
+
+    generator = TransformersGenerator(micro_checkpoint.model, micro_checkpoint.tokenizer)
+    totals = where_time_goes(generator, [[5, 6, 7], [8, 9]], tokens=4)
+    assert totals["output projection"] > 0  # the [b, V] matrix product, known by its shapes
+    assert all(totals[family] > 0 for family in ("matrix products", "sampling", "rest"))

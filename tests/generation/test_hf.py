@@ -227,3 +227,21 @@ def test_a_model_without_an_attention_kv_cache_is_refused_by_name():
     sampling = SamplingConfig(max_new_tokens=4, temperature=1.0)
     with pytest.raises(ValueError, match=r"MambaForCausalLM.*LinearAttentionLayer.*vllm"):
         decode(model, [[1, 2, 3]], sampling, 0, [0], torch.Generator())
+
+
+def test_a_prompt_repeated_in_the_batch_is_run_through_once(micro_checkpoint, math_problems):
+    """The n completions of one prompt share its forward pass: the prompts' pass takes each
+    prompt once, and every completion decodes on from its own copy of the cache."""
+    tok, model = micro_checkpoint.tokenizer, micro_checkpoint.model
+    rows: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: rows.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
+    sampling = SamplingConfig(max_new_tokens=6, temperature=1.0, batch_size=12)
+    prompts = _prompts(tok, math_problems)
+    try:
+        groups = TransformersGenerator(model, tok).generate(prompts, 4, sampling, seed=0)
+    finally:
+        hook.remove()
+    assert rows[0] == 3 and rows[1] == 12
+    assert len({tuple(s.token_ids) for g in groups for s in g}) > 3  # the copies decode apart

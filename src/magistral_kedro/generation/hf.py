@@ -115,8 +115,25 @@ class _ShrinkingSteps:
         ).logits[:, -1]  # fmt: skip
 
     def prompts(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The prompts' forward [b, W] -> the last position's logits [b, V]."""
-        return self._forward(input_ids)
+        """The prompts' forward [b, W] -> the last position's logits [b, V]. A prompt repeated
+        in the batch (the n completions of one prompt) is run through once and its cache rows
+        copied. On the CPU a row's results do not depend on how many rows share the pass, so a
+        seed draws the same tokens as before; a GPU kernel chosen by batch size may round
+        differently."""
+        distinct: dict[tuple[int, ...], int] = {}  # a prompt -> its place among the distinct
+        place = [distinct.setdefault(tuple(row), len(distinct)) for row in input_ids.tolist()]
+        if len(distinct) == len(place):
+            return self._forward(input_ids)
+        firsts = torch.tensor(
+            [place.index(k) for k in range(len(distinct))], device=input_ids.device
+        )
+        mask, positions = self.mask, self.positions
+        self.mask, self.positions = mask[firsts], positions[firsts]
+        logits = self._forward(input_ids[firsts])
+        self.mask, self.positions = mask, positions
+        expand = torch.tensor(place, device=input_ids.device)
+        self.cache.batch_select_indices(expand)
+        return logits[expand]
 
     def step(self, tokens: torch.Tensor, slot: int) -> torch.Tensor:
         """Feed ``tokens`` [b] -> the next logits [b, V] (``slot``: unused, the cache grows)."""
