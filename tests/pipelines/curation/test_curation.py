@@ -159,6 +159,20 @@ def test_the_report_counts_every_stage_per_source_and_plots_the_funnel(out):
     assert figure.axes[0].get_title() == "Curation funnel"
 
 
+def test_the_report_counts_no_translation_when_nothing_was_translated(out):
+    # translation.fraction 0 writes an empty log, read back from JSON Lines without columns
+    *_, metrics = curation_report(
+        out["raw_problems"],
+        data_rejects(out),
+        out["eval_problems"],
+        pd.DataFrame(),
+        out["train_problems"],
+        out["train_problems"],
+    )
+    assert metrics["curation/translated"]["value"] == 0
+    assert metrics["curation/translation_failed"]["value"] == 0
+
+
 def test_the_pipeline_is_one_node_per_filter():
     names = {node.name for node in create_pipeline().nodes}
     assert {

@@ -71,13 +71,15 @@ def curation_report(
     table = pd.DataFrame(rows)
     totals = table.groupby("stage", sort=False)[["rows_in", "rows_out"]].sum()
     metrics = {f"curation/{stage}/rows_out": int(totals.loc[stage, "rows_out"]) for stage in STAGES}
+    # An empty log (nothing planned for translation) comes back from JSON Lines without columns.
+    status = translation_log.get("status", pd.Series(dtype=str))
     metrics |= {
         "curation/rows_read": len(entering),
         "curation/eval": len(evaluation),
         "curation/rl_stage1": len(rl_stage1),
         "curation/rl_stage2": len(rl_stage2),
-        "curation/translated": int((translation_log["status"] == "translated").sum()),
-        "curation/translation_failed": int((translation_log["status"] == "failed").sum()),
+        "curation/translated": int((status == "translated").sum()),
+        "curation/translation_failed": int((status == "failed").sum()),
     }
     logger.info("curation funnel: %s", dict(zip(totals.index, totals["rows_out"], strict=True)))
     return table, funnel_plot(table), as_metrics_dataset(metrics)
