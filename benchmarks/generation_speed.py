@@ -101,8 +101,11 @@ def where_time_goes(generator: TransformersGenerator, ids: list[list[int]], toke
     vocab = generator.model.config.vocab_size
     totals = dict.fromkeys([*FAMILIES, "output projection", "rest"], 0.0)
     for event in prof.events():
-        if event.cpu_parent is not None:
-            continue  # counted in the operator that called it
+        parent = event.cpu_parent
+        if not event.name.startswith("aten::") or (
+            parent is not None and parent.name.startswith("aten::")
+        ):
+            continue  # an annotation (another library's), or counted in its calling operator
         family = next((n for n, names in FAMILIES.items() if event.name in names), "rest")
         if family == "matrix products" and any(vocab in shape for shape in event.input_shapes):
             family = "output projection"

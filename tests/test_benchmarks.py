@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks import real_model
 from benchmarks._common import ROOT, spread
@@ -221,3 +222,17 @@ def test_generation_speed_counts_the_output_projection_apart(micro_checkpoint):
     totals = where_time_goes(generator, [[5, 6, 7], [8, 9]], tokens=4)
     assert totals["output projection"] > 0  # the [b, V] matrix product, known by its shapes
     assert all(totals[family] > 0 for family in ("matrix products", "sampling", "rest"))
+
+
+def test_generation_speed_sees_through_deepspeeds_linear(micro_checkpoint, monkeypatch):
+    """A ZeRO-3 engine replaces ``F.linear`` for the rest of the process with an autograd
+    function of its own, which the profiler records as a non-aten event above the products."""
+    from deepspeed.runtime.zero.linear import zero3_linear_wrap
+
+    from benchmarks.generation_speed import where_time_goes
+    from magistral_kedro.generation import TransformersGenerator
+
+    monkeypatch.setattr(torch.nn.functional, "linear", zero3_linear_wrap)
+    generator = TransformersGenerator(micro_checkpoint.model, micro_checkpoint.tokenizer)
+    totals = where_time_goes(generator, [[5, 6, 7], [8, 9]], tokens=4)
+    assert totals["output projection"] > 0 and totals["matrix products"] > 0
