@@ -63,3 +63,31 @@ def test_checkpoint_round_trips_as_a_hugging_face_directory(micro_checkpoint, tm
 def test_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_checkpoint(tmp_path / "nowhere")
+
+
+def _copy_on_rank(rank: int, port: int, checkpoint, out: str) -> None:
+    """Each rank opens its own temporary copy of an in-memory model (a vLLM engine per rank
+    reads one); it records which files its copy holds."""
+    import torch.distributed as dist
+
+    from magistral_kedro.generation.factory import checkpoint_directory
+    from tests.support.ranks import join_as_launched
+
+    join_as_launched(rank, port)
+    with checkpoint_directory(checkpoint) as directory:
+        files = sorted(path.name for path in directory.iterdir())
+        torch.save(files, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_every_rank_writes_its_own_copy_of_a_model_in_memory(micro_checkpoint, tmp_path):
+    """save_pretrained writes on rank 0 alone once torch.distributed is up; a copy in a rank's
+    own temporary directory must be written by that rank, or its engine finds nothing."""
+    import torch.multiprocessing as mp
+
+    from tests.support.ranks import free_port
+
+    mp.spawn(_copy_on_rank, args=(free_port(), micro_checkpoint, str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        files = torch.load(tmp_path / f"rank{rank}.pt")
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(files), (rank, files)

@@ -39,13 +39,14 @@ class GenerationConfig:
 
 @contextlib.contextmanager
 def checkpoint_directory(source: ModelSource) -> Iterator[Path]:
-    """A directory holding ``source``: its own, or a temporary copy of a model in memory."""
+    """A directory holding ``source``: its own, or a temporary copy of a model in memory
+    (written by every rank that asks, in a directory of its own)."""
     if isinstance(source, CheckpointRef):
         yield Path(source.path)
         return
     scratch = Path(tempfile.mkdtemp(prefix="magistral-model-"))
     try:
-        save_checkpoint(source, scratch)
+        save_checkpoint(source, scratch, every_rank=True)
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -138,11 +138,23 @@ def build_tiny_model(
     return model
 
 
-def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
-    """Write model (safetensors) and tokenizer into ``path``, a standard HF directory."""
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path, every_rank: bool = False) -> None:
+    """Write model (safetensors) and tokenizer into ``path``, a standard HF directory.
+
+    Once torch.distributed is up, ``save_pretrained`` writes the model on rank 0 alone: right
+    for a directory all ranks share. ``every_rank``: this rank writes too (a copy of its own).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    checkpoint.model.save_pretrained(path)
+    model = checkpoint.model
+    if every_rank:  # transformers asks this method whether the rank writes
+        keep = lambda is_main_process: is_main_process  # noqa: E731
+        model.should_save_on_this_rank = keep  # type: ignore[method-assign]
+    try:
+        model.save_pretrained(path)
+    finally:
+        if every_rank:
+            del model.should_save_on_this_rank
     checkpoint.tokenizer.save_pretrained(path)
 
 
