@@ -170,9 +170,12 @@ def _pool_rank(rank: int, port: int, directory: str, out: Path) -> None:
     mine = [[[10 * rank + c, 1]] for c in range(3 - rank)]
     results = [generator.generate(p, 2, SAMPLING, seed=100 * rank + c) for c, p in enumerate(mine)]
     generator.close()  # rank 1 takes part in rank 0's third call here
+    ranks = torch.ones(1)
+    torch.distributed.all_reduce(ranks)  # the trainer's group outlives the engine
     engine = fake_vllm.ENGINES[-1]
     calls = [detail for what, detail in engine.calls if what == "generate"]
-    torch.save({"calls": calls, "results": results, "mine": mine}, out / f"rank{rank}.pt")
+    saved = {"calls": calls, "results": results, "mine": mine, "ranks": ranks.item()}
+    torch.save(saved, out / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
@@ -181,12 +184,14 @@ def test_a_tensor_parallel_group_feeds_its_engine_the_same_prompts(
 ):
     """vLLM with tensor_parallel_size 2 over two ranks is one engine: both ranks submit the
     same requests at every call (the pooled shares in rank order), each gets its own samples,
-    the same as sampling its share alone, and a rank with one chunk fewer does not hang."""
+    the same as sampling its share alone, and a rank with one chunk fewer does not hang. The
+    ranks' process group still works once the engine is shut down."""
     mp.spawn(_pool_rank, args=(free_port(), str(checkpoint_dir), tmp_path), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert ranks[0]["calls"] == ranks[1]["calls"]  # the same prompts on both members
     assert ranks[0]["calls"][0] == [[0, 1], [10, 1]]  # rank 0's share, then rank 1's
     assert len(ranks[0]["calls"]) == 3
+    assert ranks[0]["ranks"] == ranks[1]["ranks"] == 2.0
     _as_on_a_gpu(monkeypatch)
     alone = VLLMGenerator(checkpoint_dir, VLLMConfig(), seed=0)
     for rank, result in enumerate(ranks):

@@ -67,7 +67,11 @@ class _Core:
     shut: bool = False
 
     def shutdown(self) -> None:
+        """As vLLM's engine core: its teardown destroys torch.distributed's default group,
+        which under the external launcher is the trainer's."""
         self.shut = True
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 @dataclass

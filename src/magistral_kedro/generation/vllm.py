@@ -52,6 +52,7 @@ from magistral_kedro.generation.vllm_ranks import (
     Share,
     executor_kwargs,
     keeping_current_device,
+    keeping_process_group,
     pool_for,
 )
 
@@ -225,7 +226,8 @@ class VLLMGenerator:
             self._generate(live)
         core = getattr(self.llm.llm_engine, "engine_core", None)
         if core is not None:
-            core.shutdown()
+            with keeping_process_group():
+                core.shutdown()
         del self.llm
         gc.collect()
         if torch.cuda.is_available():

@@ -15,6 +15,8 @@ of a tensor-parallel group.
   are therefore the ones it would have drawn alone. A member with fewer calls to make (one
   chunk fewer) takes part in the others' remaining calls with nothing of its own from
   :meth:`PromptPool.drain` when its engine is closed, so no member waits forever.
+- **Shutting an engine down leaves the launcher's process group** (:func:`keeping_process_group`):
+  vLLM's teardown would destroy it, and the trainer (and a later engine) still needs it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,28 @@ def keeping_current_device() -> Iterator[None]:
         yield
     finally:
         torch.cuda.set_device(device)
+
+
+@contextlib.contextmanager
+def keeping_process_group() -> Iterator[None]:
+    """torch.distributed's default group outlives the block. vLLM's engine shutdown destroys
+    it along with vLLM's own groups, and under the external launcher it is the trainer's: the
+    ranks' gradients, barriers and checkpoints need it after the engine is gone. Other groups
+    go as vLLM asks."""
+    if not dist.is_initialized():
+        yield
+        return
+    destroy = dist.destroy_process_group
+
+    def destroy_all_but_the_default(group: Any = None) -> None:
+        if group is not None and group is not dist.group.WORLD:
+            destroy(group)
+
+    dist.destroy_process_group = destroy_all_but_the_default
+    try:
+        yield
+    finally:
+        dist.destroy_process_group = destroy
 
 
 @dataclass(frozen=True)
