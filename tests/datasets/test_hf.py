@@ -34,12 +34,17 @@ def test_a_model_on_disk_is_saved_as_links_to_its_files(micro_checkpoint, tmp_pa
         torch.testing.assert_close(ours, theirs)
 
 
-def test_a_missing_version_says_which_run_makes_it(tmp_path):
+def test_a_missing_version_says_which_run_makes_it_where_it_is_used(tmp_path):
+    """A model no run has saved yet loads as a reference that raises once a node reads it: a
+    node given a model it does not use (rl.init picks one of two, eval.checkpoint replaces
+    this run's RL model) runs without it."""
     from kedro.io.core import Version
 
-    for dataset in (
-        HFCheckpointDataset(str(tmp_path / "sft_model"), version=Version(None, None)),
-        HFTokenizerDataset(str(tmp_path / "tokenizer"), version=Version(None, None)),
-    ):
-        with pytest.raises(DatasetError, match=r"has not run.*`kedro run` runs every pipeline"):
-            dataset.load()
+    made_by = r"has not run.*`kedro run` runs every pipeline"
+    absent = HFCheckpointDataset(str(tmp_path / "sft_model"), version=Version(None, None)).load()
+    assert isinstance(absent, CheckpointRef)
+    for read in (absent.load, absent.load_tokenizer):
+        with pytest.raises(FileNotFoundError, match=made_by):
+            read()
+    with pytest.raises(DatasetError, match=made_by):
+        HFTokenizerDataset(str(tmp_path / "tokenizer"), version=Version(None, None)).load()

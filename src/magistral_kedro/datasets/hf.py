@@ -11,7 +11,8 @@ latest version unless ``--load-versions`` names one, as for any Kedro dataset::
 
 A checkpoint loads lazily, as a :class:`~magistral_kedro.models.CheckpointRef` (the version
 directory and the dtype): a node reads the weights only if it uses them, so a node that only
-runs after another, or hands the directory to vLLM, never holds a copy of a large model.
+runs after another, or hands the directory to vLLM, never holds a copy of a large model. A
+checkpoint no run has saved yet is an error only where a node reads it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from typing import Any
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from magistral_kedro.models.factory import CheckpointRef, ModelSource, save_model
+from magistral_kedro.models.factory import (
+    AbsentCheckpoint,
+    CheckpointRef,
+    ModelSource,
+    save_model,
+)
 
 
 class _HFDirectoryDataset(AbstractVersionedDataset):
@@ -82,8 +88,12 @@ class HFCheckpointDataset(_HFDirectoryDataset):
         self._dtype = dtype
 
     def load(self) -> CheckpointRef:
-        """The (latest or pinned) version, to be loaded in ``dtype`` by whoever uses it."""
-        return CheckpointRef(Path(self._load_dir()), self._dtype)
+        """The (latest or pinned) version, to be loaded in ``dtype`` by whoever uses it; with
+        no version saved, an :class:`AbsentCheckpoint` that says why once it is read."""
+        try:
+            return CheckpointRef(Path(self._load_dir()), self._dtype)
+        except DatasetError as missing:
+            return AbsentCheckpoint(Path(self._filepath), self._dtype, reason=str(missing))
 
     def save(self, data: ModelSource) -> None:
         """Write a model (in memory or a directory on disk) into a new version directory."""

@@ -65,6 +65,21 @@ class CheckpointRef:
         return load_tokenizer(self.path)
 
 
+@dataclass(frozen=True)
+class AbsentCheckpoint(CheckpointRef):
+    """A checkpoint nothing has saved yet, ``path`` where it will be: reading it raises
+    ``reason``. A node handed a model it does not use (``rl.init`` picks one of two;
+    ``eval.checkpoint`` replaces this run's RL model) runs without it."""
+
+    reason: str = ""
+
+    def load(self) -> Checkpoint:
+        raise FileNotFoundError(self.reason)
+
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
+        raise FileNotFoundError(self.reason)
+
+
 #: A model as nodes receive it: loaded (in memory) or on disk.
 ModelSource = Checkpoint | CheckpointRef
 

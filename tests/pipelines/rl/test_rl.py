@@ -1,5 +1,8 @@
+import pytest
 import torch
+from kedro.io.core import Version
 
+from magistral_kedro.datasets import HFCheckpointDataset
 from magistral_kedro.models import Checkpoint, CheckpointRef, build_tiny_model, save_checkpoint
 from magistral_kedro.params import ModelEvalParams, RLParams
 from magistral_kedro.pipelines.rl import create_pipeline as rl
@@ -64,7 +67,8 @@ def _distance(a, b):
 def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypatch):
     """rl.init picks the start: with no signal (the micro SFT model never answers right) the
     returned model is the start itself, bit for bit; with a signal (a stand-in verifier) it
-    moves, and stays near the model it started from, here the untrained base model."""
+    moves, and stays near the model it started from, here the untrained base model, which
+    needs no SFT model saved."""
     from magistral_kedro.grpo import rollouts
     from tests.support.grpo import parity_reward
 
@@ -78,7 +82,7 @@ def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypat
     base_model = CheckpointRef(tmp_path / "base")
     sft_weights, base_weights = _weights(trained["sft_model"]), _weights(base_model)
 
-    def rl_run(init, directory):
+    def rl_run(init, directory, sft_model=trained["sft_model"]):
         params = merge(
             RAW["rl"],
             {
@@ -91,7 +95,7 @@ def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypat
             **MICRO,
             "params:rl": RLParams.model_validate(params),
             "params:rl_eval": ModelEvalParams.model_validate(RAW["rl_eval"]),
-            "sft_model": trained["sft_model"],
+            "sft_model": sft_model,
             "base_model": base_model,
             "rl_problems": data["train_problems"],
             "eval_problems": data["eval_problems"],
@@ -101,6 +105,10 @@ def test_rl_trains_the_model_it_starts_from(problem_sources, tmp_path, monkeypat
     unchanged = _weights(rl_run("sft", "no_signal")["rl_model"])
     assert all(torch.equal(unchanged[k], sft_weights[k]) for k in sft_weights)
     monkeypatch.setattr(rollouts, "score_batch", parity_reward)
-    moved = _weights(rl_run("base", "from_base")["rl_model"])
+    # From the base model, no SFT model is needed: one that was never saved does not stop it.
+    never_saved = HFCheckpointDataset(str(tmp_path / "none"), version=Version(None, None)).load()
+    with pytest.raises(FileNotFoundError, match="has not run"):
+        rl_run("sft", "from_nothing", never_saved)
+    moved = _weights(rl_run("base", "from_base", never_saved)["rl_model"])
     assert _distance(moved, base_weights) > 0
     assert _distance(moved, base_weights) < 0.1 * _distance(moved, sft_weights)
