@@ -1,5 +1,6 @@
 """The analysis pipeline on a small MLflow run made here: checkpoints, metrics, the report."""
 
+import math
 import time
 
 import mlflow
@@ -147,3 +148,33 @@ def test_a_step_logged_again_counts_with_its_last_value(rl_run, micro_checkpoint
     assert list(history["step"]) == list(range(1, 21))
     assert history.set_index("step").loc[7, "reward/total"] == 0.9
     assert history.set_index("step").loc[6, "reward/total"] == pytest.approx(0.2 * np.log(38) - 0.3)
+
+
+@pytest.mark.parametrize("cosine", [0.0, 0.98])
+def test_both_growth_arrows_are_drawn_inside_the_plot(cosine):
+    """Each direction the legend names has an arrow inside the axes that can be seen: on
+    axes of very unequal spans (PCs), and when the two directions nearly coincide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from magistral_kedro.pipelines.analysis.nodes import _draw_pca
+
+    coords = np.array([[0, 0], [1, 0.05], [2, 0.02], [3, 0.1], [10, 0.3]], dtype=float)
+    table = pd.DataFrame({"step": range(5), "reward": 0.1, "mean_tokens": 10.0})
+    length = np.array([math.sqrt(1 - cosine**2), cosine])
+    figure, axes = plt.subplots()
+    _draw_pca(axes, coords, table, {"reward": np.array([0.0, 1.0]), "length": length})
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    box = axes.get_window_extent(renderer)
+    arrows = [t.arrow_patch for t in axes.texts if t.arrow_patch is not None]
+    assert len(arrows) == 2
+    for arrow in arrows:
+        extent = arrow.get_window_extent(renderer)
+        assert box.contains(*extent.p0) and box.contains(*extent.p1)
+        assert max(extent.width, extent.height) > 0.1 * min(box.width, box.height)
+    widths = [arrow.get_linewidth() for arrow in arrows]
+    assert widths[0] > 1.5 * widths[1]  # the second drawn over the first, both seen
+    plt.close(figure)

@@ -165,12 +165,20 @@ def _draw_pca(
         axes.annotate(
             f"{r:.2f} / {n:.0f}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
         )
-    centre = coords.mean(axis=0)
-    scale = 0.3 * float(np.ptp(coords[:, 0]) or 1.0)
-    for (name, direction), colour in zip(directions.items(), ("tab:red", "tab:blue"), strict=True):
-        arrow = {"arrowstyle": "->", "color": colour, "lw": 2}
-        axes.annotate("", centre + scale * direction, centre, arrowprops=arrow)
-        axes.plot([], [], color=colour, label=f"{name} grows")
+    # Arrows in axes fractions, from the centre: the PCs' spans differ by orders of magnitude,
+    # and an arrow in data units runs off the axes (where matplotlib does not draw it). The
+    # second is drawn thinner over the first, so two that nearly coincide both show.
+    axes.autoscale_view()
+    (x0, x1), (y0, y1) = axes.get_xlim(), axes.get_ylim()
+    styles = (("tab:red", 5.0), ("tab:blue", 2.0))
+    for (name, direction), (colour, width) in zip(directions.items(), styles, strict=True):
+        on_axes = np.asarray(direction, dtype=float) / [x1 - x0, y1 - y0]
+        norm = float(np.linalg.norm(on_axes))
+        if norm > 0:
+            tip = 0.5 + 0.35 * on_axes / norm
+            arrow = {"arrowstyle": "->", "color": colour, "lw": width}
+            axes.annotate("", tip, (0.5, 0.5), "axes fraction", arrowprops=arrow)
+        axes.plot([], [], color=colour, lw=width, label=f"{name} grows")
     axes.legend(fontsize=8)
     return points
 
