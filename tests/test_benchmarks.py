@@ -236,3 +236,14 @@ def test_generation_speed_sees_through_deepspeeds_linear(micro_checkpoint, monke
     generator = TransformersGenerator(micro_checkpoint.model, micro_checkpoint.tokenizer)
     totals = where_time_goes(generator, [[5, 6, 7], [8, 9]], tokens=4)
     assert totals["output projection"] > 0 and totals["matrix products"] > 0
+
+
+def test_the_real_model_json_names_the_code_each_seed_ran(monkeypatch):
+    monkeypatch.setattr(real_model, "METRICS", ("pass_at_1",))
+    runs = [{**_seed(s, 0.1, 0.4), "minutes": 1.0, "eval_minutes": 1.0} for s in (0, 1)]
+    runs[0]["code_version"] = runs[1]["code_version"] = "abc1234"
+    assert real_model.summarise(runs, params="")["code_version"] == "abc1234"
+    runs[1]["code_version"] = "def5678 (chain), abc1234 (instruct evaluation)"
+    assert real_model.summarise(runs, params="")["code_version"] == (
+        "seed 0: abc1234; seed 1: def5678 (chain), abc1234 (instruct evaluation)"
+    )
