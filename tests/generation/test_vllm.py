@@ -29,7 +29,6 @@ from magistral_kedro.models import (
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.training.engine import EngineConfig, OptimConfig
-from magistral_kedro.training.logprobs import token_logprobs
 from tests.support.grpo import GRPO, STAGES, parity_reward
 from tests.support.paths import PROJECT_ROOT
 from tests.support.tracking import ListTracker
@@ -42,12 +41,12 @@ except ImportError:
     pytest.skip("vLLM is not installed here (make test-vllm runs these)", allow_module_level=True)
 
 from magistral_kedro.generation.vllm import VLLMConfig, VLLMGenerator
+from tests.support.vllm_grpo_rank import VLLM, logprob_differences
 
 # vLLM's CPU attention kernels take head sizes of 32 and up (the test-wide micro model has 16).
 MODEL = TinyModelConfig(
     hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_position_embeddings=256
 )
-VLLM = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=256)
 
 
 def _check_logprobs(model, prompts, groups, temperature):
@@ -55,11 +54,8 @@ def _check_logprobs(model, prompts, groups, temperature):
     for prompt_ids, group in zip(prompts, groups, strict=True):
         for sample in group:
             assert len(sample.token_ids) == len(sample.logprobs) > 0
-            ids = torch.tensor([prompt_ids + sample.token_ids])
-            with torch.no_grad():
-                expected = token_logprobs(model(ids).logits, ids, temperature)
             # The importance ratio of an on-policy step: exp(trainer - generator) == 1.
-            ratio = torch.exp(expected[0, len(prompt_ids) :] - torch.tensor(sample.logprobs))
+            ratio = torch.exp(logprob_differences(model, prompt_ids, sample, temperature))
             torch.testing.assert_close(ratio, torch.ones_like(ratio), atol=1e-4, rtol=0)
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from magistral_kedro.generation import GenerationConfig, SamplingConfig
+from magistral_kedro.generation import GenerationConfig, Sample, SamplingConfig
 from magistral_kedro.generation import vllm as vllm_backend
+from magistral_kedro.generation.vllm import VLLMConfig
 from magistral_kedro.grpo import rollouts
 from magistral_kedro.grpo.loop import train_grpo
 from magistral_kedro.models import CheckpointRef, build_prompt
@@ -27,6 +28,9 @@ from magistral_kedro.training.engine import EngineConfig, OptimConfig
 from magistral_kedro.training.logprobs import token_logprobs
 from tests.support.grpo import GRPO, STAGES, parity_reward
 from tests.support.tracking import ListTracker
+
+#: vLLM on CPU, as these tests run it: float32 like the trainer, no CUDA graphs.
+VLLM = VLLMConfig(dtype="float32", enforce_eager=True, max_model_len=256)
 
 #: vLLM's Llama packs these Hugging Face tensors into one parameter, in this order.
 PACKED = {
@@ -64,18 +68,26 @@ def engine_gap(llm: Any, trainer: dict[str, torch.Tensor]) -> dict[str, Any]:
     return {"max_abs_diff": gap, "held": len(held), "packed": packed, "missing": missing}
 
 
+def logprob_differences(
+    model: torch.nn.Module, prompt_ids: list[int], sample: Sample, temperature: float
+) -> torch.Tensor:
+    """``[completion tokens]``: ``model``'s log-prob of each sampled token, after the prompt's
+    token ids, minus the engine's (0 on policy)."""
+    ids = torch.tensor([prompt_ids + sample.token_ids])
+    with torch.no_grad():
+        ours = token_logprobs(model(ids).logits, ids, temperature)[0, len(prompt_ids) :]
+    return ours - torch.tensor(sample.logprobs)
+
+
 def logprob_gap(generator: Any, model: torch.nn.Module, prompts: list[list[int]]) -> float:
     """The largest difference between the log-probs the engine gives its samples and those of
     ``model`` (the trainer's weights) on the same tokens."""
     groups = generator.generate(prompts, n=2, sampling=SamplingConfig(max_new_tokens=6), seed=0)
-    gaps = []
-    for prompt_ids, group in zip(prompts, groups, strict=True):
-        for sample in group:
-            ids = torch.tensor([prompt_ids + sample.token_ids])
-            with torch.no_grad():
-                ours = token_logprobs(model(ids).logits, ids, 1.0)[0, len(prompt_ids) :]
-            gaps.append((ours - torch.tensor(sample.logprobs)).abs().max().item())
-    return max(gaps)
+    return max(
+        logprob_differences(model, prompt_ids, sample, 1.0).abs().max().item()
+        for prompt_ids, group in zip(prompts, groups, strict=True)
+        for sample in group
+    )
 
 
 def main(directory: Path) -> None:
@@ -112,9 +124,8 @@ def main(directory: Path) -> None:
         seed=3,
         fingerprint="f",
         tracker=tracker,
-        generation=GenerationConfig(backend="vllm", vllm=vllm_backend.VLLMConfig(
-            dtype="float32", enforce_eager=True, max_model_len=256)),
-    )  # fmt: skip
+        generation=GenerationConfig(backend="vllm", vllm=VLLM),
+    )
     weights = trained.load().model.state_dict()
     result = {"checks": checks, "metrics": tracker.metrics, "weights": weights}
     torch.save(result, directory / f"rank{rank}.pt")
