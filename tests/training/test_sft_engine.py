@@ -1,7 +1,5 @@
 """The SFT loop and the engine: learning, resume after a crash, and DeepSpeed/torch parity."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -232,35 +230,3 @@ def test_one_deepspeed_process_compiles_no_op(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("DeepSpeedEngine")
     assert not cache.exists() or not any(cache.iterdir())
-
-
-def test_held_back_examples_join_only_for_the_annealing_steps(tokenizer, examples, tmp_path,
-                                                              monkeypatch):  # fmt: skip
-    """Held-back examples are drawn in the last ``anneal_steps`` steps and never before; there
-    they are learned (their loss falls below the same run's without them)."""
-    from magistral_kedro.models import build_tiny_model
-    from magistral_kedro.training import sft
-    from tests.support.models import MICRO_MODEL
-
-    train, held_back = examples[:40], [examples[40]] * 40  # one example, to be memorised
-    pools: list[int] = []
-    real_step = sft._sft_step
-
-    def spy(engine, pool, *args):
-        pools.append(len(pool))
-        return real_step(engine, pool, *args)
-
-    monkeypatch.setattr(sft, "_sft_step", spy)
-    loop = dataclasses.replace(LOOP, anneal_steps=8)
-    losses = {}
-    for name, extra in (("annealed", held_back), ("without", ())):
-        pools.clear()
-        model = build_tiny_model(tokenizer, MICRO_MODEL, seed=0)
-        trained = train_sft(Checkpoint(model, tokenizer), train, [],
-                            engine_config=sft_engine(steps=24), loop=loop,
-                            checkpoint_dir=tmp_path / name, seed=0,
-                            held_back=extra).load().model  # fmt: skip
-        losses[name] = evaluate_loss(trained, held_back, 600, tokenizer.pad_token_id)
-        expected = [40] * 16 + [40 + len(extra)] * 8
-        assert pools == expected, name
-    assert losses["annealed"] < losses["without"] - 0.02, losses

@@ -50,9 +50,6 @@ class SFTConfig:
     eval_size: Annotated[int, Field(ge=0)] = 256
     checkpoint_every: Positive = 200
     keep_checkpoints: Positive = 2
-    #: The last ``anneal_steps`` steps draw from the training examples and the held-back ones
-    #: together (:func:`train_sft`); the steps before, from the training examples alone.
-    anneal_steps: Annotated[int, Field(ge=0)] = 0
 
 
 @dataclass(frozen=True)
@@ -154,19 +151,19 @@ def evaluate_loss(
 
 def _sft_step(
     engine: TrainEngine,
-    pool: Sequence[SFTExample],
+    train: Sequence[SFTExample],
     loop: SFTConfig,
     step: int,
     seed: int,
     pad_id: int,
 ) -> dict[str, float]:
-    """One optimiser step on this rank's share of step ``step``'s examples, drawn from ``pool``:
-    the summed token loss over the step's completion tokens (every rank's), microbatch by
-    microbatch. Returns the step's metrics over every rank; raises FloatingPointError on every
-    rank, before the update, when the loss is not finite."""
+    """One optimiser step on this rank's share of step ``step``'s examples: the summed token
+    loss over the step's completion tokens (every rank's), microbatch by microbatch. Returns
+    the step's metrics over every rank; raises FloatingPointError on every rank, before the
+    update, when the loss is not finite."""
     began = time.perf_counter()
-    indices = batch_indices(len(pool), loop.batch_size, step, seed)
-    share = [pool[i] for i in indices[distributed.rank() :: distributed.world_size()]]
+    indices = batch_indices(len(train), loop.batch_size, step, seed)
+    share = [train[i] for i in indices[distributed.rank() :: distributed.world_size()]]
     batches, n_tokens, padded = _microbatches(share, loop.max_tokens_per_microbatch, pad_id)
     denominator = distributed.loss_denominator(n_tokens)
     # Every rank runs as many backwards as the busiest (each one reduces gradients across ranks).
@@ -206,16 +203,10 @@ def train_sft(
     loop: SFTConfig,
     checkpoint_dir: str | Path,
     seed: int,
-    held_back: Sequence[SFTExample] = (),
     fingerprint: str = "",
     tracker: Tracker | None = None,
 ) -> CheckpointRef:
     """Train ``start`` on ``train`` for ``engine_config.optim.max_steps`` optimiser steps.
-
-    ``held_back`` examples join ``train`` only for the last ``loop.anneal_steps`` steps, at the
-    end of the learning-rate decay: an annealing mix, as pre-training runs end on data of their
-    own. The model learns from ``train`` alone first, undiluted, then picks up what
-    ``held_back`` adds (the embedded task's hurried style) without unlearning it.
 
     ``seed`` fixes the data order (and, with the model's initialisation, the whole run). Resumes
     from the latest checkpoint in ``checkpoint_dir`` when an unfinished run with the same
@@ -227,8 +218,6 @@ def train_sft(
     if not train:
         raise ValueError("SFT needs at least one training example; the training set is empty")
     max_steps = engine_config.optim.max_steps
-    mixed = [*train, *held_back]
-    anneal_from = max_steps - loop.anneal_steps if held_back else max_steps
     eval_set = list(evaluation[: loop.eval_size])
     run = TrainingRun("sft", checkpoint_dir, loop.keep_checkpoints, fingerprint, tracker)
     finished = run.finished()
@@ -253,8 +242,7 @@ def train_sft(
         )
         for step in range(first, max_steps):
             try:
-                pool = mixed if step >= anneal_from else train
-                metrics = _sft_step(engine, pool, loop, step, seed, pad_id)
+                metrics = _sft_step(engine, train, loop, step, seed, pad_id)
             except FloatingPointError as error:
                 raise run.stop(error, step + 1) from error
             done = step + 1

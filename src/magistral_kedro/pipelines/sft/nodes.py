@@ -20,7 +20,6 @@ from magistral_kedro.models import (
     tokenizer_of,
 )
 from magistral_kedro.params import ModelParams, PromptParams, SFTParams
-from magistral_kedro.tasks.math import trace_style
 from magistral_kedro.tracking import (
     MlflowTracker,
     as_metrics_dataset,
@@ -54,18 +53,12 @@ def build_sft_examples(
     prompt: PromptParams,
     sft: SFTParams,
 ) -> tuple[dict[str, list[SFTExample]], dict[str, Any]]:
-    """Tokenised (prompt, reference) pairs of the chosen kinds, and counts of what was left out.
-
-    With ``sft.loop.anneal_steps`` > 0 the training problems with hurried references are held
-    back (``held_back``) for the annealing steps (:func:`~magistral_kedro.training.sft.train_sft`).
-    """
+    """Tokenised (prompt, reference) pairs of the chosen kinds (``train`` and ``eval``), and
+    counts of what was left out."""
     tokenizer = tokenizer_of(base_model)
     splits: dict[str, list[SFTExample]] = {}
     stats: dict[str, float] = {}
-    hurried = train["reference"].map(lambda r: isinstance(r, str) and trace_style(r) == "hurried")
-    hold_back = hurried & (train["kind"] == "math") & (sft.loop.anneal_steps > 0)
-    parts = (("train", train[~hold_back]), ("held_back", train[hold_back]), ("eval", evaluation))
-    for name, frame in parts:
+    for name, frame in (("train", train), ("eval", evaluation)):
         usable = frame[frame["kind"].isin(sft.kinds) & frame["reference"].notna()]
         examples, too_long = tokenize_examples(
             build_prompts(usable, tokenizer, prompt.system_prompt),
@@ -98,7 +91,7 @@ def train_sft_model(
             sft.engine,
             sft.loop,
             seed,
-            data_digest([*examples["train"], *examples["held_back"]]),
+            data_digest(examples["train"]),
             weights_digest(base_model),
             dtype_name(base_model),
         ),
@@ -112,7 +105,6 @@ def train_sft_model(
         loop=sft.loop,
         checkpoint_dir=sft.checkpoint_dir,
         seed=seed,
-        held_back=examples["held_back"],
         fingerprint=run,
         tracker=MlflowTracker.for_training(
             "sft",
