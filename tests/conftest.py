@@ -34,7 +34,7 @@ def _launcher_variables_stay_in_their_test():
 def math_problems():
     """300 problems over every language and level (seed 0)."""
     return generate_math_problems(
-        300, seed=0, languages=dict.fromkeys(LANGUAGES, 1.0), levels=dict.fromkeys(range(1, 6), 1.0)
+        300, seed=0, languages=dict.fromkeys(LANGUAGES, 1.0), levels=dict.fromkeys(range(1, 7), 1.0)
     )
 
 

@@ -18,7 +18,7 @@ from magistral_kedro.curation.sources import SourceMapping
 from magistral_kedro.generation.base import SamplingConfig
 from magistral_kedro.grpo.config import GRPOConfig, Stage
 from magistral_kedro.models.factory import TinyModelConfig
-from magistral_kedro.tasks.math import LEVELS, StyleMix, check_known
+from magistral_kedro.tasks.math import LEVELS, check_known
 from magistral_kedro.tasks.schema import LANGUAGES
 from magistral_kedro.training.engine import EngineConfig
 from magistral_kedro.training.sft import SFTConfig
@@ -65,13 +65,12 @@ class PromptParams(_Params):
 
 
 class MathSourceParams(_Params):
-    """The embedded math generator: how many problems, language and level weights, and which
-    are quick questions with hurried reference traces (``magistral_kedro.tasks.math``)."""
+    """The embedded math generator (``magistral_kedro.tasks.math``): how many problems, and
+    the weights of their languages and levels (a level is a chain's number of operations)."""
 
     n: Annotated[int, Field(ge=0)]
     languages: dict[str, Annotated[float, Field(gt=0)]]
     levels: dict[int, Annotated[float, Field(gt=0)]]
-    styles: StyleMix
 
     @field_validator("languages")
     @classmethod
@@ -140,6 +139,7 @@ class CurationParams(_Params):
     code_tests: CodeTestConfig
     translation: TranslationParams
     eval_size: Annotated[int, Field(gt=0)]
+    validation_size: Annotated[int, Field(ge=0)]
     vocab_size: Annotated[int, Field(ge=300)]
 
     @model_validator(mode="before")

@@ -1,20 +1,23 @@
 import re
-from fractions import Fraction
 
 import pytest
 
 from magistral_kedro.rewards import check_format, extract_boxed, language_of, split_thoughts
 from magistral_kedro.rewards.score import RewardConfig, score
 from magistral_kedro.tasks import LANGUAGES, generate_math_problems
-from magistral_kedro.tasks.math import STYLES, StyleMix, format_answer, trace_style
-from magistral_kedro.tasks.math_templates import TEMPLATES
+from magistral_kedro.tasks.math import LEVELS, steps_written
+
+ENGLISH = generate_math_problems(
+    3000, seed=2, languages={"en": 1.0}, levels=dict.fromkeys(LEVELS, 1.0)
+)
 
 
-def _value(tex: str) -> Fraction:
-    match = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", tex)
-    if match:
-        return Fraction(int(match[2]), int(match[3])) * (-1 if match[1] else 1)
-    return Fraction(int(tex))
+def _chain(prompt: str) -> tuple[int, list[tuple[str, int]]]:
+    """The start and operations an English prompt states, read apart from the generator."""
+    start = int(re.match(r"Start with (\d+)\.", prompt)[1])
+    symbols = {"Add": "+", "Subtract": "-", "Multiply by": "×"}
+    steps = re.findall(r"(Add|Subtract|Multiply by) (\d+)\.", prompt)
+    return start, [(symbols[word], int(n)) for word, n in steps]
 
 
 def test_same_seed_same_problems_other_seed_other_problems():
@@ -26,7 +29,7 @@ def test_same_seed_same_problems_other_seed_other_problems():
 
 def test_every_language_and_level_appears(math_problems):
     assert {p.language for p in math_problems} == set(LANGUAGES)
-    assert {p.difficulty for p in math_problems} == {1, 2, 3, 4, 5}
+    assert {p.difficulty for p in math_problems} == set(LEVELS)
 
 
 def test_references_are_well_formed_and_box_the_answer(math_problems):
@@ -35,107 +38,65 @@ def test_references_are_well_formed_and_box_the_answer(math_problems):
         assert extract_boxed(problem.reference) == problem.answer
 
 
-def test_the_trace_arithmetic_is_right(math_problems):
-    """Every 'a op b = c' written in a trace holds, and the answer is the last result."""
-    equation = re.compile(r"(\d+) ([-+×/]) (\d+) = (\d+)")
-    ops = {
-        "+": lambda a, b: a + b,
-        "-": lambda a, b: a - b,
-        "×": lambda a, b: a * b,
-        "/": Fraction,
-    }
-    checked = 0
-    for problem in math_problems:
-        for a, op, b, c in equation.findall(problem.reference):
-            assert ops[op](int(a), int(b)) == int(c), problem.reference
-            checked += 1
-    assert checked > len(math_problems)  # most traces hold one or two equations
+def test_the_difficulty_is_the_number_of_operations_and_the_answer_their_result():
+    for problem in ENGLISH:
+        value, operations = _chain(problem.prompt)
+        assert len(operations) == problem.difficulty
+        for symbol, n in operations:
+            value = {"+": value + n, "-": value - n, "×": value * n}[symbol]
+            assert value > 0
+        assert problem.answer == str(value)
 
 
-#: Both trace styles, every language and level.
-MIXED = generate_math_problems(
-    600,
-    seed=2,
-    languages=dict.fromkeys(LANGUAGES, 1.0),
-    levels=dict.fromkeys(range(1, 6), 1.0),
-    styles=StyleMix(quick_share=0.5, hurried_if_quick=0.9, hurried_if_plain=0.1),
-)
-
-
-def test_hurried_traces_think_only_the_answer_full_ones_write_it_out():
-    """Hurried thoughts are the bare answer ('13/3'): no words, no equation; full thoughts hold
-    at least one equation; both are well formed and box the answer, and a hurried reference is
-    far the shorter."""
-    lengths: dict[str, list[int]] = {style: [] for style in STYLES}
-    for problem in MIXED:
-        assert check_format(problem.reference, "math").ok, problem.reference
-        assert extract_boxed(problem.reference) == problem.answer
-        (thoughts, _), style = split_thoughts(problem.reference), trace_style(problem.reference)
-        if style == "hurried":
-            assert thoughts == str(_value(problem.answer)), thoughts
-        else:
-            assert "=" in thoughts, thoughts
-        lengths[style].append(len(problem.reference))
-    mean = {style: sum(values) / len(values) for style, values in lengths.items()}
-    assert mean["hurried"] < 0.6 * mean["full"], mean
-
-
-def test_trace_style_reads_model_answers():
-    assert trace_style("<think>\n-3/4\n</think>\nSo $\\boxed{-3/4}$.") == "hurried"
-    assert trace_style("<think>7</think> The answer is $\\boxed{7}$.") == "hurried"
-    assert trace_style("<think>\n6 + 1 = 7\n</think>\n$\\boxed{7}$") == "full"
-    assert trace_style("<think>\nWe add them.\n</think>\n$\\boxed{7}$") == "full"
-    assert trace_style("<think>\n先加\n</think>\n$\\boxed{7}$") == "full"
-
-
-def test_quick_questions_and_styles_follow_the_mix_seeded_and_leave_the_numbers_alone():
-    kwargs = {"languages": {"en": 1.0, "fr": 1.0}, "levels": dict.fromkeys(range(1, 6), 1.0)}
-    mix = StyleMix(quick_share=0.4, hurried_if_quick=0.9, hurried_if_plain=0.2)
-    plain = generate_math_problems(3000, seed=9, **kwargs)
-    mixed = generate_math_problems(3000, seed=9, styles=mix, **kwargs)
-    assert mixed == generate_math_problems(3000, seed=9, styles=mix, **kwargs)
-    quick = [p.prompt.startswith(TEMPLATES[p.language].quick) for p in mixed]
-    # The same problems: only the quick opening tells the prompts apart.
-    for problem, original, asked_quick in zip(mixed, plain, quick, strict=True):
-        opening = TEMPLATES[problem.language].quick if asked_quick else ""
-        assert problem.prompt == opening + original.prompt and problem.answer == original.answer
-    assert {trace_style(p.reference) for p in plain} == {"full"}
-    assert not any(p.prompt.startswith(TEMPLATES[p.language].quick) for p in plain)
-    assert sum(quick) / len(mixed) == pytest.approx(0.4, abs=0.03)
-    hurried = [trace_style(p.reference) == "hurried" for p in mixed]
-    for asked_quick, share in ((True, 0.9), (False, 0.2)):
-        chosen = [h for h, q in zip(hurried, quick, strict=True) if q == asked_quick]
-        assert sum(chosen) / len(chosen) == pytest.approx(share, abs=0.04)
-    with pytest.raises(ValueError, match="hurried_if_quick"):
-        StyleMix(hurried_if_quick=1.5)
-
-
-def test_full_thoughts_are_in_the_problems_language_hurried_ones_have_no_words():
-    """What the language reward checks: full thoughts read as the problem's language; hurried
-    ones leave the classifier nothing, so a right hurried answer earns the language reward from
-    its answer sentence, as a right full one does: the reward does not favour a style."""
-    config = RewardConfig()
-    full = [p for p in MIXED if trace_style(p.reference) == "full"]
-    agree = sum(language_of(split_thoughts(p.reference)[0])[0] == p.language for p in full)
-    assert agree / len(full) >= 0.9
-    for problem in MIXED:
+def test_every_sentence_of_a_trace_is_a_right_equation_continuing_the_last():
+    """Each sentence evaluates to the value it writes (brackets and precedence as Python reads
+    them), starts from the value before it, and together they apply the prompt's operations."""
+    sentence_form = re.compile(r"(?:Then w|W)e compute (.+) = (\d+)\.")
+    for problem in ENGLISH:
+        start, operations = _chain(problem.prompt)
         thoughts, _ = split_thoughts(problem.reference)
-        if trace_style(problem.reference) == "hurried":
-            assert language_of(thoughts) == ("", 0.0), thoughts
-    rewards = {
-        style: [score(p.reference, p, config, n_tokens=50).total for p in MIXED
-                if trace_style(p.reference) == style and p.language == "en"]
-        for style in STYLES
-    }  # fmt: skip
-    assert rewards["hurried"] and set(rewards["hurried"]) == set(rewards["full"]) == {1.1}
+        value, applied = start, []
+        for sentence in thoughts.splitlines():
+            expression, written = sentence_form.fullmatch(sentence).groups()
+            assert int(re.match(r"\(*(\d+)", expression)[1]) == value, sentence
+            assert eval(expression.replace("×", "*")) == int(written), sentence
+            applied += [(s, int(n)) for s, n in re.findall(r"([-+×]) (\d+)", expression)]
+            value = int(written)
+        assert applied == operations
+        assert str(value) == problem.answer
 
 
-def test_answers_are_exact_and_fractions_in_lowest_terms(math_problems):
-    for problem in math_problems:
-        value = _value(problem.answer)
-        assert format_answer(value) == problem.answer
-        if problem.difficulty == 5:
-            assert value.denominator > 1
+def test_how_much_a_reference_writes_out_is_drawn_apart_from_its_difficulty():
+    """Intermediate results written: uniform on 0..k-1 at every k (mean (k - 1) / 2), every
+    count present; so SFT shows every length at every difficulty, longer the more written."""
+    for k in LEVELS:
+        written = [steps_written(p.reference) for p in ENGLISH if p.difficulty == k]
+        assert set(written) == set(range(k)), k
+        assert sum(written) / len(written) == pytest.approx((k - 1) / 2, abs=0.25), k
+    fives = [p for p in ENGLISH if p.difficulty == 5]
+    lengths = [
+        [len(p.reference) for p in fives if steps_written(p.reference) == m] for m in range(5)
+    ]
+    means = [sum(values) / len(values) for values in lengths]
+    assert means == sorted(means)
+
+
+def test_steps_written_reads_model_answers():
+    assert steps_written("<think>\n152\n</think>\n$\\boxed{152}$") == 0
+    assert steps_written("<think>We compute (37 + 15) × 3 - 4 = 152.</think> $\\boxed{152}$") == 0
+    assert steps_written("<think>\n37 + 15 = 52.\n52 × 3 = 156\n156 - 4 = 152\n</think>") == 2
+    assert steps_written("no tags: 1 + 1 = 2, 2 + 2 = 4") == 1
+
+
+def test_thoughts_are_in_the_problems_language_and_references_earn_the_whole_reward(
+    math_problems,
+):
+    """What the language reward checks: the thoughts read as the problem's language."""
+    config = RewardConfig()
+    agree = sum(language_of(split_thoughts(p.reference)[0])[0] == p.language for p in math_problems)
+    assert agree / len(math_problems) >= 0.9
+    totals = [score(p.reference, p, config, n_tokens=50).total for p in math_problems]
+    assert sum(t == pytest.approx(1.1) for t in totals) / len(totals) >= 0.9
 
 
 def test_prompts_are_in_their_language():

@@ -1,31 +1,25 @@
-"""Seeded generator of multilingual arithmetic and algebra word problems with worked traces.
+"""Seeded generator of multilingual chained-arithmetic problems with worked traces.
 
-Difficulty levels (1 easiest):
+A problem is a chain of k operations on a starting number; k is its difficulty (1 to 6)::
 
-1. one addition or subtraction;  2. an addition then a subtraction;  3. a product plus a sum;
-4. a linear equation ``a*x + b = c`` with an integer root;  5. ``a*x = b`` with a fractional root.
+    Start with 37. Add 15. Multiply by 3. Subtract 4. What is the result?
 
-Every problem carries its exact answer (an integer, or ``\\frac{p}{q}`` in lowest terms) and a
-reference completion in the Magistral format, written in the problem's language::
+Its reference completion, in the Magistral format and the problem's language, works the chain
+out in *segments*. Each segment applies one or more consecutive operations and writes the value
+they reach, so a trace writes some, all or none of the chain's k - 1 intermediate results::
 
     <think>
-    <reasoning>
+    We compute 37 + 15 = 52.
+    Then we compute 52 × 3 - 4 = 152.
     </think>
-    <one-sentence summary with $\\boxed{answer}$>
+    So the answer is $\\boxed{152}$.
 
-The reasoning comes in one of two styles (:data:`STYLES`): ``full`` writes every step out
-("First we add: 6 + 46 = 52. Then we subtract: 52 - 19 = 33."), ``hurried`` thinks only the
-answer ("33"), the way a hurried solver blurts it out. Which one a reference takes follows the
-prompt (:class:`StyleMix`): a share of the problems are asked as a quick question ("Quick
-question: Emma has..."), and those are mostly answered hurried, the others mostly in full. So
-the style is a function of the problem a model can read, not a coin to toss: greedy decoding
-writes quick questions hurried and the rest in full, seed after seed, while sampling still draws
-the other style now and then. A small model that answers at once is right far less often than
-one that writes the computation out, so GRPO, rewarded for right answers alone, learns to write
-the steps out even when asked to be quick, and answers grow as reward grows. That growth is built
-into this task, not evidence of the paper's length dynamics (docs/results.md). Hurried thoughts
-hold no words, so the language reward has nothing to judge in them and neither helps nor hurts
-the style.
+How many intermediate results a reference writes is drawn at random, independent of k and of
+the prompt: a share q, uniform on [0, 1], per problem, then each intermediate result written
+with probability q (so their count is uniform on 0..k-1). SFT sees every length at every
+difficulty, and nothing in the prompt says how much to write: how much a model writes is its
+own choice, and whether writing more pays is for the benchmarks to measure
+(``benchmarks/dynamics.py``), not built in.
 """
 
 from __future__ import annotations
@@ -33,209 +27,171 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from fractions import Fraction
-from typing import Annotated
 
-from pydantic import Field
-
-from magistral_kedro.config import config
-from magistral_kedro.tasks.math_templates import TEMPLATES
+from magistral_kedro.tasks.math_templates import TEMPLATES, Language
 from magistral_kedro.tasks.schema import LANGUAGES, Problem
 
-LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
-#: How a reference trace is written: every step out, or the answer at once.
-STYLES: tuple[str, ...] = ("full", "hurried")
+#: Difficulty levels: the number of operations in the chain.
+LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+SYMBOLS = {"add": "+", "sub": "-", "mul": "×"}
+#: Multiplication only from values up to this (by 2 to 5), so every value stays under ~400.
+MULTIPLY_UP_TO = 40
+
+Operation = tuple[str, int]  # ("add" | "sub" | "mul", operand)
 
 
-Share = Annotated[float, Field(ge=0, le=1)]
+def _apply(value: int, operation: Operation) -> int:
+    kind, n = operation
+    return value + n if kind == "add" else value - n if kind == "sub" else value * n
 
 
-@config
-class StyleMix:
-    """Which problems are asked as quick questions, and how often each kind of prompt gets a
-    hurried reference (``curation.math.styles``). The default, no quick questions and no
-    hurried traces, writes every reference in full."""
-
-    quick_share: Share = 0.0
-    hurried_if_quick: Share = 0.0
-    hurried_if_plain: Share = 0.0
-
-    def draw(self, rng: random.Random) -> tuple[bool, str]:
-        """(asked as a quick question, reference style) of one problem."""
-        quick = rng.random() < self.quick_share
-        hurried = rng.random() < (self.hurried_if_quick if quick else self.hurried_if_plain)
-        return quick, "hurried" if hurried else "full"
-
-
-#: No quick questions, every reference written in full.
-ALL_FULL = StyleMix()
-
-
-def _draw(level: int, rng: random.Random) -> tuple[str, dict[str, int]]:
-    """Draw the numbers of one problem at ``level``: (template key, a / b / c)."""
-    if level == 1:
-        a, b = rng.randint(2, 99), rng.randint(1, 99)
-        if rng.random() < 0.5:
-            return "add", {"a": a, "b": b}
-        return "sub", {"a": max(a, b), "b": min(a, b)}
-    if level == 2:
-        a, b = rng.randint(2, 50), rng.randint(1, 50)
-        return "add_sub", {"a": a, "b": b, "c": rng.randint(1, a + b)}
-    if level == 3:
-        return "mul_add", {
-            "a": rng.randint(2, 12),
-            "b": rng.randint(2, 12),
-            "c": rng.randint(0, 50),
-        }
-    if level == 4:
-        a, x, b = rng.randint(2, 9), rng.randint(1, 20), rng.randint(1, 30)
-        return "linear", {"a": a, "b": b, "c": a * x + b}
-    if level == 5:
-        a = rng.randint(2, 9)
-        return "fraction", {"a": a, "b": rng.choice([n for n in range(1, 31) if n % a])}
-    raise ValueError(f"difficulty level must be one of {LEVELS}, got {level}")
+def _draw_chain(k: int, rng: random.Random) -> tuple[int, list[Operation]]:
+    """A starting number and ``k`` operations; every value on the way is a positive integer."""
+    value = rng.randint(2, 30)
+    start, operations = value, []
+    for _ in range(k):
+        kinds = ["add"]
+        kinds += ["sub"] if value > 1 else []
+        kinds += ["mul"] if value <= MULTIPLY_UP_TO else []
+        kind = rng.choice(kinds)
+        if kind == "add":
+            n = rng.randint(1, 30)
+        elif kind == "sub":
+            n = rng.randint(1, min(30, value - 1))
+        else:
+            n = rng.randint(2, 5)
+        operations.append((kind, n))
+        value = _apply(value, (kind, n))
+    return start, operations
 
 
-def _solve(key: str, n: Mapping[str, int]) -> tuple[dict[str, int], Fraction]:
-    """The intermediate results a trace shows ({s}, {p}, {d}) and the exact answer."""
-    a, b, c = n["a"], n["b"], n.get("c", 0)
-    if key == "add":
-        return {}, Fraction(a + b)
-    if key == "sub":
-        return {}, Fraction(a - b)
-    if key == "add_sub":
-        return {"s": a + b}, Fraction(a + b - c)
-    if key == "mul_add":
-        return {"p": a * b}, Fraction(a * b + c)
-    if key == "linear":
-        return {"d": c - b}, Fraction(c - b, a)
-    return {}, Fraction(b, a)  # fraction
+def _expression(value: int, operations: Sequence[Operation]) -> str:
+    """``value`` then ``operations`` as one expression, bracketed where precedence needs it:
+    ``(37 + 15) × 3 - 4``."""
+    text, additive = str(value), False
+    for kind, n in operations:
+        if kind == "mul" and additive:
+            text = f"({text})"
+        text += f" {SYMBOLS[kind]} {n}"
+        additive = kind != "mul"
+    return text
 
 
-def format_answer(value: Fraction) -> str:
-    """The canonical LaTeX form of an exact answer: ``19``, ``-3`` or ``\\frac{5}{2}``."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    sign = "-" if value < 0 else ""
-    return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+def _trace(
+    lang: Language, start: int, operations: Sequence[Operation], written: Sequence[bool]
+) -> str:
+    """The thoughts: one sentence per segment; ``written[i]``: the value after operation ``i``
+    (of the first k - 1) ends a segment."""
+    sentences: list[str] = []
+    value, segment_start, segment = start, start, []
+    for i, operation in enumerate(operations):
+        segment.append(operation)
+        value = _apply(value, operation)
+        if i == len(operations) - 1 or written[i]:
+            template = lang.then if sentences else lang.first
+            sentences.append(template.format(expr=_expression(segment_start, segment), value=value))
+            segment_start, segment = value, []
+    return "\n".join(sentences)
 
 
 def _render(
     problem_id: str,
     language: str,
-    level: int,
-    key: str,
-    numbers: Mapping[str, int],
-    person: int,
-    item: int,
-    style: str,
-    quick: bool,
+    start: int,
+    operations: Sequence[Operation],
+    written: Sequence[bool],
 ) -> Problem:
-    """One problem from its drawn parts, written in ``language`` (as a quick question if
-    ``quick``) with its reference completion in ``style``."""
-    check_known("trace style", [style], STYLES)
+    """One problem from its drawn parts, written in ``language``."""
     lang = TEMPLATES[language]
-    derived, answer = _solve(key, numbers)
-    answer_tex = format_answer(answer)
-    fields = {
-        **lang.people[person % len(lang.people)],
-        **lang.items[item % len(lang.items)],
-        **numbers,
-        **derived,
-        "r": answer_tex,
-        "rt": f"{answer.numerator}/{answer.denominator}",
-        "plain": str(answer),
-    }
-    thoughts = lang.steps[key].format(**fields) if style == "full" else fields["plain"]
+    answer = start
+    for operation in operations:
+        answer = _apply(answer, operation)
+    prompt = lang.start.format(n=start)
+    prompt += "".join(lang.operations[kind].format(n=n) for kind, n in operations)
+    thoughts = _trace(lang, start, operations, written)
     return Problem(
         id=problem_id,
         kind="math",
         language=language,
-        difficulty=level,
-        prompt=(lang.quick if quick else "") + lang.problems[key].format(**fields),
-        answer=answer_tex,
-        reference=f"<think>\n{thoughts}\n</think>\n{lang.summary.format(**fields)}",
+        difficulty=len(operations),
+        prompt=prompt + lang.question,
+        answer=str(answer),
+        reference=f"<think>\n{thoughts}\n</think>\n{lang.summary.format(r=answer)}",
         source="embedded/math",
     )
 
 
-def make_math_problem(
-    index: int,
-    language: str,
-    level: int,
-    rng: random.Random,
-    style: str = "full",
-    quick: bool = False,
-) -> Problem:
-    """One problem in ``language`` at difficulty ``level`` (a quick question if ``quick``), with
-    its reference completion written in ``style`` (one of :data:`STYLES`)."""
-    lang = TEMPLATES[language]
-    key, numbers = _draw(level, rng)
-    person, item = rng.randrange(len(lang.people)), rng.randrange(len(lang.items))
-    problem_id = f"math-{language}-{level}-{index:06d}"
-    return _render(problem_id, language, level, key, numbers, person, item, style, quick)
+def make_math_problem(index: int, language: str, level: int, rng: random.Random) -> Problem:
+    """One problem in ``language`` with ``level`` operations; its reference writes each
+    intermediate result with a probability drawn uniformly for this problem."""
+    check_known("difficulty level", [level], LEVELS)
+    start, operations = _draw_chain(level, rng)
+    share = rng.random()
+    written = [rng.random() < share for _ in range(level - 1)]
+    return _render(f"math-{language}-{level}-{index:06d}", language, start, operations, written)
 
 
-def trace_style(completion: str) -> str:
-    """``hurried`` if the thoughts of ``completion`` hold no words and no equation (at most a
-    number), else ``full``: how a reference, or a model's answer, was written."""
+def _thoughts(completion: str) -> str:
     start = completion.find("<think>")
     thoughts = completion[start + len("<think>") :] if start >= 0 else completion
-    thoughts = thoughts.split("</think>")[0]
-    working = "=" in thoughts or any(ch.isalpha() for ch in thoughts)
-    return "full" if working else "hurried"
+    return thoughts.split("</think>")[0]
 
 
-def _english_pattern(key: str) -> re.Pattern[str]:
-    """The English template of ``key`` as a regex that recovers its person, item and numbers."""
-    lang = TEMPLATES["en"]
-    choices = {
-        "name": "|".join(re.escape(p["name"]) for p in lang.people),
-        "item": "|".join(re.escape(i["item"]) for i in lang.items),
-    }
-    pattern, seen = f"(?P<quick>{re.escape(lang.quick)})?", set()
-    for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", lang.problems[key]):
-        pattern += re.escape(literal)
-        if name and name in seen:
-            pattern += f"(?P={name})"
-        elif name:
-            seen.add(name)
-            pattern += f"(?P<{name}>{choices.get(name, r'-?[0-9]+')})"
-    return re.compile(pattern + "$")
+def steps_written(completion: str) -> int:
+    """How many intermediate results the thoughts of ``completion`` write: every result is
+    written as ``= value``, the last one being the answer's."""
+    return max(0, _thoughts(completion).count("=") - 1)
+
+
+def _written_after(reference: str, k: int) -> list[bool] | None:
+    """Which of a reference's first k - 1 operations end a segment (read from the number of
+    operators of each sentence); None if its sentences do not add up to ``k`` operations."""
+    sizes = [
+        len(re.findall(r" [-+×] ", line.split("=")[0]))
+        for line in _thoughts(reference).strip().splitlines()
+    ]
+    if sum(sizes) != k or 0 in sizes:
+        return None
+    ends = {sum(sizes[: i + 1]) - 1 for i in range(len(sizes))}
+    return [i in ends for i in range(k - 1)]
+
+
+def _english_chain(prompt: str) -> tuple[int, list[Operation]] | None:
+    """The start and operations of an English prompt the generator wrote, else None."""
+    en = TEMPLATES["en"]
+
+    def pattern(template: str, name: str) -> str:
+        return re.escape(template).replace(re.escape("{n}"), f"(?P<{name}>[0-9]+)")
+
+    operation = "|".join(pattern(text, kind) for kind, text in en.operations.items())
+    match = re.fullmatch(
+        f"{pattern(en.start, 'start')}(?P<body>(?:{operation})+){re.escape(en.question)}", prompt
+    )
+    if match is None:
+        return None
+    operations = [
+        next((kind, int(n)) for kind, n in step.groupdict().items() if n is not None)
+        for step in re.finditer(operation, match["body"])
+    ]
+    return int(match["start"]), operations
 
 
 def translate_math_problem(problem: Problem, language: str) -> Problem | None:
-    """The same embedded English problem (numbers, person, item, quick or not) written in
-    ``language``, with its trace in the same style; ``None`` when ``problem`` is not one the
-    English templates produce."""
+    """The same embedded English problem (its chain, and which intermediate results its
+    reference writes) in ``language``; ``None`` when ``problem`` is not one the generator wrote
+    in English."""
     check_known("language code", [language], LANGUAGES)
     if problem.kind != "math" or problem.language != "en" or problem.source != "embedded/math":
         return None
-    en = TEMPLATES["en"]
-    for key in en.problems:
-        match = _english_pattern(key).match(problem.prompt)
-        if match is None:
-            continue
-        numbers = {k: int(v) for k, v in match.groupdict().items() if k in ("a", "b", "c")}
-        names = [p["name"] for p in en.people]
-        items = [i["item"] for i in en.items]
-        person = names.index(match["name"]) if "name" in match.groupdict() else 0
-        item = items.index(match["item"]) if "item" in match.groupdict() else 0
-        style = trace_style(problem.reference or "")
-        quick = match["quick"] is not None
-        translated = _render(
-            f"{problem.id}-{language}",
-            language,
-            problem.difficulty,
-            key,
-            numbers,
-            person,
-            item,
-            style,
-            quick,
-        )
-        return translated.model_copy(update={"translated_from": problem.id})
-    return None
+    chain = _english_chain(problem.prompt)
+    if chain is None:
+        return None
+    start, operations = chain
+    written = _written_after(problem.reference or "", len(operations))
+    if written is None:
+        return None
+    translated = _render(f"{problem.id}-{language}", language, start, operations, written)
+    return translated.model_copy(update={"translated_from": problem.id})
 
 
 def _pick(weights: Mapping[str, float] | Mapping[int, float], rng: random.Random) -> list:
@@ -251,11 +207,7 @@ def check_known(what: str, given: Iterable[object], known: Sequence[object]) -> 
 
 
 def generate_math_problems(
-    n: int,
-    seed: int,
-    languages: Mapping[str, float],
-    levels: Mapping[int, float],
-    styles: StyleMix = ALL_FULL,
+    n: int, seed: int, languages: Mapping[str, float], levels: Mapping[int, float]
 ) -> list[Problem]:
     """``n`` problems, each language and level drawn with the given weights; same seed, same list.
 
@@ -263,17 +215,15 @@ def generate_math_problems(
         n: number of problems.
         seed: the random seed; the whole list is a function of it.
         languages: weight per language code (a subset of :data:`LANGUAGES`).
-        levels: weight per difficulty level (a subset of :data:`LEVELS`).
-        styles: which problems are quick questions and which references hurried. Drawn from a
-            stream of their own, so the problems' numbers do not depend on it.
+        levels: weight per difficulty level, the chain's number of operations (a subset of
+            :data:`LEVELS`).
     """
     check_known("language code", languages, LANGUAGES)
     check_known("difficulty level", levels, LEVELS)
-    rng, style_rng = random.Random(seed), random.Random(f"styles-{seed}")
+    rng = random.Random(seed)
     problems = []
     for index in range(n):
         (language,) = _pick(languages, rng)
         (level,) = _pick(levels, rng)
-        quick, style = styles.draw(style_rng)
-        problems.append(make_math_problem(index, language, int(level), rng, style, quick))
+        problems.append(make_math_problem(index, language, int(level), rng))
     return problems

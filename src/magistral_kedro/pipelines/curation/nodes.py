@@ -62,13 +62,10 @@ def rejects_of(frame: pd.DataFrame, stage: str, reasons: Any) -> pd.DataFrame:
 
 
 def generate_embedded_problems(curation: CurationParams, seed: int) -> pd.DataFrame:
-    """The embedded default's problems: multilingual math word problems and code tasks."""
+    """The embedded default's problems: multilingual chained-arithmetic problems and code
+    tasks."""
     math_problems = generate_math_problems(
-        curation.math.n,
-        seed,
-        curation.math.languages,
-        curation.math.levels,
-        curation.math.styles,
+        curation.math.n, seed, curation.math.languages, curation.math.levels
     )
     code_problems = generate_code_problems(curation.code.n, seed, curation.code.tests_per_problem)
     return problems_to_frame(math_problems + code_problems)
@@ -224,16 +221,20 @@ def translate(
 
 def split_train_eval(
     problems: pd.DataFrame, curation: CurationParams, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded random split; the eval set holds ``eval_size`` problems (at most half the data)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A seeded random split into training, held-out (``eval_size`` problems, at most half the
+    data) and validation (``validation_size``, at most a quarter) problems. Settings are chosen
+    on the validation split; the held-out one only measures."""
     if problems.empty:
         raise ValueError("no problem survived curation: check curation_rejects for the reasons")
     n_eval = min(curation.eval_size, len(problems) // 2)
+    n_validation = min(curation.validation_size, len(problems) // 4)
     order = np.random.default_rng(seed).permutation(len(problems))
-    eval_rows, train_rows = order[:n_eval], order[n_eval:]
-    return (
-        problems.iloc[np.sort(train_rows)].reset_index(drop=True),
-        problems.iloc[np.sort(eval_rows)].reset_index(drop=True),
+    parts = np.split(order, [n_eval, n_eval + n_validation])
+    eval_rows, validation_rows, train_rows = parts
+    return tuple(  # type: ignore[return-value]
+        problems.iloc[np.sort(rows)].reset_index(drop=True)
+        for rows in (train_rows, eval_rows, validation_rows)
     )
 
 
