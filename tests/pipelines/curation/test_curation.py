@@ -16,7 +16,6 @@ from magistral_kedro.pipelines.curation.nodes import (
 )
 from magistral_kedro.pipelines.curation.report import collect_rejects, curation_report
 from magistral_kedro.tasks.frames import frame_to_problems
-from magistral_kedro.tasks.math import StyleMix, trace_style
 from tests.support.params import merge, raw_catalog
 from tests.support.pipelines import MICRO, RAW, curated, load_sources
 
@@ -65,9 +64,11 @@ def out():
 def test_every_row_read_is_curated_or_rejected_with_a_stage_and_reason(out):
     raw, rejects = out["raw_problems"], data_rejects(out)
     train, evaluation = out["train_problems"], out["eval_problems"]
+    validation = out["validation_problems"]
     read = len(raw) + len(out["unreadable_rows"])
     assert read == 300 + 4 + 9 + 4 + 3  # embedded math, embedded code, the three fixture files
-    assert len(raw) + len(out["unreadable_rows"]) == len(train) + len(evaluation) + len(rejects)
+    kept = len(train) + len(evaluation) + len(validation)
+    assert len(raw) + len(out["unreadable_rows"]) == kept + len(rejects)
     assert rejects["reject_reason"].notna().all() and set(rejects["stage"]) <= set(STAGES)
     by_stage = rejects.groupby("stage")["reject_reason"].apply(list).to_dict()
     assert len(by_stage["read"]) == 4  # two bad JSON lines, two rows without an answer
@@ -77,7 +78,9 @@ def test_every_row_read_is_curated_or_rejected_with_a_stage_and_reason(out):
         "not_single_answer",
         "proof",
     ]
-    assert not set(train["id"]) & set(evaluation["id"]) and len(evaluation) == 30
+    assert len(evaluation) == 30 and len(validation) == 20
+    splits = [set(split["id"]) for split in (train, evaluation, validation)]
+    assert sum(map(len, splits)) == len(set.union(*splits))  # no problem in two splits
     problems = frame_to_problems(pd.concat([train, evaluation]))
     assert {p.source for p in problems} >= {"math_style", "gsm8k_style", "code_style"}
     gcd = next(p for p in problems if p.id == "gcd")  # stored output 20 fixed to 25, tests added
@@ -105,6 +108,7 @@ def test_same_seed_same_curation(out, problem_sources):
     again = curated(problem_sources)
     pd.testing.assert_frame_equal(out["eval_problems"], again["eval_problems"])
     pd.testing.assert_frame_equal(out["train_problems"], again["train_problems"])
+    pd.testing.assert_frame_equal(out["validation_problems"], again["validation_problems"])
 
 
 def test_pass_rates_can_be_rethresholded_without_sampling(out):
@@ -146,6 +150,7 @@ def test_the_report_counts_every_stage_per_source_and_plots_the_funnel(out):
         out["raw_problems"],
         pd.concat([rejects, dropped]),
         out["eval_problems"],
+        out["validation_problems"],
         out["translation_log"],
         stage1,
         stage1.head(10),
@@ -165,6 +170,7 @@ def test_the_report_counts_no_translation_when_nothing_was_translated(out):
         out["raw_problems"],
         data_rejects(out),
         out["eval_problems"],
+        out["validation_problems"],
         pd.DataFrame(),
         out["train_problems"],
         out["train_problems"],
@@ -286,20 +292,12 @@ def test_collect_rejects_holds_every_stages_rejects(out):
     assert collected["reject_reason"].notna().all()
 
 
-def _embedded_math(quick_share: float) -> pd.DataFrame:
+def test_curation_math_levels_reach_the_generator():
+    """The embedded problems' levels are the configured ones: chains of that many operations."""
     curation = MICRO["params:curation"]
-    styles = StyleMix(quick_share=quick_share, hurried_if_quick=1.0, hurried_if_plain=0.0)
-    math = curation.math.model_copy(update={"styles": styles})
+    math = curation.math.model_copy(update={"levels": {2: 1.0, 6: 1.0}})
     frame = generate_embedded_problems(curation.model_copy(update={"math": math}), seed=0)
-    return frame[frame["kind"] == "math"]
-
-
-def test_the_embedded_math_traces_come_in_the_configured_mix_of_styles():
-    """curation.math.styles reaches the generator: no quick question and none hurried at 0,
-    about half at 0.5, each quick question hurried (as asked here), the same numbers."""
-    plain, mixed = _embedded_math(0.0), _embedded_math(0.5)
-    assert list(plain["answer"]) == list(mixed["answer"])
-    assert set(plain["reference"].map(trace_style)) == {"full"}
-    hurried = mixed["reference"].map(trace_style) == "hurried"
-    assert 0.4 < hurried.mean() < 0.6
-    assert (mixed["prompt"].str.startswith("Quick question: ") == hurried).all()
+    chains = frame[frame["kind"] == "math"]
+    assert set(chains["difficulty"]) == {2, 6}
+    for prompt, level in zip(chains["prompt"], chains["difficulty"], strict=True):
+        assert prompt.count(". ") == level + 1  # the start, then one sentence per operation

@@ -127,7 +127,7 @@ def _split_and_tokenizer() -> Pipeline:
             Node(
                 nodes.split_train_eval,
                 inputs=["curated_problems", "params:curation", "params:seed"],
-                outputs=["train_problems", "eval_problems"],
+                outputs=["train_problems", "eval_problems", "validation_problems"],
                 name="split_train_eval",
             ),
             Node(
@@ -164,6 +164,7 @@ def _rejects_and_report() -> Pipeline:
                     "raw_problems",
                     "curation_rejects",
                     "eval_problems",
+                    "validation_problems",
                     "translation_log",
                     "rl_problems",
                     "rl_problems_stage2",

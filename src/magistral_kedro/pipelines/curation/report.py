@@ -38,6 +38,7 @@ def curation_report(
     raw: pd.DataFrame,
     rejects: pd.DataFrame,
     evaluation: pd.DataFrame,
+    validation: pd.DataFrame,
     translation_log: pd.DataFrame,
     rl_stage1: pd.DataFrame,
     rl_stage2: pd.DataFrame,
@@ -47,8 +48,11 @@ def curation_report(
     keys = ["source", "kind"]
     read_rejects = rejects[rejects["stage"] == "read"]
     entering = pd.concat([raw[keys], read_rejects[keys].fillna({"kind": "?"})])
-    held_out = rejects_of(evaluation, "split", "held out for evaluation")
-    drops = pd.concat([rejects, held_out], ignore_index=True, sort=False).fillna({"kind": "?"})
+    held_out = [
+        rejects_of(evaluation, "split", "held out for evaluation"),
+        rejects_of(validation, "split", "held out for validation"),
+    ]
+    drops = pd.concat([rejects, *held_out], ignore_index=True, sort=False).fillna({"kind": "?"})
     rows = []
     for (source, kind), group in entering.groupby(keys, dropna=False):
         n = len(group)
@@ -76,6 +80,7 @@ def curation_report(
     metrics |= {
         "curation/rows_read": len(entering),
         "curation/eval": len(evaluation),
+        "curation/validation": len(validation),
         "curation/rl_stage1": len(rl_stage1),
         "curation/rl_stage2": len(rl_stage2),
         "curation/translated": int((status == "translated").sum()),
