@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from magistral_kedro.grpo import greedy_collate, magistral_advantages, magistral_loss
-from magistral_kedro.grpo.core import group_advantages
+from magistral_kedro.grpo.core import group_advantages, rejection_sampling_advantages
 from magistral_kedro.training.distributed import loss_denominator
 
 
@@ -147,3 +147,25 @@ def test_keeping_non_diverse_groups_keeps_them_with_advantage_zero():
     every_row = torch.zeros(4, dtype=torch.long)
     kept = magistral_advantages(rewards, groups, every_row, normalise=False)
     assert kept.tolist() == [0.5, -0.5, 0.0, 0.0]
+
+
+def test_rejection_sampling_is_sft_on_the_right_answers():
+    """Advantage 1 on the trained right answers, 0 elsewhere; at ratio 1 the loss's gradient
+    is that of the token-mean negative log-likelihood of those answers."""
+    correct = torch.tensor([True, False, True, True])
+    minibatch = torch.tensor([0, -1, 0, -1])
+    advantages = rejection_sampling_advantages(correct, minibatch)
+    assert advantages.tolist() == [1.0, 0.0, 1.0, 0.0]
+    logits = torch.randn(4, 5, requires_grad=True)
+    logprobs = torch.nn.functional.logsigmoid(logits)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    kept = mask * advantages[:, None]
+    loss, _ = magistral_loss(
+        logprobs, logprobs.detach(), advantages, kept, 0.2, 0.28, total_tokens=float(kept.sum())
+    )
+    (grad,) = torch.autograd.grad(loss, logits, retain_graph=True)
+    nll = -(logprobs * kept).sum() / kept.sum()
+    (expected,) = torch.autograd.grad(nll, logits)
+    assert torch.allclose(grad, expected) and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="minibatch"):
+        rejection_sampling_advantages(correct, minibatch[:2])

@@ -230,3 +230,21 @@ def test_the_update_never_holds_the_whole_logits(setup):
     trainer_logprobs(engine, minibatch, GRPO, 0)
     minibatch_loss(engine, minibatch, GRPO, 0)
     assert len(shapes) == 2 and all(len(shape) == 2 for shape in shapes), shapes
+
+
+def test_rejection_sampling_fine_tuning_trains_on_every_right_answer_alone(setup):
+    """rs_ft keeps the right completions, of all-equal groups too (GRPO drops those), each with
+    advantage 1, and leaves out the wrong ones; its update raises the right answers."""
+    engine, prompt, completions = setup
+    mixed = _rollout(engine.model, prompt, completions, (1.1, 0.1))
+    right = _rollout(engine.model, prompt, completions, (1.1, 1.1))
+    plan = dataclasses.replace(mixed.plan, problem_indices=[0, 0])
+    both = Rollout(plan, mixed.groups + right.groups, mixed.rewards + right.rewards, 0.0, 0.0)
+    rs_ft = dataclasses.replace(GRPO, objective="rs_ft", tis="off")
+    batch = make_batch(both, [prompt], 0, rs_ft, seed=0)
+    assert (batch.minibatch >= 0).tolist() == [True, False, True, True]
+    assert batch.advantages.tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert make_batch(both, [prompt], 0, GRPO, seed=0).kept == 2
+    before = _logprob_sums(engine.model, prompt, completions)
+    update(engine, batch, rs_ft)
+    assert (_logprob_sums(engine.model, prompt, completions) - before)[0] > 0

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 
 from magistral_kedro.grpo.config import GRPOConfig
-from magistral_kedro.grpo.core import group_advantages, magistral_advantages
+from magistral_kedro.grpo.core import (
+    group_advantages,
+    magistral_advantages,
+    rejection_sampling_advantages,
+)
 from magistral_kedro.grpo.rollouts import Rollout
 from magistral_kedro.training import distributed
 from magistral_kedro.training.batching import collate_causal_lm
@@ -123,6 +127,17 @@ def _minibatches(
     return minibatch, [int(k) for k in order]
 
 
+def _kept(
+    rewards: torch.Tensor, group_index: torch.Tensor, correct: torch.Tensor, grpo: GRPOConfig
+) -> torch.Tensor:
+    """[N] bool, the rows trained on: for rejection-sampling fine-tuning the right answers; for
+    GRPO the members of groups whose rewards differ (all, if ``drop_non_diverse_groups`` is off)."""
+    if grpo.objective == "rs_ft":
+        return correct
+    _, diverse = group_advantages(rewards, group_index)
+    return diverse if grpo.drop_non_diverse_groups else torch.ones_like(diverse)
+
+
 def make_batch(
     rollout: Rollout,
     prompt_ids: Sequence[list[int]],
@@ -131,8 +146,8 @@ def make_batch(
     seed: int,
 ) -> StepBatch:
     """The step's batch (a collective: every rank calls it): every rank's rewards gathered,
-    non-diverse groups dropped (unless ``grpo.drop_non_diverse_groups`` is off), the kept rows
-    dealt into ``grpo.n_minibatches`` minibatches with (seed, step), and their advantages."""
+    the rows to train on kept (:func:`_kept`), dealt into ``grpo.n_minibatches`` minibatches
+    with (seed, step), and their advantages."""
     group_ids = [g for g, group in enumerate(rollout.groups) for _ in group]
     everyone = distributed.all_gather_objects((len(rollout.groups), group_ids, _stats(rollout)))
     stats: list[CompletionStats] = []
@@ -145,12 +160,14 @@ def make_batch(
         stats += of_rank
         n_groups += count
     rewards, group_index = torch.tensor([s.total for s in stats]), torch.tensor(groups)
-    _, diverse = group_advantages(rewards, group_index)
-    keep = diverse if grpo.drop_non_diverse_groups else torch.ones_like(diverse)
+    keep = _kept(rewards, group_index, torch.tensor([s.correct > 0 for s in stats]), grpo)
     minibatch, order = _minibatches(keep, rows_of_rank, grpo.n_minibatches, seed, rollout.plan.step)
-    advantages = magistral_advantages(
-        rewards, group_index, minibatch, grpo.normalise_minibatch_advantages
-    )
+    if grpo.objective == "rs_ft":
+        advantages = rejection_sampling_advantages(keep, minibatch)
+    else:
+        advantages = magistral_advantages(
+            rewards, group_index, minibatch, grpo.normalise_minibatch_advantages
+        )
     flat = rollout.completions()
     input_ids, lengths, loss_mask, logprobs = padded_rows(
         [prompt_ids[i] for i, _ in flat],

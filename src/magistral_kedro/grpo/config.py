@@ -44,6 +44,10 @@ class GRPOConfig:
     #: Normalise the kept advantages over each minibatch (docs/recipe.md, section 1). False
     #: trains on r - mean(group) as it is: an ablation.
     normalise_minibatch_advantages: bool = True
+    #: grpo: Magistral's GRPO. rs_ft: rejection-sampling fine-tuning, the baseline GRPO is
+    #: measured against at matched compute: the same sampling, and each step fine-tunes on the
+    #: completions whose answer is right (advantage 1), every other one left out.
+    objective: Literal["grpo", "rs_ft"] = "grpo"
     max_tokens_per_microbatch: Positive = 8192
     generation_batch_size: Positive = 256
     checkpoint_every: Positive = 10

@@ -91,6 +91,23 @@ def magistral_advantages(
     return advantages
 
 
+def rejection_sampling_advantages(correct: torch.Tensor, minibatch: torch.Tensor) -> torch.Tensor:
+    """Rejection-sampling fine-tuning's advantages: 1 for a trained completion whose answer is
+    right, else 0. With them :func:`magistral_loss` at ratio 1 is the token-mean negative
+    log-likelihood of the right completions, SFT on them.
+
+    Args:
+        correct: [N] bool, the answer of each completion is right.
+        minibatch: [N] as in :func:`magistral_advantages`, -1 for rows not trained.
+
+    Returns:
+        [N] float32.
+    """
+    if correct.shape != minibatch.shape:
+        raise ValueError(f"correct and minibatch must be [N], got {tuple(correct.shape)}")
+    return (correct & (minibatch >= 0)).float()
+
+
 def magistral_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
