@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import real_model
+from benchmarks import dynamics, real_model
 from benchmarks._common import ROOT, spread
 from benchmarks.ablations import (
     ARMS,
@@ -247,3 +247,43 @@ def test_the_real_model_json_names_the_code_each_seed_ran(monkeypatch):
     assert real_model.summarise(runs, params="")["code_version"] == (
         "seed 0: abc1234; seed 1: def5678 (chain), abc1234 (instruct evaluation)"
     )
+
+
+def test_the_phase_where_length_moves_ends_where_the_trailing_mean_covers_most_of_it():
+    steps = list(range(1, 101))
+    flat = [50.0] * 100
+    assert dynamics.growth_phase_end(steps, flat) is None
+    ramp = [50.0 + min(step, 40) for step in steps]  # grows until step 40, then holds
+    end = dynamics.growth_phase_end(steps, ramp)
+    assert end is not None and 35 <= end <= 50
+    jump = [50.0] * 3 + [80.0] * 97  # moves at once: the phase is over within a window of it
+    assert dynamics.growth_phase_end(steps, jump) <= 3 + dynamics.WINDOW
+    assert dynamics.growth_phase_end(steps, [50.0 + 0.02 * s for s in steps]) is None  # < 5%
+
+
+def test_writing_gain_compares_all_written_with_none_at_each_k():
+    rows = []
+    for k in (2, 3, 4):
+        for written, correct in ((0, 0.0), (k - 1, 1.0)):
+            rows += [{"difficulty": k, "written": written, "correct": correct}] * dynamics.MIN_CELL
+    frame = pd.DataFrame(rows)
+    assert dynamics.writing_gain(frame) == 1.0  # k = 2 left out: k >= 3 only
+    few = frame[~((frame["difficulty"] == 4) & (frame["written"] == 0))]
+    assert dynamics.writing_gain(few) == 1.0  # k = 4 lacks a cell; k = 3 remains
+    assert math.isnan(dynamics.writing_gain(few[few["difficulty"] != 3]))
+
+
+def test_holm_adjusts_step_down_and_verdicts_follow_the_stated_rules():
+    adjusted = dynamics.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
+    assert adjusted["a"] == pytest.approx(0.03) and adjusted["c"] == pytest.approx(0.06)
+    assert adjusted["b"] == pytest.approx(0.06) and math.isnan(adjusted["d"])
+    assert dynamics._verdict({"p_holm": 0.01, "mean": 0.2}, 3) == "yes"
+    assert dynamics._verdict({"p_holm": 0.01, "mean": -0.2}, 3) == "no"
+    assert dynamics._verdict({"p_holm": 0.2, "mean": 0.2}, 3) == "not at this scale"
+    assert dynamics._verdict({"p_holm": 0.01, "mean": 0.2}, 2) == "pending"
+
+
+def test_the_dynamics_criteria_are_the_docstrings_and_name_every_claim():
+    criteria = dynamics.__doc__.split("Criteria, fixed before any run")[1]
+    for claim in dynamics.CLAIMS:
+        assert f"``{claim}``" in criteria

@@ -1,0 +1,373 @@
+"""The paper's claims on the chained-arithmetic task, which does not build them in.
+
+    .venv/bin/python -m benchmarks.dynamics [--seeds 42,7,1] [--split heldout|validation]
+        [--problems 300] [--k 4] [--workdir DIR]
+
+Per seed, in a scratch copy of the project (``<workdir>/seed_<s>``, kept between calls):
+
+1. ``kedro run --params seed=<s>``: the embedded default, whole (curation, SFT, GRPO, the
+   evaluations, the analysis); its wall time is the default run's.
+2. ``kedro run --pipeline rl --params seed=<s>,rl.grpo.objective=rs_ft``: rejection-sampling
+   fine-tuning (RS-FT) from the same SFT model at matched compute: the same RL set, the same
+   prompts in the same order (the seed draws them), the same completions per step (n_prompts x
+   G, sampled from the model being trained) and the same optimiser steps and settings; each
+   step fine-tunes on the completions whose answer is right.
+3. The SFT, GRPO (SFT + RL) and RS-FT models answer the same problems: the first
+   ``--problems`` math problems of the held-out split (or of the validation split, with
+   ``--split validation``: where settings are chosen), once greedily and ``--k`` times at T = 1,
+   as long as GRPO's stage allows, graded by the recipe's reward.
+
+Each seed's record is written to ``<out>_runs/seed_<s>.json`` as soon as it is done (commit it
+then: the seeds may span several sessions), and a later call reuses it; every call rebuilds
+``data/08_reporting/benchmarks/dynamics.json`` (``dynamics_validation.json`` for the validation
+split) from the records there.
+
+Criteria, fixed before any run (the verdicts follow from them mechanically)
+--------------------------------------------------------------------------
+Every claim is a per-seed number ``d`` whose sign says whether the seed agrees with the paper.
+Over the n seeds (at least 3; with fewer every verdict is ``pending``) a one-sample two-sided
+t-test of mean(d) = 0, on n - 1 degrees of freedom, gives a p-value; the claims are
+``len(CLAIMS)`` comparisons, so the p-values are adjusted by Holm's method. Verdict: ``yes``
+if the adjusted p is below 0.05 and mean(d) > 0; ``no`` if below 0.05 and mean(d) < 0; else
+``not at this scale``. The claims and their ``d``:
+
+- ``writing_out_pays`` (the task's premise, not the paper's claim): SFT's sampled answers to
+  problems of k >= 3 operations, accuracy of those writing every intermediate result minus
+  those writing none, averaged over the k whose two cells hold at least 10 answers each.
+- ``rl_beats_sft``: held-out pass@1 (4 samples, T = 1) of SFT + RL minus SFT's.
+- ``rl_beats_rs_ft``: pass@1 of SFT + RL minus RS-FT's (the claim of RL proper: its gain over
+  a baseline that samples as much and trains on the right answers).
+- ``length_grows_along_grpo``: log(mean completion tokens of GRPO's last 10 steps / first 10).
+- ``length_grows_most_on_hard_problems``: the increase in mean answer tokens from SFT to
+  SFT + RL on the sampled answers to problems of k >= 4 operations, minus that on k <= 2.
+- ``reward_and_length_share_a_direction``: the cosine between the directions of reward and of
+  length in the PCA plane of GRPO's checkpoints (the analysis pipeline's). Measurable only
+  when every seed has at least 5 checkpoints inside the phase where length moves; else the
+  verdict is ``not measurable``.
+
+The phase where length moves: the mean completion tokens of the last 10 steps minus that of
+the first 10 is the change; unless it is at least 5% of the first, length does not move (no
+phase). Else the phase runs from step 1 to the first step where the trailing 10-step mean has
+covered 90% of the change; the checkpoints inside it are those at or before that step.
+
+Not measured here: whether length keeps growing once the curriculum raises l_max (a run of
+several hundred steps; open work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from scipy import stats as scipy_stats
+
+from benchmarks._common import OUT, ROOT, code_version, kedro_run, latest_model, scratch_project
+from magistral_kedro.evaluation import grade_samples, summarise
+from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
+from magistral_kedro.models import load_checkpoint, tokenizer_of
+from magistral_kedro.rewards import RewardConfig
+from magistral_kedro.tasks.math import steps_written
+
+CLAIMS = (
+    "writing_out_pays",
+    "rl_beats_sft",
+    "rl_beats_rs_ft",
+    "length_grows_along_grpo",
+    "length_grows_most_on_hard_problems",
+    "reward_and_length_share_a_direction",
+)
+ALPHA = 0.05
+MIN_SEEDS = 3
+WINDOW = 10  # steps: the first and the last window of a run
+MIN_MOVE = 0.05  # of the first window's length: below, length does not move
+PHASE_SHARE = 0.9  # of the change: where the phase in which length moves ends
+MIN_CELL = 10  # answers in each cell of writing_out_pays
+MIN_IN_GROWTH = 5  # checkpoints inside the phase, for the PCA's claim
+EVAL_SEED = 7
+MODELS = ("sft", "sft_rl", "rs_ft")
+
+
+def growth_phase_end(steps: list[int], tokens: list[float]) -> int | None:
+    """The step at which the phase where length moves ends (module docstring), or None when
+    length does not move."""
+    first, last = float(np.mean(tokens[:WINDOW])), float(np.mean(tokens[-WINDOW:]))
+    change = last - first
+    if abs(change) < MIN_MOVE * first:
+        return None
+    for i, step in enumerate(steps):
+        trailing = float(np.mean(tokens[max(0, i + 1 - WINDOW) : i + 1]))
+        if (trailing - first) / change >= PHASE_SHARE:
+            return step
+    return steps[-1]
+
+
+def _mean_by(frame: pd.DataFrame, key: str, column: str) -> dict[str, float]:
+    return {str(k): float(v) for k, v in frame.groupby(key)[column].mean().items()}
+
+
+def writing_gain(sampled: pd.DataFrame) -> float:
+    """Accuracy writing every intermediate result minus writing none, averaged over k >= 3
+    where both cells hold at least MIN_CELL answers; NaN if none does."""
+    gains = []
+    for k, rows in sampled[sampled["difficulty"] >= 3].groupby("difficulty"):
+        every = rows[rows["written"] == k - 1]["correct"]
+        none = rows[rows["written"] == 0]["correct"]
+        if len(every) >= MIN_CELL and len(none) >= MIN_CELL:
+            gains.append(float(every.mean()) - float(none.mean()))
+    return statistics.fmean(gains) if gains else math.nan
+
+
+def _answers(model: Path, problems: pd.DataFrame, k: int, l_max: int) -> pd.DataFrame:
+    """One row per answer of ``model`` (greedy and ``k`` at T = 1), graded, with ``written``."""
+    raw = yaml.safe_load((ROOT / "conf/base/parameters.yml").read_text())["reward"]
+    reward = RewardConfig(**{**raw, "l_max": l_max, "l_cache": min(raw["l_cache"], l_max // 4)})
+    sampling = SamplingConfig(max_new_tokens=l_max, temperature=1.0, batch_size=256)
+    checkpoint = load_checkpoint(model)
+    with open_generator(checkpoint, GenerationConfig(), EVAL_SEED) as generator:
+        table = grade_samples(
+            generator, tokenizer_of(checkpoint), problems, "none", sampling, reward,
+            EVAL_SEED, k, 1.0, True,
+        )  # fmt: skip
+    table["correct"] = table["correct"].astype(float)
+    return table.assign(written=table["completion"].map(steps_written))
+
+
+def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
+    sampled = table[table["decoding"] == "sampled"]
+    summary = summarise(table)
+    return {
+        "pass_at_1": summary["pass_at_1"],
+        "greedy_accuracy": summary["greedy_accuracy"],
+        "maj_at_k": summary["maj_at_k"],
+        "mean_tokens": float(sampled["completion_tokens"].mean()),
+        "accuracy_by_k": _mean_by(sampled, "difficulty", "correct"),
+        "length_by_k": _mean_by(sampled, "difficulty", "completion_tokens"),
+        "written_by_k": _mean_by(sampled, "difficulty", "written"),
+        "accuracy_by_steps_written": _mean_by(sampled, "written", "correct"),
+        "accuracy_by_k_and_steps_written": {
+            f"{k}/{m}": float(rows["correct"].mean())
+            for (k, m), rows in sampled.groupby(["difficulty", "written"])
+        },
+        "answers_by_k_and_steps_written": {
+            f"{k}/{m}": len(rows) for (k, m), rows in sampled.groupby(["difficulty", "written"])
+        },
+        "writing_gain": writing_gain(sampled),
+    }
+
+
+def _grpo_runs(project: Path) -> list[dict[str, list[float]]]:
+    """Per GRPO run of ``project``'s MLflow records, oldest first: each step's mean completion
+    tokens and reward."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("magistral_kedro")
+    if experiment is None:
+        raise SystemExit(f"no MLflow experiment 'magistral_kedro' in {project}")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        "metrics.`completion/mean_tokens` >= 0",
+        order_by=["attributes.start_time ASC"],
+    )
+    curves = []
+    for run in runs:
+        curve: dict[str, list[float]] = {}
+        for key in ("completion/mean_tokens", "reward/total", "accuracy"):
+            last = {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+            curve[key] = [last[s] for s in sorted(last)]
+        curves.append(curve)
+    return curves
+
+
+def _trajectory(project: Path, tokens: list[float]) -> dict[str, Any]:
+    """The analysis pipeline's PCA of the GRPO checkpoints, and how many lie in the phase
+    where length moves."""
+    table = pd.read_csv(project / "data/08_reporting/weight_trajectory.csv")
+    found = json.loads((project / "data/08_reporting/weight_trajectory_stats.json").read_text())
+    end = growth_phase_end(list(range(1, len(tokens) + 1)), tokens)
+    steps = [int(s) for s in table["step"]]
+    return {
+        "cosine": found.get("pca", {}).get("cosine_reward_length", math.nan),
+        "checkpoint_steps": steps,
+        "n_checkpoints": len(steps),
+        "growth_phase_end": end,
+        "n_checkpoints_in_growth": 0 if end is None else sum(s <= end for s in steps),
+    }
+
+
+def _problems(project: Path, split: str, n: int) -> pd.DataFrame:
+    name = "eval_problems" if split == "heldout" else "validation_problems"
+    frame = pd.read_json(project / f"data/05_model_input/{name}.jsonl", lines=True, dtype=False)
+    return frame[frame["kind"] == "math"].head(n).reset_index(drop=True)
+
+
+def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Steps 1-3 of the module docstring for ``seed``: its record."""
+    project = scratch_project(args.workdir / f"seed_{seed}")
+    log, record = project / "benchmark.log", {"seed": seed, "code_version": code_version()}
+    began = time.perf_counter()
+    kedro_run(project, "--params", f"seed={seed}", log=log)
+    record["default_run_minutes"] = (time.perf_counter() - began) / 60
+    sft, grpo = latest_model(project, "sft_model"), latest_model(project, "rl_model")
+    began = time.perf_counter()
+    rs_ft_params = f"seed={seed},rl.grpo.objective=rs_ft"
+    kedro_run(project, "--pipeline", "rl", "--params", rs_ft_params, log=log)
+    record["rs_ft_run_minutes"] = (time.perf_counter() - began) / 60
+    rs_ft = latest_model(project, "rl_model")
+    assert sft and grpo and rs_ft and rs_ft != grpo, "a model of the seed's runs is missing"
+    l_max = yaml.safe_load((ROOT / "conf/base/parameters_rl.yml").read_text())["rl"]["curriculum"]
+    problems = _problems(project, args.split, args.problems)
+    record["models"] = {
+        name: _model_figures(_answers(path, problems, args.k, l_max[0]["l_max"]))
+        for name, path in zip(MODELS, (sft, grpo, rs_ft), strict=True)
+    }
+    grpo_curve, rs_ft_curve = _grpo_runs(project)[-2:]
+    record["curves"] = {"sft_rl": grpo_curve, "rs_ft": rs_ft_curve}
+    record["trajectory"] = _trajectory(project, grpo_curve["completion/mean_tokens"])
+    return record
+
+
+def claim_values(record: dict[str, Any]) -> dict[str, float]:
+    """One seed's ``d`` for every claim (module docstring)."""
+    models, tokens = record["models"], record["curves"]["sft_rl"]["completion/mean_tokens"]
+
+    def growth(ks: range) -> float:
+        start, end = models["sft"]["length_by_k"], models["sft_rl"]["length_by_k"]
+        keys = [str(k) for k in ks if str(k) in start and str(k) in end]
+        return statistics.fmean(end[k] - start[k] for k in keys) if keys else math.nan
+
+    return {
+        "writing_out_pays": models["sft"]["writing_gain"],
+        "rl_beats_sft": models["sft_rl"]["pass_at_1"] - models["sft"]["pass_at_1"],
+        "rl_beats_rs_ft": models["sft_rl"]["pass_at_1"] - models["rs_ft"]["pass_at_1"],
+        "length_grows_along_grpo": math.log(np.mean(tokens[-WINDOW:]) / np.mean(tokens[:WINDOW])),
+        "length_grows_most_on_hard_problems": growth(range(4, 7)) - growth(range(1, 3)),
+        "reward_and_length_share_a_direction": record["trajectory"]["cosine"],
+    }
+
+
+def verdicts(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per claim: the per-seed values, their mean, t, degrees of freedom, p, Holm-adjusted p
+    and the verdict, by the module docstring's rules."""
+    values = {claim: [claim_values(r)[claim] for r in records] for claim in CLAIMS}
+    out: dict[str, dict[str, Any]] = {}
+    for claim, per_seed in values.items():
+        finite = [v for v in per_seed if math.isfinite(v)]
+        test = scipy_stats.ttest_1samp(finite, 0.0) if len(finite) >= 2 else None
+        out[claim] = {
+            "per_seed": per_seed,
+            "mean": statistics.fmean(finite) if finite else math.nan,
+            "t": float(test.statistic) if test else math.nan,
+            "df": len(finite) - 1,
+            "p": float(test.pvalue) if test else math.nan,
+        }
+    adjusted = holm({claim: figures["p"] for claim, figures in out.items()})
+    measurable = all(r["trajectory"]["n_checkpoints_in_growth"] >= MIN_IN_GROWTH for r in records)
+    for claim, figures in out.items():
+        figures["p_holm"] = adjusted[claim]
+        figures["verdict"] = _verdict(figures, len(records))
+        if claim == "reward_and_length_share_a_direction" and records and not measurable:
+            figures["verdict"] = "not measurable"
+    return out
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of ``p_values`` (NaN stays NaN and does not count)."""
+    finite = sorted((p, name) for name, p in p_values.items() if math.isfinite(p))
+    adjusted, running = dict.fromkeys(p_values, math.nan), 0.0
+    for rank, (p, name) in enumerate(finite):
+        running = max(running, min(1.0, (len(finite) - rank) * p))
+        adjusted[name] = running
+    return adjusted
+
+
+def _verdict(figures: dict[str, Any], n_seeds: int) -> str:
+    if n_seeds < MIN_SEEDS:
+        return "pending"
+    if math.isfinite(figures["p_holm"]) and figures["p_holm"] < ALPHA:
+        return "yes" if figures["mean"] > 0 else "no"
+    return "not at this scale"
+
+
+def _per_seed(records: list[dict[str, Any]], model: str, key: str) -> dict[str, list[float]]:
+    """``{key value: [one value per seed]}`` of a model's figure (NaN where a seed lacks it)."""
+    keys = sorted({k for r in records for k in r["models"][model][key]}, key=_natural)
+    return {k: [r["models"][model][key].get(k, math.nan) for r in records] for k in keys}
+
+
+def _natural(key: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in key.split("/"))
+
+
+def report(records: list[dict[str, Any]], split: str) -> dict[str, Any]:
+    """The JSON of the issue's shape: figures per seed (lists in the order of ``seeds``)."""
+    records = sorted(records, key=lambda r: r["seed"])
+    return {
+        "code_version": sorted({r["code_version"] for r in records}),
+        "split": split,
+        "seeds": [r["seed"] for r in records],
+        "criteria": __doc__.split("Criteria, fixed before any run")[1].split("Not measured")[0],
+        "verdicts": verdicts(records),
+        "sft": {
+            "accuracy_by_k": _per_seed(records, "sft", "accuracy_by_k"),
+            "accuracy_by_steps_written": _per_seed(records, "sft", "accuracy_by_steps_written"),
+            "accuracy_by_k_and_steps_written": _per_seed(
+                records, "sft", "accuracy_by_k_and_steps_written"
+            ),
+        },
+        "grpo": {
+            "length_by_k_start": _per_seed(records, "sft", "length_by_k"),
+            "length_by_k_end": _per_seed(records, "sft_rl", "length_by_k"),
+            "written_by_k_start": _per_seed(records, "sft", "written_by_k"),
+            "written_by_k_end": _per_seed(records, "sft_rl", "written_by_k"),
+        },
+        "rs_ft": {"length_by_k_end": _per_seed(records, "rs_ft", "length_by_k")},
+        f"{split}_pass_at_1": {m: [r["models"][m]["pass_at_1"] for r in records] for m in MODELS},
+        f"{split}_greedy_accuracy": {
+            m: [r["models"][m]["greedy_accuracy"] for r in records] for m in MODELS
+        },
+        "cosine": [r["trajectory"]["cosine"] for r in records],
+        "n_checkpoints": [r["trajectory"]["n_checkpoints"] for r in records],
+        "n_checkpoints_in_growth": [r["trajectory"]["n_checkpoints_in_growth"] for r in records],
+        "default_run_minutes": [r["default_run_minutes"] for r in records],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="42,7,1")
+    parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
+    parser.add_argument("--problems", type=int, default=300)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "09_dynamics")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    name = "dynamics" if args.split == "heldout" else "dynamics_validation"
+    kept = OUT / f"{name}_runs"
+    kept.mkdir(parents=True, exist_ok=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        path = kept / f"seed_{seed}.json"
+        if not path.exists():
+            path.write_text(json.dumps(one_seed(seed, args), indent=1))
+            print(f"seed {seed}: written {path}", flush=True)
+    records = [json.loads(p.read_text()) for p in sorted(kept.glob("seed_*.json"))]
+    result = report(records, args.split)
+    (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
+    for claim, figures in result["verdicts"].items():
+        print(f"{claim:<38} mean {figures['mean']:+.4f}  p_holm {figures['p_holm']:.3g}  "
+              f"{figures['verdict']}")  # fmt: skip
+    print(f"written: {OUT / f'{name}.json'} ({len(records)} seeds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
