@@ -5,9 +5,9 @@
 
 For each seed, a scratch copy of the project under ``--workdir`` (``seed_<N>``, kept: a second
 recipe reuses its curated data) runs ``kedro run --pipeline curation --to-outputs
-train_problems,eval_problems,tokenizer`` once, then ``kedro run --pipeline sft`` with
-``seed=<N>`` and ``--params`` (the recipe under test, e.g. ``sft.engine.optim.lr=1e-3``). The
-seed changes everything: the generated problems, the split, the initial weights, the data
+train_problems,eval_problems,validation_problems,tokenizer`` once, then ``kedro run --pipeline
+sft`` with ``seed=<N>`` and ``--params`` (the recipe under test, e.g.
+``sft.engine.optim.lr=1e-3``). The seed changes everything: the generated problems, the split, the initial weights, the data
 order. ``--jobs 2`` runs two seeds at a time, each on ``cores / jobs`` torch threads (on 2
 cores, 1.2x the throughput of one run on both).
 
@@ -32,7 +32,7 @@ import mlflow
 
 from benchmarks._common import OUT, ROOT, kedro_run, scratch_project, spread
 
-CURATED = "train_problems,eval_problems,tokenizer"
+CURATED = "train_problems,eval_problems,validation_problems,tokenizer"
 EVAL_METRICS = ("greedy_accuracy", "pass_at_1", "maj_at_k", "format_rate")
 
 

@@ -122,7 +122,9 @@ def load_sources() -> dict[str, list[dict[str, Any]]]:
 
 def curated(problem_sources: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """The curation pipeline up to the split and the tokenizer (no model needed)."""
-    pipeline = curation().to_outputs("train_problems", "eval_problems", "tokenizer")
+    pipeline = curation().to_outputs(
+        "train_problems", "eval_problems", "validation_problems", "tokenizer"
+    )
     return run(pipeline, {**MICRO, "problem_sources": problem_sources})
 
 

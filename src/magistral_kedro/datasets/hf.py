@@ -63,7 +63,7 @@ class _HFDirectoryDataset(AbstractVersionedDataset):
                 f"{error} -- nothing saved there yet: the pipeline that writes it has not run. "
                 "`kedro run` runs every pipeline in order (curation -> sft -> rl ...); "
                 "`kedro run --pipeline curation --to-outputs train_problems,eval_problems,"
-                "tokenizer` curates without any model."
+                "validation_problems,tokenizer` curates without any model."
             ) from error
 
     def _fresh_save_dir(self) -> Path:

@@ -16,7 +16,7 @@ def _curated_and_sft(problem_sources, tmp_path):
     data = {
         k: v
         for k, v in curated(problem_sources).items()
-        if k in ("tokenizer", "train_problems", "eval_problems")
+        if k in ("tokenizer", "train_problems", "eval_problems", "validation_problems")
     }
     sft_inputs = {"params:sft": sft_params(str(tmp_path / "sft")), "params:sft_eval": SFT_EVAL}
     return data, run(sft(), {**MICRO, **sft_inputs, **data})

@@ -12,6 +12,7 @@ def test_sft_pipeline_on_micro_parameters(problem_sources, tmp_path):
         "params:sft": sft_params(str(tmp_path / "state")),
         "params:sft_eval": SFT_EVAL,
         **{k: data[k] for k in ("tokenizer", "train_problems", "eval_problems")},
+        "validation_problems": data["validation_problems"],
     }
     out = run(sft(), inputs)
     data = out["sft_data_metrics"]

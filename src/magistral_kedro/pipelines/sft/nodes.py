@@ -48,17 +48,18 @@ def initialise_model(
 
 def build_sft_examples(
     train: pd.DataFrame,
-    evaluation: pd.DataFrame,
+    validation: pd.DataFrame,
     base_model: ModelSource,
     prompt: PromptParams,
     sft: SFTParams,
 ) -> tuple[dict[str, list[SFTExample]], dict[str, Any]]:
-    """Tokenised (prompt, reference) pairs of the chosen kinds (``train`` and ``eval``), and
+    """Tokenised (prompt, reference) pairs of the chosen kinds: ``train``, and ``validation``
+    (whose loss SFT logs as it goes, ``sft/eval_loss``; the held-out split stays unseen), and
     counts of what was left out."""
     tokenizer = tokenizer_of(base_model)
     splits: dict[str, list[SFTExample]] = {}
     stats: dict[str, float] = {}
-    for name, frame in (("train", train), ("eval", evaluation)):
+    for name, frame in (("train", train), ("validation", validation)):
         usable = frame[frame["kind"].isin(sft.kinds) & frame["reference"].notna()]
         examples, too_long = tokenize_examples(
             build_prompts(usable, tokenizer, prompt.system_prompt),
@@ -100,7 +101,7 @@ def train_sft_model(
     return train_sft(
         base_model,
         examples["train"],
-        examples["eval"],
+        examples["validation"],
         engine_config=sft.engine,
         loop=sft.loop,
         checkpoint_dir=sft.checkpoint_dir,

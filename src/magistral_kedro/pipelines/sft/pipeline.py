@@ -20,7 +20,7 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 nodes.build_sft_examples,
                 inputs=[
                     "train_problems",
-                    "eval_problems",
+                    "validation_problems",
                     "base_model",
                     "params:prompt",
                     "params:sft",
