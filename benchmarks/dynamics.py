@@ -1,17 +1,19 @@
 """The paper's claims on the chained-arithmetic task, which does not build them in.
 
-    .venv/bin/python -m benchmarks.dynamics [--seeds 42,7,1] [--split heldout|validation]
-        [--problems 300] [--k 4] [--workdir DIR]
+    .venv/bin/python -m benchmarks.dynamics [--seeds 42,7,1] [--env dynamics]
+        [--split heldout|validation] [--problems 300] [--k 4] [--workdir DIR]
+    .venv/bin/python -m benchmarks.dynamics --table    # docs/results.md's table, from the JSON
 
 Per seed, in a scratch copy of the project (``<workdir>/seed_<s>``, kept between calls):
 
-1. ``kedro run --params seed=<s>``: the embedded default, whole (curation, SFT, GRPO, the
-   evaluations, the analysis); its wall time is the default run's.
-2. ``kedro run --pipeline rl --params seed=<s>,rl.grpo.objective=rs_ft``: rejection-sampling
-   fine-tuning (RS-FT) from the same SFT model at matched compute: the same RL set, the same
-   prompts in the same order (the seed draws them), the same completions per step (n_prompts x
-   G, sampled from the model being trained) and the same optimiser steps and settings; each
-   step fine-tunes on the completions whose answer is right.
+1. ``kedro run --env dynamics --params seed=<s>``: the embedded default trained longer than the
+   default run's budget allows (``conf/dynamics``), whole: curation, SFT, GRPO, the evaluations,
+   the analysis.
+2. ``kedro run --env dynamics --pipeline rl --params seed=<s>,rl.grpo.objective=rs_ft``:
+   rejection-sampling fine-tuning (RS-FT) from the same SFT model at matched compute: the same
+   RL set, the same prompts in the same order (the seed draws them), the same completions per
+   step (n_prompts x G, sampled from the model being trained) and the same optimiser steps and
+   settings; each step fine-tunes on the completions whose answer is right.
 3. The SFT, GRPO (SFT + RL) and RS-FT models answer the same problems: the first
    ``--problems`` math problems of the held-out split (or of the validation split, with
    ``--split validation``: where settings are chosen), once greedily and ``--k`` times at T = 1,
@@ -213,14 +215,15 @@ def _problems(project: Path, split: str, n: int) -> pd.DataFrame:
 def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Steps 1-3 of the module docstring for ``seed``: its record."""
     project = scratch_project(args.workdir / f"seed_{seed}")
-    log, record = project / "benchmark.log", {"seed": seed, "code_version": code_version()}
+    log = project / "benchmark.log"
+    record = {"seed": seed, "env": args.env, "code_version": code_version()}
     began = time.perf_counter()
-    kedro_run(project, "--params", f"seed={seed}", log=log)
-    record["default_run_minutes"] = (time.perf_counter() - began) / 60
+    kedro_run(project, "--env", args.env, "--params", f"seed={seed}", log=log)
+    record["run_minutes"] = (time.perf_counter() - began) / 60
     sft, grpo = latest_model(project, "sft_model"), latest_model(project, "rl_model")
     began = time.perf_counter()
     rs_ft_params = f"seed={seed},rl.grpo.objective=rs_ft"
-    kedro_run(project, "--pipeline", "rl", "--params", rs_ft_params, log=log)
+    kedro_run(project, "--env", args.env, "--pipeline", "rl", "--params", rs_ft_params, log=log)
     record["rs_ft_run_minutes"] = (time.perf_counter() - began) / 60
     rs_ft = latest_model(project, "rl_model")
     assert sft and grpo and rs_ft and rs_ft != grpo, "a model of the seed's runs is missing"
@@ -338,20 +341,53 @@ def report(records: list[dict[str, Any]], split: str) -> dict[str, Any]:
         "cosine": [r["trajectory"]["cosine"] for r in records],
         "n_checkpoints": [r["trajectory"]["n_checkpoints"] for r in records],
         "n_checkpoints_in_growth": [r["trajectory"]["n_checkpoints_in_growth"] for r in records],
-        "default_run_minutes": [r["default_run_minutes"] for r in records],
+        "env": sorted({r["env"] for r in records}),
+        "run_minutes": [r["run_minutes"] for r in records],
     }
+
+
+CLAIM_TEXT = {
+    "writing_out_pays": "writing the steps out pays (the task's premise)",
+    "rl_beats_sft": "SFT then RL beats SFT alone (held-out pass@1)",
+    "rl_beats_rs_ft": "RL beats rejection-sampling fine-tuning at matched compute",
+    "length_grows_along_grpo": "output length grows along RL",
+    "length_grows_most_on_hard_problems": "length grows most on the hardest problems",
+    "reward_and_length_share_a_direction": "reward and length grow along one PCA direction",
+}
+
+
+def table(result: dict[str, Any]) -> str:
+    """The claims of ``result`` (a dynamics JSON) as a Markdown table: the per-seed values,
+    their mean, the test and the verdict."""
+    lines = [
+        f"| the paper says | d per seed ({', '.join(map(str, result['seeds']))}) | mean | "
+        "t (df) | p, Holm | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for claim, f in result["verdicts"].items():
+        values = ", ".join(f"{v:+.3f}" for v in f["per_seed"])
+        lines.append(
+            f"| {CLAIM_TEXT[claim]} | {values} | {f['mean']:+.3f} | {f['t']:.2f} ({f['df']}) | "
+            f"{f['p_holm']:.3f} | **{f['verdict']}** |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="42,7,1")
+    parser.add_argument("--env", default="dynamics", help="the Kedro env of the runs")
     parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
     parser.add_argument("--problems", type=int, default=300)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "09_dynamics")
+    parser.add_argument("--table", action="store_true", help="print the JSON's table, run nothing")
     args = parser.parse_args()
-    torch.set_num_threads(2)
     name = "dynamics" if args.split == "heldout" else "dynamics_validation"
+    if args.table:
+        print(table(json.loads((OUT / f"{name}.json").read_text())))
+        return 0
+    torch.set_num_threads(2)
     kept = OUT / f"{name}_runs"
     kept.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):

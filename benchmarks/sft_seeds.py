@@ -7,9 +7,9 @@ For each seed, a scratch copy of the project under ``--workdir`` (``seed_<N>``, 
 recipe reuses its curated data) runs ``kedro run --pipeline curation --to-outputs
 train_problems,eval_problems,validation_problems,tokenizer`` once, then ``kedro run --pipeline
 sft`` with ``seed=<N>`` and ``--params`` (the recipe under test, e.g.
-``sft.engine.optim.lr=1e-3``). The seed changes everything: the generated problems, the split, the initial weights, the data
-order. ``--jobs 2`` runs two seeds at a time, each on ``cores / jobs`` torch threads (on 2
-cores, 1.2x the throughput of one run on both).
+``sft.engine.optim.lr=1e-3``). The seed changes everything: the generated problems, the split,
+the initial weights, the data order. ``--jobs 2`` runs two seeds at a time, each on ``cores /
+jobs`` torch threads (on 2 cores, 1.2x the throughput of one run on both).
 
 Read from each run's MLflow records: the ``sft_eval`` metrics (greedy accuracy, pass@1, maj@k
 on the held-out problems) and the loss curves. Printed per seed and as mean +- sample standard

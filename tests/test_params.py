@@ -29,7 +29,7 @@ SECTIONS = {
 }
 
 
-@pytest.mark.parametrize("env", ["base", "micro"])
+@pytest.mark.parametrize("env", ["base", "micro", "dynamics"])
 def test_shipped_parameters_validate(env):
     raw = raw_parameters(env)
     for name, model in SECTIONS.items():
@@ -103,3 +103,15 @@ def test_a_real_checkpoint_directory_is_accepted(micro_checkpoint, tmp_path):
     save_checkpoint(micro_checkpoint, tmp_path)
     raw = raw_parameters("base", model={"name_or_path": str(tmp_path)})["model"]
     assert ModelParams.model_validate(raw).name_or_path == str(tmp_path)
+
+
+def test_the_dynamics_env_trains_longer_and_changes_nothing_else_of_the_recipe():
+    base, longer = raw_parameters("base"), raw_parameters("dynamics")
+    assert (
+        longer["sft"]["engine"]["optim"]["max_steps"] > base["sft"]["engine"]["optim"]["max_steps"]
+    )
+    assert longer["rl"]["engine"]["optim"]["max_steps"] > base["rl"]["engine"]["optim"]["max_steps"]
+    for section in ("rl", "sft"):
+        for key in ("grpo", "curriculum", "loop"):
+            assert longer[section].get(key) == base[section].get(key), (section, key)
+    assert longer["curation"] == base["curation"] and longer["reward"] == base["reward"]

@@ -34,8 +34,10 @@ from magistral_kedro.tasks.schema import LANGUAGES, Problem
 #: Difficulty levels: the number of operations in the chain.
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 SYMBOLS = {"add": "+", "sub": "-", "mul": "×"}
-#: Multiplication only from values up to this (by 2 to 5), so every value stays under ~400.
-MULTIPLY_UP_TO = 40
+#: Every value on a chain's way stays in 1..MAX_VALUE (two digits) and every operand is one
+#: digit, so that each step is within reach of the tiny default model's SFT budget: what
+#: makes a chain hard is its length, not its numbers.
+MAX_VALUE = 99
 
 Operation = tuple[str, int]  # ("add" | "sub" | "mul", operand)
 
@@ -46,20 +48,21 @@ def _apply(value: int, operation: Operation) -> int:
 
 
 def _draw_chain(k: int, rng: random.Random) -> tuple[int, list[Operation]]:
-    """A starting number and ``k`` operations; every value on the way is a positive integer."""
-    value = rng.randint(2, 30)
+    """A starting number and ``k`` operations with one-digit operands; every value on the way
+    is in 1..MAX_VALUE."""
+    value = rng.randint(2, 20)
     start, operations = value, []
     for _ in range(k):
-        kinds = ["add"]
+        kinds = ["add"] if value + 9 <= MAX_VALUE else []
         kinds += ["sub"] if value > 1 else []
-        kinds += ["mul"] if value <= MULTIPLY_UP_TO else []
+        kinds += ["mul"] if value * 3 <= MAX_VALUE else []
         kind = rng.choice(kinds)
         if kind == "add":
-            n = rng.randint(1, 30)
+            n = rng.randint(1, 9)
         elif kind == "sub":
-            n = rng.randint(1, min(30, value - 1))
+            n = rng.randint(1, min(9, value - 1))
         else:
-            n = rng.randint(2, 5)
+            n = rng.randint(2, 3)
         operations.append((kind, n))
         value = _apply(value, (kind, n))
     return start, operations
