@@ -6,7 +6,8 @@ Each script prints its figures (all measured in its own run); the output of each
 ``data/08_reporting/benchmarks/<name>.txt``. ``vs_trl`` needs the ``bench`` extra (TRL) and is
 skipped with a note without it. ``gpu_scale`` needs a GPU, ``sft_seeds`` trains SFT once per
 seed (about 15 minutes each on 2 cores) and ``ablations`` GRPO once per arm and seed (about an
-hour in all): they are run on their own (``--only sft_seeds``), as are the real model's
+hour in all): they are run on their own (``--only sft_seeds``), as are ``dynamics`` (the
+paper's claims, an hour a seed), ``default_run`` (two fresh default runs), the real model's
 ``real_model`` (the smol env's chain over 2 seeds: hours) and ``generation_speed`` (both need
 ``make run-smol``).
 """
@@ -42,7 +43,8 @@ def main() -> int:
     unknown = sorted(
         set(chosen)
         - set(SUITE)
-        - {"gpu_scale", "sft_seeds", "ablations", "real_model", "generation_speed"}
+        - {"gpu_scale", "sft_seeds", "ablations", "dynamics", "default_run"}
+        - {"real_model", "generation_speed"}
     )
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; the suite: {', '.join(SUITE)}")

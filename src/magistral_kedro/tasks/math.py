@@ -2,17 +2,17 @@
 
 A problem is a chain of k operations on a starting number; k is its difficulty (1 to 6)::
 
-    Start with 37. Add 15. Multiply by 3. Subtract 4. What is the result?
+    Start with 17. Add 8. Multiply by 3. Subtract 4. What is the result?
 
 Its reference completion, in the Magistral format and the problem's language, works the chain
 out in *segments*. Each segment applies one or more consecutive operations and writes the value
 they reach, so a trace writes some, all or none of the chain's k - 1 intermediate results::
 
     <think>
-    We compute 37 + 15 = 52.
-    Then we compute 52 × 3 - 4 = 152.
+    We compute 17 + 8 = 25.
+    Then we compute 25 × 3 - 4 = 71.
     </think>
-    So the answer is $\\boxed{152}$.
+    So the answer is $\\boxed{71}$.
 
 How many intermediate results a reference writes is drawn at random, independent of k and of
 the prompt: a share q, uniform on [0, 1], per problem, then each intermediate result written
@@ -70,7 +70,7 @@ def _draw_chain(k: int, rng: random.Random) -> tuple[int, list[Operation]]:
 
 def _expression(value: int, operations: Sequence[Operation]) -> str:
     """``value`` then ``operations`` as one expression, bracketed where precedence needs it:
-    ``(37 + 15) × 3 - 4``."""
+    ``(17 + 8) × 3 - 4``."""
     text, additive = str(value), False
     for kind, n in operations:
         if kind == "mul" and additive:
