@@ -27,9 +27,10 @@ split) from the records there.
 Criteria, fixed before any run (the verdicts follow from them mechanically)
 --------------------------------------------------------------------------
 Every claim is a per-seed number ``d`` whose sign says whether the seed agrees with the paper.
-Over the n seeds (at least 3; with fewer every verdict is ``pending``) a one-sample two-sided
-t-test of mean(d) = 0, on n - 1 degrees of freedom, gives a p-value; the claims are
-``len(CLAIMS)`` comparisons, so the p-values are adjusted by Holm's method. Verdict: ``yes``
+Over the n seeds with a value (at least 3; with fewer the verdict is ``pending``) a one-sample
+two-sided t-test of mean(d) = 0, on n - 1 degrees of freedom, gives a p-value; the six claims
+are six comparisons, so the p-values are adjusted by Holm's method over all six (a claim
+without a p-value counts as p = 1). Verdict: ``yes``
 if the adjusted p is below 0.05 and mean(d) > 0; ``no`` if below 0.05 and mean(d) < 0; else
 ``not at this scale``. The claims and their ``d``:
 
@@ -49,8 +50,9 @@ if the adjusted p is below 0.05 and mean(d) > 0; ``no`` if below 0.05 and mean(d
 
 The phase where length moves: the mean completion tokens of the last 10 steps minus that of
 the first 10 is the change; unless it is at least 5% of the first, length does not move (no
-phase). Else the phase runs from step 1 to the first step where the trailing 10-step mean has
-covered 90% of the change; the checkpoints inside it are those at or before that step.
+phase). Else the phase runs from step 1 to the first step, from the 10th on, where the trailing
+10-step mean has covered 90% of the change; the checkpoints inside it are those at or before
+that step.
 
 Not measured here: whether length keeps growing once the curriculum raises l_max (a run of
 several hundred steps; open work).
@@ -71,15 +73,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from scipy import stats as scipy_stats
 
 from benchmarks._common import OUT, ROOT, code_version, kedro_run, latest_model, scratch_project
+from magistral_kedro.check import load_parameters
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
 from magistral_kedro.models import load_checkpoint, tokenizer_of
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.math import steps_written
+from magistral_kedro.tracking import last_per_step
 
 CLAIMS = (
     "writing_out_pays",
@@ -107,10 +110,10 @@ def growth_phase_end(steps: list[int], tokens: list[float]) -> int | None:
     change = last - first
     if abs(change) < MIN_MOVE * first:
         return None
-    for i, step in enumerate(steps):
-        trailing = float(np.mean(tokens[max(0, i + 1 - WINDOW) : i + 1]))
+    for i in range(WINDOW - 1, len(steps)):
+        trailing = float(np.mean(tokens[i + 1 - WINDOW : i + 1]))
         if (trailing - first) / change >= PHASE_SHARE:
-            return step
+            return steps[i]
     return steps[-1]
 
 
@@ -130,11 +133,14 @@ def writing_gain(sampled: pd.DataFrame) -> float:
     return statistics.fmean(gains) if gains else math.nan
 
 
-def _answers(model: Path, problems: pd.DataFrame, k: int, l_max: int) -> pd.DataFrame:
-    """One row per answer of ``model`` (greedy and ``k`` at T = 1), graded, with ``written``."""
-    raw = yaml.safe_load((ROOT / "conf/base/parameters.yml").read_text())["reward"]
-    reward = RewardConfig(**{**raw, "l_max": l_max, "l_cache": min(raw["l_cache"], l_max // 4)})
-    sampling = SamplingConfig(max_new_tokens=l_max, temperature=1.0, batch_size=256)
+def _answers(model: Path, problems: pd.DataFrame, k: int, params: dict[str, Any]) -> pd.DataFrame:
+    """One row per answer of ``model`` (greedy and ``k`` at T = 1, as long as GRPO's first
+    stage allows), graded by the recipe's reward with that stage's length window, with
+    ``written``."""
+    stage = params["rl"]["curriculum"][0]
+    window = {"l_max": stage["l_max"], "l_cache": stage["l_cache"]}
+    reward = RewardConfig(**{**params["reward"], **window})
+    sampling = SamplingConfig(max_new_tokens=stage["l_max"], temperature=1.0, batch_size=256)
     checkpoint = load_checkpoint(model)
     with open_generator(checkpoint, GenerationConfig(), EVAL_SEED) as generator:
         table = grade_samples(
@@ -169,8 +175,8 @@ def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
 
 
 def _grpo_runs(project: Path) -> list[dict[str, list[float]]]:
-    """Per GRPO run of ``project``'s MLflow records, oldest first: each step's mean completion
-    tokens and reward."""
+    """Per GRPO run of ``project``'s MLflow records, oldest first: its steps and each one's
+    mean completion tokens, reward and accuracy."""
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("magistral_kedro")
     if experiment is None:
@@ -184,18 +190,18 @@ def _grpo_runs(project: Path) -> list[dict[str, list[float]]]:
     for run in runs:
         curve: dict[str, list[float]] = {}
         for key in ("completion/mean_tokens", "reward/total", "accuracy"):
-            last = {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
-            curve[key] = [last[s] for s in sorted(last)]
+            last = last_per_step(client.get_metric_history(run.info.run_id, key))
+            curve["step"], curve[key] = [float(s) for s in last], list(last.values())
         curves.append(curve)
     return curves
 
 
-def _trajectory(project: Path, tokens: list[float]) -> dict[str, Any]:
+def _trajectory(project: Path, curve: dict[str, list[float]]) -> dict[str, Any]:
     """The analysis pipeline's PCA of the GRPO checkpoints, and how many lie in the phase
     where length moves."""
     table = pd.read_csv(project / "data/08_reporting/weight_trajectory.csv")
     found = json.loads((project / "data/08_reporting/weight_trajectory_stats.json").read_text())
-    end = growth_phase_end(list(range(1, len(tokens) + 1)), tokens)
+    end = growth_phase_end([int(s) for s in curve["step"]], curve["completion/mean_tokens"])
     steps = [int(s) for s in table["step"]]
     return {
         "cosine": found.get("pca", {}).get("cosine_reward_length", math.nan),
@@ -209,7 +215,8 @@ def _trajectory(project: Path, tokens: list[float]) -> dict[str, Any]:
 def _problems(project: Path, split: str, n: int) -> pd.DataFrame:
     name = "eval_problems" if split == "heldout" else "validation_problems"
     frame = pd.read_json(project / f"data/05_model_input/{name}.jsonl", lines=True, dtype=False)
-    return frame[frame["kind"] == "math"].head(n).reset_index(drop=True)
+    chains = frame[(frame["kind"] == "math") & (frame["source"] == "embedded/math")]
+    return chains.head(n).reset_index(drop=True)
 
 
 def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -222,20 +229,23 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     record["run_minutes"] = (time.perf_counter() - began) / 60
     sft, grpo = latest_model(project, "sft_model"), latest_model(project, "rl_model")
     began = time.perf_counter()
-    rs_ft_params = f"seed={seed},rl.grpo.objective=rs_ft"
+    # Its own resumable state: GRPO's finished run stays (a later call reuses both).
+    rs_ft_params = (
+        f"seed={seed},rl.grpo.objective=rs_ft,rl.checkpoint_dir=data/06_models/rs_ft_state"
+    )
     kedro_run(project, "--env", args.env, "--pipeline", "rl", "--params", rs_ft_params, log=log)
     record["rs_ft_run_minutes"] = (time.perf_counter() - began) / 60
     rs_ft = latest_model(project, "rl_model")
     assert sft and grpo and rs_ft and rs_ft != grpo, "a model of the seed's runs is missing"
-    l_max = yaml.safe_load((ROOT / "conf/base/parameters_rl.yml").read_text())["rl"]["curriculum"]
+    params = load_parameters(project / "conf", args.env, {"seed": seed})
     problems = _problems(project, args.split, args.problems)
     record["models"] = {
-        name: _model_figures(_answers(path, problems, args.k, l_max[0]["l_max"]))
+        name: _model_figures(_answers(path, problems, args.k, params))
         for name, path in zip(MODELS, (sft, grpo, rs_ft), strict=True)
     }
     grpo_curve, rs_ft_curve = _grpo_runs(project)[-2:]
     record["curves"] = {"sft_rl": grpo_curve, "rs_ft": rs_ft_curve}
-    record["trajectory"] = _trajectory(project, grpo_curve["completion/mean_tokens"])
+    record["trajectory"] = _trajectory(project, grpo_curve)
     return record
 
 
@@ -274,21 +284,21 @@ def verdicts(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "p": float(test.pvalue) if test else math.nan,
         }
     adjusted = holm({claim: figures["p"] for claim, figures in out.items()})
-    measurable = all(r["trajectory"]["n_checkpoints_in_growth"] >= MIN_IN_GROWTH for r in records)
     for claim, figures in out.items():
         figures["p_holm"] = adjusted[claim]
-        figures["verdict"] = _verdict(figures, len(records))
-        if claim == "reward_and_length_share_a_direction" and records and not measurable:
-            figures["verdict"] = "not measurable"
+        figures["verdict"] = _verdict(figures, figures["df"] + 1)
+    measurable = all(r["trajectory"]["n_checkpoints_in_growth"] >= MIN_IN_GROWTH for r in records)
+    if records and not measurable:
+        out["reward_and_length_share_a_direction"]["verdict"] = "not measurable"
     return out
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm's step-down adjustment of ``p_values`` (NaN stays NaN and does not count)."""
-    finite = sorted((p, name) for name, p in p_values.items() if math.isfinite(p))
-    adjusted, running = dict.fromkeys(p_values, math.nan), 0.0
-    for rank, (p, name) in enumerate(finite):
-        running = max(running, min(1.0, (len(finite) - rank) * p))
+    """Holm's step-down adjustment of ``p_values``, every one a comparison (NaN counts as 1)."""
+    ordered = sorted((p if math.isfinite(p) else 1.0, name) for name, p in p_values.items())
+    adjusted, running = {}, 0.0
+    for rank, (p, name) in enumerate(ordered):
+        running = max(running, min(1.0, (len(ordered) - rank) * p))
         adjusted[name] = running
     return adjusted
 
@@ -383,7 +393,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "09_dynamics")
     parser.add_argument("--table", action="store_true", help="print the JSON's table, run nothing")
     args = parser.parse_args()
-    name = "dynamics" if args.split == "heldout" else "dynamics_validation"
+    name = "dynamics" + ("" if args.env == "dynamics" else f"_{args.env}")
+    name += "" if args.split == "heldout" else "_validation"
     if args.table:
         print(table(json.loads((OUT / f"{name}.json").read_text())))
         return 0

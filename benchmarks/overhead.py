@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.overhead [--repeats 3] [--threads 2]
 
-On the SFT model of the last ``kedro run`` and the default ``rl`` parameters (32 prompts x 8,
-128 new tokens), each repeat times, on the same batch:
+On the SFT model of the last ``kedro run`` and the default ``rl`` parameters (16 prompts x 8,
+up to 192 new tokens), each repeat times, on the same batch:
 
 - generation: our generator (log-probs of every sampled token, decoded text) against a plain
   batched ``model.generate`` of the same prompts, seed and sampling (the same tokens);

@@ -33,7 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     frame = pd.read_json(ROOT / "data/05_model_input/eval_problems.jsonl", lines=True, dtype=False)
-    greedy = SamplingConfig(max_new_tokens=128, temperature=0.0, batch_size=256)
+    greedy = SamplingConfig(max_new_tokens=192, temperature=0.0, batch_size=256)
     results = {}
     for name in ("sft_model", "rl_model"):
         model = latest_model(ROOT, name)

@@ -7,8 +7,9 @@ Our loop runs twice, synchronous (the default) and asynchronous (``rl.grpo.mode:
 generation overlapping training, docs/recipe.md, section 3), then TRL. All start from the SFT model
 of the last ``kedro run`` (``make run`` first), each in a fresh process with the same torch
 threads, and train on the very same prompts in the same order (our
-loop's draws, fed to TRL unshuffled): 32 prompts x 8 completions per optimiser step, at most 128
-new tokens, temperature 1 with no top-k / top-p, AdamW lr 1e-4 (betas 0.9 / 0.95, 5 warm-up
+loop's draws, fed to TRL unshuffled): the default stage's n_prompts x G completions per
+optimiser step, at most its l_max new tokens (32 x 8 and 128 when vs_trl.json was measured),
+temperature 1 with no top-k / top-p, AdamW lr 1e-4 (betas 0.9 / 0.95, 5 warm-up
 steps, constant after), gradient clipping 1.0, our reward function (plugged into TRL as its
 reward function). TRL is set as close to Magistral as it allows: beta 0 (no KL, no reference
 model), loss_type "dapo" (token-level, normalised by the global token count), epsilon 0.2,

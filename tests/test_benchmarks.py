@@ -275,8 +275,8 @@ def test_writing_gain_compares_all_written_with_none_at_each_k():
 
 def test_holm_adjusts_step_down_and_verdicts_follow_the_stated_rules():
     adjusted = dynamics.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
-    assert adjusted["a"] == pytest.approx(0.03) and adjusted["c"] == pytest.approx(0.06)
-    assert adjusted["b"] == pytest.approx(0.06) and math.isnan(adjusted["d"])
+    assert adjusted["a"] == pytest.approx(0.04) and adjusted["c"] == pytest.approx(0.09)
+    assert adjusted["b"] == pytest.approx(0.09) and adjusted["d"] == 1.0  # no p: counts as 1
     assert dynamics._verdict({"p_holm": 0.01, "mean": 0.2}, 3) == "yes"
     assert dynamics._verdict({"p_holm": 0.01, "mean": -0.2}, 3) == "no"
     assert dynamics._verdict({"p_holm": 0.2, "mean": 0.2}, 3) == "not at this scale"
@@ -287,3 +287,31 @@ def test_the_dynamics_criteria_are_the_docstrings_and_name_every_claim():
     criteria = dynamics.__doc__.split("Criteria, fixed before any run")[1]
     for claim in dynamics.CLAIMS:
         assert f"``{claim}``" in criteria
+
+
+def test_a_claim_needs_three_seeds_with_a_value_for_a_verdict():
+    records = [
+        {
+            "seed": seed,
+            "trajectory": {"cosine": 0.9, "n_checkpoints_in_growth": 6},
+            "curves": {"sft_rl": {"completion/mean_tokens": [50.0] * 10 + [60.0] * 10}},
+            "models": {
+                name: {
+                    "writing_gain": gain,
+                    "pass_at_1": 0.5 + 0.1 * index + 0.01 * seed,
+                    "length_by_k": {"1": 30.0, "4": 50.0 + 10 * index},
+                }
+                for index, name in enumerate(dynamics.MODELS)
+            },
+        }
+        for seed, gain in ((1, 0.2), (2, math.nan), (3, 0.3))
+    ]
+    found = dynamics.verdicts(records)
+    assert (
+        found["writing_out_pays"]["df"] == 1 and found["writing_out_pays"]["verdict"] == "pending"
+    )
+    assert (
+        found["rl_beats_sft"]["df"] == 2
+        and found["rl_beats_sft"]["per_seed"] == [pytest.approx(0.1)] * 3
+    )
+    assert found["rl_beats_rs_ft"]["mean"] == pytest.approx(-0.1)  # rs_ft is the better here

@@ -56,6 +56,7 @@ class SystemMetricsHook:
 PROBLEM_SETS = {
     "train_problems": "training",
     "eval_problems": "evaluation",
+    "validation_problems": "validation",
     "rl_problems": "rl",
     "rl_problems_stage2": "rl",
 }

@@ -46,7 +46,8 @@ class GRPOConfig:
     normalise_minibatch_advantages: bool = True
     #: grpo: Magistral's GRPO. rs_ft: rejection-sampling fine-tuning, the baseline GRPO is
     #: measured against at matched compute: the same sampling, and each step fine-tunes on the
-    #: completions whose answer is right (advantage 1), every other one left out.
+    #: completions whose answer is right (advantage 1), every other one left out (counted in
+    #: groups/dropped_frac); the two switches above do not apply to it.
     objective: Literal["grpo", "rs_ft"] = "grpo"
     max_tokens_per_microbatch: Positive = 8192
     generation_batch_size: Positive = 256

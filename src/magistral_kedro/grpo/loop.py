@@ -61,7 +61,7 @@ class RunState:
     step: int = 0  # steps done
     stage: int = 0  # curriculum stage in force
     last_reward: float = 0.0  # mean reward of the last step (stages may start on it)
-    skipped: int = 0  # steps whose every group was dropped (nothing to learn)
+    skipped: int = 0  # steps with no row to train on (nothing to learn)
     version: int = 0  # GRPO steps that updated the weights (the policy version)
 
     @classmethod
@@ -189,7 +189,7 @@ class _Loop:
             batch = make_batch(rollout, self.prompt_ids, pad_id, self.grpo, self.curriculum.seed)
             state.stage = max(state.stage, rollout.plan.stage)
             metrics = self._measure(state, rollout, batch, waited)
-            if batch.kept == 0:  # every group all-right or all-wrong: nothing to learn from it
+            if batch.kept == 0:  # every group all-equal (rs_ft: no right answer): nothing to learn
                 state.skipped += 1
                 metrics["train/skipped_steps"] = float(state.skipped)
             else:

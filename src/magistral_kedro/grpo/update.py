@@ -43,7 +43,7 @@ class Minibatch:
     lengths: torch.Tensor  # [b] tokens of each row
     loss_mask: torch.Tensor  # [b, T] 1 on completion tokens
     generator_logprobs: torch.Tensor  # [b, T] of each completion token, as sampled
-    advantages: torch.Tensor  # [b], normalised over the minibatch on every rank
+    advantages: torch.Tensor  # [b], as the batch made them (make_batch)
     #: [b, T] the trainer's log-probs of each completion token before the step's first update;
     #: None: those of this minibatch's own forward pass (the first update of the step)
     trainer_logprobs: torch.Tensor | None = None

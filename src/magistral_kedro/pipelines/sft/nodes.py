@@ -86,7 +86,7 @@ def train_sft_model(
 ) -> CheckpointRef:
     """Fine-tune on the examples; per-step metrics and checkpoints go to MLflow as they happen.
     A finished run with the same settings, examples and starting weights (and dtype) is reused
-    as it is; the eval examples only measure it."""
+    as it is; the validation examples only measure it."""
     run = distributed.same_on_every_rank(
         lambda: fingerprint(
             sft.engine,
