@@ -145,6 +145,21 @@ def kedro_run(project: Path, *args: str, log: Path, threads: int | None = None) 
         raise SystemExit(f"kedro run {' '.join(args)} failed in {project}: see {log}")
 
 
+def mlflow_runs(project: Path, where: str = "") -> tuple[Any, list[Any]]:
+    """The MLflow client of ``project``'s store and its experiment's runs matching ``where``
+    (MLflow's filter syntax), oldest first; SystemExit if it has no experiment."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("magistral_kedro")
+    if experiment is None:
+        raise SystemExit(f"no MLflow experiment 'magistral_kedro' in {project}")
+    runs = client.search_runs(
+        [experiment.experiment_id], where, order_by=["attributes.start_time ASC"]
+    )
+    return client, list(runs)
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """Mean, sample standard deviation (NaN for one value) and count of the finite ``values``."""
     finite = [v for v in values if math.isfinite(v)]

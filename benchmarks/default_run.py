@@ -19,16 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
-
-from benchmarks._common import OUT, ROOT, code_version, kedro_run, scratch_project
+from benchmarks._common import OUT, ROOT, code_version, kedro_run, mlflow_runs, scratch_project
 
 
 def mlflow_minutes(project: Path) -> float:
     """The duration of the only MLflow run of ``project``, in minutes."""
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("magistral_kedro")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    _, runs = mlflow_runs(project)
     if len(runs) != 1:
         raise SystemExit(f"expected one MLflow run in {project}, found {len(runs)}")
     return (runs[0].info.end_time - runs[0].info.start_time) / 60_000

@@ -69,13 +69,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats as scipy_stats
 
-from benchmarks._common import OUT, ROOT, code_version, kedro_run, latest_model, scratch_project
+from benchmarks._common import (
+    OUT,
+    ROOT,
+    code_version,
+    kedro_run,
+    latest_model,
+    mlflow_runs,
+    scratch_project,
+)
 from magistral_kedro.check import load_parameters
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
@@ -177,15 +184,7 @@ def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
 def _grpo_runs(project: Path) -> list[dict[str, list[float]]]:
     """Per GRPO run of ``project``'s MLflow records, oldest first: its steps and each one's
     mean completion tokens, reward and accuracy."""
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("magistral_kedro")
-    if experiment is None:
-        raise SystemExit(f"no MLflow experiment 'magistral_kedro' in {project}")
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        "metrics.`completion/mean_tokens` >= 0",
-        order_by=["attributes.start_time ASC"],
-    )
+    client, runs = mlflow_runs(project, "metrics.`completion/mean_tokens` >= 0")
     curves = []
     for run in runs:
         curve: dict[str, list[float]] = {}

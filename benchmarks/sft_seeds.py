@@ -28,9 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import mlflow
-
-from benchmarks._common import OUT, ROOT, kedro_run, scratch_project, spread
+from benchmarks._common import OUT, ROOT, kedro_run, mlflow_runs, scratch_project, spread
 
 CURATED = "train_problems,eval_problems,validation_problems,tokenizer"
 EVAL_METRICS = ("greedy_accuracy", "pass_at_1", "maj_at_k", "format_rate")
@@ -54,19 +52,10 @@ class SeedRun:
 
 def _records(project: Path) -> tuple[dict[str, float], list[float], dict[int, float]]:
     """The newest MLflow run of ``project`` with an SFT evaluation: its metrics and curves."""
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("magistral_kedro")
-    if experiment is None:
-        raise SystemExit(f"no MLflow experiment 'magistral_kedro' in {project}")
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        "metrics.`sft_eval/greedy_accuracy` >= 0",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    client, runs = mlflow_runs(project, "metrics.`sft_eval/greedy_accuracy` >= 0")
     if not runs:
         raise SystemExit(f"no SFT evaluation in {project}'s MLflow records")
-    run = runs[0]
+    run = runs[-1]
     metrics = {name: run.data.metrics[f"sft_eval/{name}"] for name in EVAL_METRICS}
     history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "sft/loss")}
     evals = client.get_metric_history(run.info.run_id, "sft/eval_loss")
