@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import yaml
 
@@ -148,8 +149,6 @@ def kedro_run(project: Path, *args: str, log: Path, threads: int | None = None) 
 def mlflow_runs(project: Path, where: str = "") -> tuple[Any, list[Any]]:
     """The MLflow client of ``project``'s store and its experiment's runs matching ``where``
     (MLflow's filter syntax), oldest first; SystemExit if it has no experiment."""
-    import mlflow
-
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("magistral_kedro")
     if experiment is None:

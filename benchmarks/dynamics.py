@@ -84,9 +84,9 @@ from benchmarks._common import (
     scratch_project,
 )
 from magistral_kedro.check import load_parameters
-from magistral_kedro.evaluation import grade_samples, summarise
-from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
-from magistral_kedro.models import load_checkpoint, tokenizer_of
+from magistral_kedro.evaluation import evaluate_generation, summarise
+from magistral_kedro.generation import GenerationConfig, SamplingConfig
+from magistral_kedro.models import load_checkpoint
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.math import steps_written
 from magistral_kedro.tracking import last_per_step
@@ -148,12 +148,10 @@ def _answers(model: Path, problems: pd.DataFrame, k: int, params: dict[str, Any]
     window = {"l_max": stage["l_max"], "l_cache": stage["l_cache"]}
     reward = RewardConfig(**{**params["reward"], **window})
     sampling = SamplingConfig(max_new_tokens=stage["l_max"], temperature=1.0, batch_size=256)
-    checkpoint = load_checkpoint(model)
-    with open_generator(checkpoint, GenerationConfig(), EVAL_SEED) as generator:
-        table = grade_samples(
-            generator, tokenizer_of(checkpoint), problems, "none", sampling, reward,
-            EVAL_SEED, k, 1.0, True,
-        )  # fmt: skip
+    table, _ = evaluate_generation(
+        load_checkpoint(model), problems, "none", len(problems), sampling, reward,
+        GenerationConfig(), EVAL_SEED, "dynamics", k, 1.0,
+    )  # fmt: skip
     table["correct"] = table["correct"].astype(float)
     return table.assign(written=table["completion"].map(steps_written))
 
@@ -161,6 +159,7 @@ def _answers(model: Path, problems: pd.DataFrame, k: int, params: dict[str, Any]
 def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
     sampled = table[table["decoding"] == "sampled"]
     summary = summarise(table)
+    cells = sampled.groupby(["difficulty", "written"])["correct"].agg(["mean", "size"])
     return {
         "pass_at_1": summary["pass_at_1"],
         "greedy_accuracy": summary["greedy_accuracy"],
@@ -171,11 +170,10 @@ def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
         "written_by_k": _mean_by(sampled, "difficulty", "written"),
         "accuracy_by_steps_written": _mean_by(sampled, "written", "correct"),
         "accuracy_by_k_and_steps_written": {
-            f"{k}/{m}": float(rows["correct"].mean())
-            for (k, m), rows in sampled.groupby(["difficulty", "written"])
+            f"{k}/{m}": float(mean) for (k, m), mean in cells["mean"].items()
         },
         "answers_by_k_and_steps_written": {
-            f"{k}/{m}": len(rows) for (k, m), rows in sampled.groupby(["difficulty", "written"])
+            f"{k}/{m}": int(size) for (k, m), size in cells["size"].items()
         },
         "writing_gain": writing_gain(sampled),
     }
@@ -270,7 +268,8 @@ def claim_values(record: dict[str, Any]) -> dict[str, float]:
 def verdicts(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per claim: the per-seed values, their mean, t, degrees of freedom, p, Holm-adjusted p
     and the verdict, by the module docstring's rules."""
-    values = {claim: [claim_values(r)[claim] for r in records] for claim in CLAIMS}
+    per_record = [claim_values(r) for r in records]
+    values = {claim: [found[claim] for found in per_record] for claim in CLAIMS}
     out: dict[str, dict[str, Any]] = {}
     for claim, per_seed in values.items():
         finite = [v for v in per_seed if math.isfinite(v)]

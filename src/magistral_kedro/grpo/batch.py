@@ -128,12 +128,15 @@ def _minibatches(
 
 
 def _kept(
-    rewards: torch.Tensor, group_index: torch.Tensor, correct: torch.Tensor, grpo: GRPOConfig
+    stats: list[CompletionStats],
+    rewards: torch.Tensor,
+    group_index: torch.Tensor,
+    grpo: GRPOConfig,
 ) -> torch.Tensor:
     """[N] bool, the rows trained on: for rejection-sampling fine-tuning the right answers; for
     GRPO the members of groups whose rewards differ (all, if ``drop_non_diverse_groups`` is off)."""
     if grpo.objective == "rs_ft":
-        return correct
+        return torch.tensor([s.correct > 0 for s in stats])
     _, diverse = group_advantages(rewards, group_index)
     return diverse if grpo.drop_non_diverse_groups else torch.ones_like(diverse)
 
@@ -160,7 +163,7 @@ def make_batch(
         stats += of_rank
         n_groups += count
     rewards, group_index = torch.tensor([s.total for s in stats]), torch.tensor(groups)
-    keep = _kept(rewards, group_index, torch.tensor([s.correct > 0 for s in stats]), grpo)
+    keep = _kept(stats, rewards, group_index, grpo)
     minibatch, order = _minibatches(keep, rows_of_rank, grpo.n_minibatches, seed, rollout.plan.step)
     if grpo.objective == "rs_ft":
         advantages = rejection_sampling_advantages(keep, minibatch)

@@ -24,6 +24,7 @@ own choice, and whether writing more pays is for the benchmarks to measure
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -106,9 +107,7 @@ def _render(
 ) -> Problem:
     """One problem from its drawn parts, written in ``language``."""
     lang = TEMPLATES[language]
-    answer = start
-    for operation in operations:
-        answer = _apply(answer, operation)
+    answer = functools.reduce(_apply, operations, start)
     prompt = lang.start.format(n=start)
     prompt += "".join(lang.operations[kind].format(n=n) for kind, n in operations)
     thoughts = _trace(lang, start, operations, written)

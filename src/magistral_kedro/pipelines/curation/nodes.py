@@ -230,12 +230,12 @@ def split_train_eval(
     n_eval = min(curation.eval_size, len(problems) // 2)
     n_validation = min(curation.validation_size, len(problems) // 4)
     order = np.random.default_rng(seed).permutation(len(problems))
-    parts = np.split(order, [n_eval, n_eval + n_validation])
-    eval_rows, validation_rows, train_rows = parts
-    return tuple(  # type: ignore[return-value]
-        problems.iloc[np.sort(rows)].reset_index(drop=True)
-        for rows in (train_rows, eval_rows, validation_rows)
-    )
+    eval_rows, validation_rows, train_rows = np.split(order, [n_eval, n_eval + n_validation])
+
+    def rows(picked: np.ndarray) -> pd.DataFrame:
+        return problems.iloc[np.sort(picked)].reset_index(drop=True)
+
+    return rows(train_rows), rows(eval_rows), rows(validation_rows)
 
 
 def measure_pass_rates(
