@@ -35,7 +35,8 @@ From each run: entropy, mean completion length and reward of its last steps, the
 last to the first steps' length, and the cosine between the directions of reward and of length
 in the PCA plane of its checkpoints (every 10 steps). The reward is the training reward without
 its language term (which ``no_language_reward`` lacks); entropy and clip fractions are over
-the tokens trained on, which in ``keep_non_diverse`` include the all-equal groups.
+the tokens of the groups whose rewards differ in every arm (``keep_non_diverse`` trains on the
+all-equal groups too, but they are not in its statistics: the arms compare the same tokens).
 
 Written to ``data/08_reporting/benchmarks/ablations.json`` (per arm, one value per seed of each
 figure; mean +- sd; each arm's mean per-seed difference from ``recipe`` and whether a paired

@@ -184,6 +184,34 @@ def test_the_ablation_switches_change_what_the_update_sees(setup, monkeypatch):
     assert sorted(seen[-1]) == pytest.approx([-1.0, 1.0], abs=1e-6)
 
 
+def test_the_policy_statistics_are_over_the_same_tokens_whichever_rows_are_kept(setup):
+    """Keeping the all-equal groups (an ablation) adds rows to train on, not to measure: the
+    entropy and clip shares are over the diverse groups' tokens in both settings, so the arms
+    compare like with like; a step with no diverse group has none to report."""
+    from magistral_kedro.grpo.update import _minibatch, minibatch_loss
+
+    engine, prompt, completions = setup
+    diverse = _rollout(engine.model, prompt, completions, (1.1, 0.1))
+    flat = _rollout(engine.model, prompt, [[31, 32], [41, 42, 43, 44, 45, 46, 47]], (0.1, 0.1))
+    plan = dataclasses.replace(diverse.plan, problem_indices=[0, 0])
+    both = Rollout(plan, diverse.groups + flat.groups, diverse.rewards + flat.rewards, 0.0, 0.0)
+    keep = dataclasses.replace(GRPO, drop_non_diverse_groups=False)
+
+    def statistics(rollout, grpo):  # no optimiser step: the same weights every call
+        batch = make_batch(rollout, [prompt], 0, grpo, seed=0)
+        minibatch = _minibatch(batch, batch.minibatch_rows(0), None)
+        return batch, minibatch_loss(engine, minibatch, grpo, 0)
+
+    dropped, recipe = statistics(both, GRPO)
+    kept, ablation = statistics(both, keep)
+    assert dropped.measured.tolist() == kept.measured.tolist() == [True, True, False, False]
+    assert kept.kept == 4 and dropped.kept == 2
+    assert ablation["policy/entropy"] == pytest.approx(recipe["policy/entropy"], rel=1e-6)
+    assert ablation["clip/high_frac"] == recipe["clip/high_frac"]
+    _, alone = statistics(flat, keep)
+    assert "loss" in alone and "policy/entropy" not in alone and "clip/low_frac" not in alone
+
+
 def test_tis_weights_the_gradient_by_the_capped_ratio(setup):
     """An exact generator: TIS changes nothing. A generator that gave every token e^-1.5 of
     the trainer's probability (ratio 4.5, capped at 2): with TIS the gradient doubles, each

@@ -44,7 +44,10 @@ class StepBatch:
     """One GRPO step's batch.
 
     Over the whole step (every rank's rows, rank order): ``stats``, ``group_ids``, ``minibatch``
-    (the minibatch each row trains in, -1 where its group was dropped) and ``advantages``.
+    (the minibatch each row trains in, -1 where its group was dropped), ``advantages`` and
+    ``measured``: the trained rows of groups whose rewards differ, the tokens the policy's
+    statistics (entropy, clip shares) are over, so that they describe the same tokens whichever
+    rows the rules train on (keeping all-equal groups adds rows, not measured ones).
     This rank's rows as right-padded tensors ``[n, T]``, prompt then completion; they are rows
     ``local_rows`` of the step. ``order``: the step's trained rows in their seeded training
     order."""
@@ -53,6 +56,7 @@ class StepBatch:
     group_ids: torch.Tensor  # [N] long
     minibatch: torch.Tensor  # [N] long, -1: not trained
     advantages: torch.Tensor  # [N] float32, 0 where not trained
+    measured: torch.Tensor  # [N] bool
     order: list[int]  # trained rows of the step, in training order
     local_rows: range
     input_ids: torch.Tensor  # [n, T] long, padded with pad_id
@@ -127,17 +131,12 @@ def _minibatches(
     return minibatch, [int(k) for k in order]
 
 
-def _kept(
-    stats: list[CompletionStats],
-    rewards: torch.Tensor,
-    group_index: torch.Tensor,
-    grpo: GRPOConfig,
-) -> torch.Tensor:
+def _kept(stats: list[CompletionStats], diverse: torch.Tensor, grpo: GRPOConfig) -> torch.Tensor:
     """[N] bool, the rows trained on: for rejection-sampling fine-tuning the right answers; for
-    GRPO the members of groups whose rewards differ (all, if ``drop_non_diverse_groups`` is off)."""
+    GRPO the members of groups whose rewards differ (``diverse``; all, if
+    ``drop_non_diverse_groups`` is off)."""
     if grpo.objective == "rs_ft":
         return torch.tensor([s.correct > 0 for s in stats])
-    _, diverse = group_advantages(rewards, group_index)
     return diverse if grpo.drop_non_diverse_groups else torch.ones_like(diverse)
 
 
@@ -163,7 +162,8 @@ def make_batch(
         stats += of_rank
         n_groups += count
     rewards, group_index = torch.tensor([s.total for s in stats]), torch.tensor(groups)
-    keep = _kept(stats, rewards, group_index, grpo)
+    _, diverse = group_advantages(rewards, group_index)
+    keep = _kept(stats, diverse, grpo)
     minibatch, order = _minibatches(keep, rows_of_rank, grpo.n_minibatches, seed, rollout.plan.step)
     if grpo.objective == "rs_ft":
         advantages = rejection_sampling_advantages(keep, minibatch)
@@ -180,7 +180,7 @@ def make_batch(
     )
     local_rows = rows_of_rank[distributed.rank()]
     return StepBatch(
-        stats, group_index, minibatch, advantages, order, local_rows,
+        stats, group_index, minibatch, advantages, keep & diverse, order, local_rows,
         input_ids, lengths, loss_mask, logprobs, pad_id,
     )  # fmt: skip
 

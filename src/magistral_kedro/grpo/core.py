@@ -118,6 +118,7 @@ def magistral_loss(
     total_tokens: float | None = None,
     weights: torch.Tensor | None = None,
     max_log_ratio: float = 20.0,
+    stats_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate to minimise, normalised by the optimiser step's token count.
 
@@ -136,11 +137,13 @@ def magistral_loss(
             :func:`truncated_importance_weights`), or None.
         max_log_ratio: the log-ratio is clamped to +-this before ``exp``: one wild token
             cannot make the loss infinite.
+        stats_mask: [B, T] the tokens the statistics are over (default ``mask``).
 
     Returns:
         (loss, stats): ``-sum(w * min(rho A, clip(rho) A) * mask) / total_tokens`` (no KL, no
         entropy term), and token-level statistics for logging: clip fractions at each bound,
-        mean ratio and the approximate KL to the old policy (``mean(rho - 1 - log rho)``).
+        mean ratio and the approximate KL to the old policy (``mean(rho - 1 - log rho)``), over
+        ``stats_mask``.
     """
     mask = mask.to(logprobs.dtype)
     denominator = float(total_tokens) if total_tokens is not None else float(mask.sum())
@@ -156,6 +159,7 @@ def magistral_loss(
         objective = objective * weights
     loss = -(objective * mask).sum() / denominator
     with torch.no_grad():
+        mask = mask if stats_mask is None else stats_mask.to(logprobs.dtype)
         n = mask.sum().clamp(min=1)
         # A token is clipped when the clipped term is the one min() picked and it differs.
         at_high = (ratio > 1.0 + eps_high) & (adv > 0)

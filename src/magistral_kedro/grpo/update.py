@@ -47,6 +47,9 @@ class Minibatch:
     #: [b, T] the trainer's log-probs of each completion token before the step's first update;
     #: None: those of this minibatch's own forward pass (the first update of the step)
     trainer_logprobs: torch.Tensor | None = None
+    #: [b] bool, the rows whose tokens the policy's statistics are over (StepBatch.measured);
+    #: None: every row
+    measured: torch.Tensor | None = None
 
     @classmethod
     def of_sequences(
@@ -107,12 +110,12 @@ def minibatch_loss(
 ) -> dict[str, float]:
     """Backward over one minibatch, cut into microbatches; the denominator is its token count
     over every rank. ``grpo.tis == "on"``: truncated importance sampling (see the module
-    docstring). Returns token-weighted statistics of the whole minibatch (all ranks). Raises
-    FloatingPointError on every rank, before the optimiser step, when the loss of any rank is
-    not finite."""
-    local_tokens = int(minibatch.loss_mask.sum())
-    total_tokens = distributed.loss_denominator(local_tokens)
-    sums: dict[str, float] = {}
+    docstring). Returns token-weighted statistics of the whole minibatch (all ranks): the loss
+    and the mismatch over every token trained on, the policy's (entropy, clip shares, ratio)
+    over the measured rows' tokens (none measured: absent). Raises FloatingPointError on every
+    rank, before the optimiser step, when the loss of any rank is not finite."""
+    total_tokens = distributed.loss_denominator(int(minibatch.loss_mask.sum()))
+    sums: dict[str, tuple[float, float]] = {}  # key -> (weighted sum, tokens)
     microbatches, idle = _microbatches(minibatch.lengths, grpo)
     head = chunkable_head(engine.model)  # None: the model's whole logits
     for rows in microbatches:
@@ -123,6 +126,9 @@ def minibatch_loss(
         )
         mask = batch["loss_mask"].to(logprobs.device)
         width = mask.shape[1]
+        measured = mask
+        if minibatch.measured is not None:
+            measured = mask * minibatch.measured[rows, None].to(mask.device)
         generator = minibatch.generator_logprobs[rows, :width].to(mask.device)
         before = (
             logprobs.detach()
@@ -131,7 +137,7 @@ def minibatch_loss(
         )
         tis = grpo.tis == "on"
         weights = truncated_importance_weights(before, generator, grpo.tis_cap) if tis else None
-        loss, stats = magistral_loss(
+        loss, policy = magistral_loss(
             logprobs,
             before if tis else generator,
             minibatch.advantages[rows].to(mask.device),
@@ -141,25 +147,37 @@ def minibatch_loss(
             total_tokens=total_tokens,
             weights=weights,
             max_log_ratio=grpo.max_log_ratio,
+            stats_mask=measured,
         )
         engine.backward(loss)  # a non-finite loss is caught below, on every rank, before any step
-        stats |= mismatch_stats(before, generator, mask, grpo.tis_cap)
-        stats["policy/entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
-        for key, value in stats.items():
-            sums[key] = sums.get(key, 0.0) + value * float(mask.sum())
-        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * total_tokens
+        policy["policy/entropy"] = float((entropy * measured).sum() / measured.sum().clamp(min=1))
+        tokens, n_measured = float(mask.sum()), float(measured.sum())
+        for key, value in mismatch_stats(before, generator, mask, grpo.tis_cap).items():
+            _add(sums, key, value * tokens, tokens)
+        for key, value in policy.items():
+            _add(sums, key, value * n_measured, n_measured)
+        _add(sums, "loss", float(loss.detach()) * total_tokens, tokens)
     for _ in range(idle):
         engine.idle_pass(pad_id, backward=True)
-    return _token_weighted(sums, local_tokens)
+    return _token_weighted(sums)
 
 
-def _token_weighted(sums: dict[str, float], local_tokens: int) -> dict[str, float]:
-    """Every rank's token-weighted sums over every rank's tokens; raises FloatingPointError on
-    every rank when the loss is not finite."""
-    everyone = distributed.all_gather_objects((sums, local_tokens))
-    tokens = sum(n for _, n in everyone)
-    keys = dict.fromkeys(key for s, _ in everyone for key in s)  # a rank may have had no rows
-    stats = {key: sum(s.get(key, 0.0) for s, _ in everyone) / tokens for key in keys}
+def _add(sums: dict[str, tuple[float, float]], key: str, value: float, tokens: float) -> None:
+    total, weight = sums.get(key, (0.0, 0.0))
+    sums[key] = (total + value, weight + tokens)
+
+
+def _token_weighted(sums: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Every rank's token-weighted means (a key over no token anywhere: absent); raises
+    FloatingPointError on every rank when the loss is not finite."""
+    everyone = distributed.all_gather_objects(sums)
+    keys = dict.fromkeys(key for s in everyone for key in s)  # a rank may have had no rows
+    stats = {}
+    for key in keys:
+        total = sum(s[key][0] for s in everyone if key in s)
+        weight = sum(s[key][1] for s in everyone if key in s)
+        if weight > 0:
+            stats[key] = total / weight
     if not math.isfinite(stats.get("loss", 0.0)):  # every rank sees it: every rank stops
         raise FloatingPointError(f"GRPO loss is {stats['loss']}")
     return stats
@@ -174,6 +192,7 @@ def _minibatch(batch: StepBatch, rows: list[int], before: torch.Tensor | None) -
         batch.generator_logprobs[rows],
         batch.advantages[[start + row for row in rows]],
         None if before is None else before[rows],
+        batch.measured[[start + row for row in rows]],
     )
 
 
