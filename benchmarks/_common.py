@@ -10,6 +10,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from magistral_kedro.grpo.config import GRPOConfig, Stage
 from magistral_kedro.models import Checkpoint, build_prompt, load_checkpoint
 from magistral_kedro.tasks.frames import frame_to_problems
 from magistral_kedro.tasks.schema import Problem
+from magistral_kedro.tracking import last_per_step
 from magistral_kedro.training.engine import EngineConfig
 from tests.support.e2e import new_project
 
@@ -157,6 +159,20 @@ def mlflow_runs(project: Path, where: str = "") -> tuple[Any, list[Any]]:
         [experiment.experiment_id], where, order_by=["attributes.start_time ASC"]
     )
     return client, list(runs)
+
+
+def grpo_curves(project: Path, keys: Sequence[str]) -> list[dict[str, list[float]]]:
+    """Per GRPO run in ``project``'s MLflow store, oldest first: ``step`` and each of ``keys``
+    per step (the value logged last where a resumed run logged a step twice)."""
+    client, runs = mlflow_runs(project, "metrics.`completion/mean_tokens` >= 0")
+    curves = []
+    for run in runs:
+        curve: dict[str, list[float]] = {}
+        for key in keys:
+            last = last_per_step(client.get_metric_history(run.info.run_id, key))
+            curve["step"], curve[key] = [float(s) for s in last], list(last.values())
+        curves.append(curve)
+    return curves
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -78,9 +78,9 @@ from benchmarks._common import (
     OUT,
     ROOT,
     code_version,
+    grpo_curves,
     kedro_run,
     latest_model,
-    mlflow_runs,
     scratch_project,
 )
 from magistral_kedro.check import load_parameters
@@ -89,7 +89,6 @@ from magistral_kedro.generation import GenerationConfig, SamplingConfig
 from magistral_kedro.models import load_checkpoint
 from magistral_kedro.rewards import RewardConfig
 from magistral_kedro.tasks.math import steps_written
-from magistral_kedro.tracking import last_per_step
 
 CLAIMS = (
     "writing_out_pays",
@@ -108,6 +107,7 @@ MIN_CELL = 10  # answers in each cell of writing_out_pays
 MIN_IN_GROWTH = 5  # checkpoints inside the phase, for the PCA's claim
 EVAL_SEED = 7
 MODELS = ("sft", "sft_rl", "rs_ft")
+CURVES = ("completion/mean_tokens", "reward/total", "accuracy")
 
 
 def growth_phase_end(steps: list[int], tokens: list[float]) -> int | None:
@@ -179,20 +179,6 @@ def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _grpo_runs(project: Path) -> list[dict[str, list[float]]]:
-    """Per GRPO run of ``project``'s MLflow records, oldest first: its steps and each one's
-    mean completion tokens, reward and accuracy."""
-    client, runs = mlflow_runs(project, "metrics.`completion/mean_tokens` >= 0")
-    curves = []
-    for run in runs:
-        curve: dict[str, list[float]] = {}
-        for key in ("completion/mean_tokens", "reward/total", "accuracy"):
-            last = last_per_step(client.get_metric_history(run.info.run_id, key))
-            curve["step"], curve[key] = [float(s) for s in last], list(last.values())
-        curves.append(curve)
-    return curves
-
-
 def _trajectory(project: Path, curve: dict[str, list[float]]) -> dict[str, Any]:
     """The analysis pipeline's PCA of the GRPO checkpoints, and how many lie in the phase
     where length moves."""
@@ -240,7 +226,7 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         name: _model_figures(_answers(path, problems, args.k, params))
         for name, path in zip(MODELS, (sft, grpo, rs_ft), strict=True)
     }
-    grpo_curve, rs_ft_curve = _grpo_runs(project)[-2:]
+    grpo_curve, rs_ft_curve = grpo_curves(project, CURVES)[-2:]
     record["curves"] = {"sft_rl": grpo_curve, "rs_ft": rs_ft_curve}
     record["trajectory"] = _trajectory(project, grpo_curve)
     return record
@@ -269,22 +255,11 @@ def verdicts(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per claim: the per-seed values, their mean, t, degrees of freedom, p, Holm-adjusted p
     and the verdict, by the module docstring's rules."""
     per_record = [claim_values(r) for r in records]
-    values = {claim: [found[claim] for found in per_record] for claim in CLAIMS}
-    out: dict[str, dict[str, Any]] = {}
-    for claim, per_seed in values.items():
-        finite = [v for v in per_seed if math.isfinite(v)]
-        test = scipy_stats.ttest_1samp(finite, 0.0) if len(finite) >= 2 else None
-        out[claim] = {
-            "per_seed": per_seed,
-            "mean": statistics.fmean(finite) if finite else math.nan,
-            "t": float(test.statistic) if test else math.nan,
-            "df": len(finite) - 1,
-            "p": float(test.pvalue) if test else math.nan,
-        }
+    out = {claim: t_test([found[claim] for found in per_record]) for claim in CLAIMS}
     adjusted = holm({claim: figures["p"] for claim, figures in out.items()})
     for claim, figures in out.items():
         figures["p_holm"] = adjusted[claim]
-        figures["verdict"] = _verdict(figures, figures["df"] + 1)
+        figures["verdict"] = verdict(figures["mean"], figures["p_holm"], figures["df"] + 1)
     measurable = all(r["trajectory"]["n_checkpoints_in_growth"] >= MIN_IN_GROWTH for r in records)
     if records and not measurable:
         out["reward_and_length_share_a_direction"]["verdict"] = "not measurable"
@@ -301,11 +276,27 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return adjusted
 
 
-def _verdict(figures: dict[str, Any], n_seeds: int) -> str:
+def t_test(per_seed: list[float]) -> dict[str, Any]:
+    """A one-sample two-sided t-test of mean = 0 over the finite values of ``per_seed``: the
+    values, their mean, t, the degrees of freedom and p (NaN with fewer than 2 values)."""
+    finite = [v for v in per_seed if math.isfinite(v)]
+    test = scipy_stats.ttest_1samp(finite, 0.0) if len(finite) >= 2 else None
+    return {
+        "per_seed": per_seed,
+        "mean": statistics.fmean(finite) if finite else math.nan,
+        "t": float(test.statistic) if test else math.nan,
+        "df": len(finite) - 1,
+        "p": float(test.pvalue) if test else math.nan,
+    }
+
+
+def verdict(mean: float, p: float, n_seeds: int) -> str:
+    """``pending`` below MIN_SEEDS seeds; ``yes``/``no`` (the sign of ``mean``) when the
+    (adjusted) ``p`` is below ALPHA; else ``not at this scale``."""
     if n_seeds < MIN_SEEDS:
         return "pending"
-    if math.isfinite(figures["p_holm"]) and figures["p_holm"] < ALPHA:
-        return "yes" if figures["mean"] > 0 else "no"
+    if math.isfinite(p) and p < ALPHA:
+        return "yes" if mean > 0 else "no"
     return "not at this scale"
 
 

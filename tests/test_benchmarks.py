@@ -277,10 +277,10 @@ def test_holm_adjusts_step_down_and_verdicts_follow_the_stated_rules():
     adjusted = dynamics.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
     assert adjusted["a"] == pytest.approx(0.04) and adjusted["c"] == pytest.approx(0.09)
     assert adjusted["b"] == pytest.approx(0.09) and adjusted["d"] == 1.0  # no p: counts as 1
-    assert dynamics._verdict({"p_holm": 0.01, "mean": 0.2}, 3) == "yes"
-    assert dynamics._verdict({"p_holm": 0.01, "mean": -0.2}, 3) == "no"
-    assert dynamics._verdict({"p_holm": 0.2, "mean": 0.2}, 3) == "not at this scale"
-    assert dynamics._verdict({"p_holm": 0.01, "mean": 0.2}, 2) == "pending"
+    assert dynamics.verdict(0.2, 0.01, 3) == "yes"
+    assert dynamics.verdict(-0.2, 0.01, 3) == "no"
+    assert dynamics.verdict(0.2, 0.2, 3) == "not at this scale"
+    assert dynamics.verdict(0.2, 0.01, 2) == "pending"
 
 
 def test_the_dynamics_criteria_are_the_docstrings_and_name_every_claim():
