@@ -315,3 +315,31 @@ def test_a_claim_needs_three_seeds_with_a_value_for_a_verdict():
         and found["rl_beats_sft"]["per_seed"] == [pytest.approx(0.1)] * 3
     )
     assert found["rl_beats_rs_ft"]["mean"] == pytest.approx(-0.1)  # rs_ft is the better here
+
+
+def test_the_length_curriculum_reads_each_stage_s_end_and_the_raises():
+    from benchmarks import length_curriculum as lc
+
+    stages = [{"l_max": 80, "l_cache": 16}, {"l_max": 112, "l_cache": 16}]
+    tokens = [40.0] * 5 + [50.0] * 10 + [60.0] * 10 + [75.0] * 10
+    curve = {
+        "completion/mean_tokens": tokens,
+        "completion/max_tokens": [t + 20 for t in tokens],
+        "completion/truncated_frac": [0.1] * 10 + [0.0] * 25,
+        "accuracy": [0.5] * 35,
+        "curriculum/stage": [0.0] * 15 + [1.0] * 20,
+    }
+    first, second = lc.stage_figures(curve, stages)
+    assert (first["steps"], first["last_tokens"], first["first_tokens"]) == (15, 50.0, 45.0)
+    assert second["last_tokens"] == 75.0 and second["fill"] == 75.0 / 96
+    assert first["truncated_last"] == pytest.approx(0.05) and second["truncated_last"] == 0.0
+    assert lc.raise_ratios([first, second]) == [pytest.approx(math.log(1.5))]
+    records = [
+        {"seed": s, "code_version": "x", "run_minutes": 1.0, "stages": [first, second]}
+        for s in (1, 2, 3)
+    ]
+    result = lc.report(records)
+    claim = result["verdicts"][lc.CLAIM]
+    assert claim["df"] == 2 and claim["mean"] == pytest.approx(math.log(1.5))
+    assert result["last_tokens_by_stage"] == [[50.0] * 3, [75.0] * 3]
+    assert "| 2 | 96 |" in lc.table(result)

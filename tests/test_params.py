@@ -29,7 +29,7 @@ SECTIONS = {
 }
 
 
-@pytest.mark.parametrize("env", ["base", "micro", "dynamics"])
+@pytest.mark.parametrize("env", ["base", "micro", "dynamics", "long"])
 def test_shipped_parameters_validate(env):
     raw = raw_parameters(env)
     for name, model in SECTIONS.items():
@@ -115,3 +115,14 @@ def test_the_dynamics_env_trains_longer_and_changes_nothing_else_of_the_recipe()
         for key in ("grpo", "curriculum", "loop"):
             assert longer[section].get(key) == base[section].get(key), (section, key)
     assert longer["curation"] == base["curation"] and longer["reward"] == base["reward"]
+
+
+def test_the_long_env_raises_the_allowance_in_stages_up_to_the_default_one():
+    base, long = raw_parameters("base"), raw_parameters("long")
+    stages = long["rl"]["curriculum"]
+    allowances = [stage["l_max"] - stage["l_cache"] for stage in stages]
+    assert allowances == sorted(set(allowances)) and len(stages) == 3
+    assert stages[-1] | {"start_step": 0} == base["rl"]["curriculum"][0]
+    assert stages[-1]["start_step"] < long["rl"]["engine"]["optim"]["max_steps"]
+    grpo = {**long["rl"]["grpo"], "checkpoint_every": base["rl"]["grpo"]["checkpoint_every"]}
+    assert grpo == base["rl"]["grpo"] and long["reward"] == base["reward"]
