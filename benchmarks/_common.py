@@ -4,13 +4,14 @@ scratch copies of the project to run ``kedro run`` in."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,21 @@ def grpo_curves(project: Path, keys: Sequence[str]) -> list[dict[str, list[float
             curve["step"], curve[key] = [float(s) for s in last], list(last.values())
         curves.append(curve)
     return curves
+
+
+def seed_records(
+    kept: Path, seeds: Iterable[int], run: Callable[[int], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every seed's record in ``kept`` (``seed_<s>.json``) after running ``run(seed)`` for each
+    of ``seeds`` that has none there, each written as soon as it is done (a later call reuses
+    it: the seeds may span several sessions)."""
+    kept.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        path = kept / f"seed_{seed}.json"
+        if not path.exists():
+            path.write_text(json.dumps(run(seed), indent=1))
+            print(f"seed {seed}: written {path}", flush=True)
+    return [json.loads(p.read_text()) for p in sorted(kept.glob("seed_*.json"))]
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -82,6 +82,7 @@ from benchmarks._common import (
     kedro_run,
     latest_model,
     scratch_project,
+    seed_records,
 )
 from magistral_kedro.check import load_parameters
 from magistral_kedro.evaluation import evaluate_generation, summarise
@@ -388,14 +389,8 @@ def main() -> int:
         print(table(json.loads((OUT / f"{name}.json").read_text())))
         return 0
     torch.set_num_threads(2)
-    kept = OUT / f"{name}_runs"
-    kept.mkdir(parents=True, exist_ok=True)
-    for seed in (int(s) for s in args.seeds.split(",")):
-        path = kept / f"seed_{seed}.json"
-        if not path.exists():
-            path.write_text(json.dumps(one_seed(seed, args), indent=1))
-            print(f"seed {seed}: written {path}", flush=True)
-    records = [json.loads(p.read_text()) for p in sorted(kept.glob("seed_*.json"))]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    records = seed_records(OUT / f"{name}_runs", seeds, lambda seed: one_seed(seed, args))
     result = report(records, args.split)
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     for claim, figures in result["verdicts"].items():

@@ -50,7 +50,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import OUT, ROOT, code_version, grpo_curves, kedro_run, scratch_project
+from benchmarks._common import (
+    OUT,
+    ROOT,
+    code_version,
+    grpo_curves,
+    kedro_run,
+    scratch_project,
+    seed_records,
+)
 from benchmarks.dynamics import t_test, verdict
 from magistral_kedro.check import load_parameters
 
@@ -205,14 +213,8 @@ def main() -> int:
     if args.table:
         print(table(json.loads((OUT / "length_curriculum.json").read_text())))
         return 0
-    kept = OUT / "length_curriculum_runs"
-    kept.mkdir(parents=True, exist_ok=True)
-    for seed in (int(s) for s in args.seeds.split(",")):
-        path = kept / f"seed_{seed}.json"
-        if not path.exists():
-            path.write_text(json.dumps(one_seed(seed, args), indent=1))
-            print(f"seed {seed}: written {path}", flush=True)
-    records = [json.loads(p.read_text()) for p in sorted(kept.glob("seed_*.json"))]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    records = seed_records(OUT / "length_curriculum_runs", seeds, lambda seed: one_seed(seed, args))
     result = report(records)
     (OUT / "length_curriculum.json").write_text(json.dumps(result, indent=2))
     print(table(result))
