@@ -192,7 +192,10 @@ def test_the_policy_statistics_are_over_the_same_tokens_whichever_rows_are_kept(
 
     engine, prompt, completions = setup
     diverse = _rollout(engine.model, prompt, completions, (1.1, 0.1))
-    flat = _rollout(engine.model, prompt, [[31, 32], [41, 42, 43, 44, 45, 46, 47]], (0.1, 0.1))
+    # A generator far from the trainer on the flat group only: counted, its tokens would move
+    # the ratio's statistics.
+    flat_completions = [[31, 32], [41, 42, 43, 44, 45, 46, 47]]
+    flat = _rollout(engine.model, prompt, flat_completions, (0.1, 0.1), shift=(-1.0, -1.0))
     plan = dataclasses.replace(diverse.plan, problem_indices=[0, 0])
     both = Rollout(plan, diverse.groups + flat.groups, diverse.rewards + flat.rewards, 0.0, 0.0)
     keep = dataclasses.replace(GRPO, drop_non_diverse_groups=False)
@@ -207,7 +210,9 @@ def test_the_policy_statistics_are_over_the_same_tokens_whichever_rows_are_kept(
     assert dropped.measured.tolist() == kept.measured.tolist() == [True, True, False, False]
     assert kept.kept == 4 and dropped.kept == 2
     assert ablation["policy/entropy"] == pytest.approx(recipe["policy/entropy"], rel=1e-6)
-    assert ablation["clip/high_frac"] == recipe["clip/high_frac"]
+    for key in ("policy/mean_ratio", "policy/approx_kl", "clip/high_frac", "clip/low_frac"):
+        assert ablation[key] == pytest.approx(recipe[key], abs=1e-6), key
+    assert ablation["mismatch/kl"] > recipe["mismatch/kl"]  # over every trained token
     _, alone = statistics(flat, keep)
     assert "loss" in alone and "policy/entropy" not in alone and "clip/low_frac" not in alone
 

@@ -198,8 +198,8 @@ def _minibatch(batch: StepBatch, rows: list[int], before: torch.Tensor | None) -
 
 def update(engine: TrainEngine, batch: StepBatch, grpo: GRPOConfig) -> tuple[dict[str, float], int]:
     """Train on this rank's rows of ``batch``, one optimiser step per minibatch. Returns the
-    loss, mismatch and engine statistics (of the last minibatch), and the number of tokens
-    trained on here."""
+    statistics of the last minibatch (:func:`minibatch_loss`'s, then the engine's), and the
+    number of tokens trained on here."""
     before = None
     if grpo.n_minibatches > 1:  # later minibatches train on weights the first one moved
         kept = sorted(row for m in range(grpo.n_minibatches) for row in batch.minibatch_rows(m))
@@ -211,7 +211,7 @@ def update(engine: TrainEngine, batch: StepBatch, grpo: GRPOConfig) -> tuple[dic
         if not bool((batch.minibatch == index).any()):  # no rank has a row of it
             continue
         minibatch = _minibatch(batch, batch.minibatch_rows(index), before)
-        metrics.update(minibatch_loss(engine, minibatch, grpo, batch.pad_id))
-        metrics.update({f"train/{k}": v for k, v in engine.step().items()})
+        metrics = minibatch_loss(engine, minibatch, grpo, batch.pad_id)
+        metrics |= {f"train/{k}": v for k, v in engine.step().items()}
         trained_tokens += int(minibatch.lengths.sum())
     return metrics, trained_tokens
