@@ -124,6 +124,28 @@ def scratch_project(root: Path) -> Path:
     return root
 
 
+#: What a run that starts from a conf/dynamics run's SFT model needs of that run's project.
+DYNAMICS_INPUTS = (
+    "data/05_model_input",
+    "data/06_models/sft_model",
+    "data/06_models/base_model",
+    "data/06_models/tokenizer",
+)
+
+
+def project_from_dynamics(source: Path, root: Path) -> Path:
+    """A scratch project in ``root`` (:func:`scratch_project`) holding the splits and the
+    models of ``source``, a project where ``benchmarks.dynamics`` ran a seed: GRPO runs there
+    start from its SFT model and leave ``source`` as it was."""
+    if not (source / "data/06_models/sft_model").is_dir():
+        raise SystemExit(f"no SFT model in {source}: run `python -m benchmarks.dynamics` first")
+    project = scratch_project(root)
+    for inputs in DYNAMICS_INPUTS:
+        if not (project / inputs).exists():
+            shutil.copytree(source / inputs, project / inputs)
+    return project
+
+
 def kedro_run(project: Path, *args: str, log: Path, threads: int | None = None) -> None:
     """``kedro run [args]`` in ``project`` with this checkout's package, output appended to
     ``log``, with ``threads`` torch threads (None: torch's default); raises SystemExit naming

@@ -141,7 +141,7 @@ def writing_gain(sampled: pd.DataFrame) -> float:
     return statistics.fmean(gains) if gains else math.nan
 
 
-def _answers(model: Path, problems: pd.DataFrame, k: int, params: dict[str, Any]) -> pd.DataFrame:
+def answers(model: Path, problems: pd.DataFrame, k: int, params: dict[str, Any]) -> pd.DataFrame:
     """One row per answer of ``model`` (greedy and ``k`` at T = 1, as long as GRPO's first
     stage allows), graded by the recipe's reward with that stage's length window, with
     ``written``."""
@@ -157,7 +157,7 @@ def _answers(model: Path, problems: pd.DataFrame, k: int, params: dict[str, Any]
     return table.assign(written=table["completion"].map(steps_written))
 
 
-def _model_figures(table: pd.DataFrame) -> dict[str, Any]:
+def model_figures(table: pd.DataFrame) -> dict[str, Any]:
     sampled = table[table["decoding"] == "sampled"]
     summary = summarise(table)
     cells = sampled.groupby(["difficulty", "written"])["correct"].agg(["mean", "size"])
@@ -196,7 +196,7 @@ def _trajectory(project: Path, curve: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
-def _problems(project: Path, split: str, n: int) -> pd.DataFrame:
+def chain_problems(project: Path, split: str, n: int) -> pd.DataFrame:
     name = "eval_problems" if split == "heldout" else "validation_problems"
     frame = pd.read_json(project / f"data/05_model_input/{name}.jsonl", lines=True, dtype=False)
     chains = frame[(frame["kind"] == "math") & (frame["source"] == "embedded/math")]
@@ -222,9 +222,9 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     rs_ft = latest_model(project, "rl_model")
     assert sft and grpo and rs_ft and rs_ft != grpo, "a model of the seed's runs is missing"
     params = load_parameters(project / "conf", args.env, {"seed": seed})
-    problems = _problems(project, args.split, args.problems)
+    problems = chain_problems(project, args.split, args.problems)
     record["models"] = {
-        name: _model_figures(_answers(path, problems, args.k, params))
+        name: model_figures(answers(path, problems, args.k, params))
         for name, path in zip(MODELS, (sft, grpo, rs_ft), strict=True)
     }
     grpo_curve, rs_ft_curve = grpo_curves(project, CURVES)[-2:]

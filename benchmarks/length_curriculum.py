@@ -43,7 +43,6 @@ import argparse
 import itertools
 import json
 import math
-import shutil
 import statistics
 import sys
 import time
@@ -56,7 +55,7 @@ from benchmarks._common import (
     code_version,
     grpo_curves,
     kedro_run,
-    scratch_project,
+    project_from_dynamics,
     seed_records,
 )
 from benchmarks.dynamics import t_test, verdict
@@ -76,27 +75,6 @@ CURVES = (
 STAGE_KEYS = (
     "first_tokens", "last_tokens", "fill", "truncated_last", "max_tokens_last", "accuracy_last",
 )  # fmt: skip
-#: What a seed's long run starts from: its conf/dynamics run's splits and models.
-INPUTS = (
-    "data/05_model_input",
-    "data/06_models/sft_model",
-    "data/06_models/base_model",
-    "data/06_models/tokenizer",
-)
-
-
-def _project(seed: int, workdir: Path, dynamics: Path) -> Path:
-    """The seed's scratch project, holding its dynamics run's splits and models."""
-    project = scratch_project(workdir / f"seed_{seed}")
-    source = dynamics / f"seed_{seed}"
-    if not (source / "data/06_models/sft_model").is_dir():
-        raise SystemExit(
-            f"no SFT model in {source}: run `python -m benchmarks.dynamics --seeds {seed}` first"
-        )
-    for inputs in INPUTS:
-        if not (project / inputs).exists():
-            shutil.copytree(source / inputs, project / inputs)
-    return project
 
 
 def _mean(values: list[float]) -> float:
@@ -137,7 +115,7 @@ def raise_ratios(figures: list[dict[str, Any]]) -> list[float]:
 
 
 def one_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    project = _project(seed, args.workdir, args.dynamics)
+    project = project_from_dynamics(args.dynamics / f"seed_{seed}", args.workdir / f"seed_{seed}")
     began = time.perf_counter()
     kedro_run(project, "--env", ENV, "--pipeline", "rl", "--params", f"seed={seed}",
               log=project / "benchmark.log")  # fmt: skip

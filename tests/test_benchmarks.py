@@ -343,3 +343,15 @@ def test_the_length_curriculum_reads_each_stage_s_end_and_the_raises():
     assert claim["df"] == 2 and claim["mean"] == pytest.approx(math.log(1.5))
     assert result["last_tokens_by_stage"] == [[50.0] * 3, [75.0] * 3]
     assert "| 2 | 96 |" in lc.table(result)
+
+
+def test_the_learning_rate_moves_only_beyond_a_standard_error_on_validation():
+    from benchmarks.choose_lr import choose
+
+    records = [{"lr": 5e-5, "pass_at_1": 0.60}, {"lr": 1e-4, "pass_at_1": 0.61}]
+    close = choose(records, current=5e-5, n_answers=1200)  # se ~0.020
+    assert close["best"] == 1e-4 and close["chosen"] == 5e-5 and close["kept_current"]
+    records[1]["pass_at_1"] = 0.66
+    far = choose(records, current=5e-5, n_answers=1200)
+    assert far["chosen"] == 1e-4 and not far["kept_current"]
+    assert far["se"] == pytest.approx(math.sqrt(2 * 0.63 * 0.37 / 1200))
