@@ -39,8 +39,10 @@ the tokens of the groups whose rewards differ in every arm (``keep_non_diverse``
 all-equal groups too, but they are not in its statistics: the arms compare the same tokens).
 
 Written to ``data/08_reporting/benchmarks/ablations.json`` (per arm, one value per seed of each
-figure; mean +- sd; each arm's mean per-seed difference from ``recipe`` and whether a paired
-t-test over the seeds puts it beyond noise at 5%) and ``ablations.png``. Each finished run is
+figure; mean +- sd; each arm's mean per-seed difference from ``recipe``, the paired t-test over
+the seeds (n - 1 degrees of freedom) and its p, and, since every arm is compared on every
+figure, p adjusted by Holm's method over all those comparisons: the arms x the FIGURES, 20 for
+the default arms) and ``ablations.png``. Each finished run is
 kept under ``ablations_runs/`` and reused by a later call with the same settings, code version
 and recipe parameters.
 """
@@ -66,6 +68,7 @@ import pandas as pd
 import torch
 import yaml
 from safetensors.torch import load_file
+from scipy import stats as scipy_stats
 
 from benchmarks._common import (
     OUT,
@@ -76,6 +79,7 @@ from benchmarks._common import (
     latest_model,
     spread,
 )
+from benchmarks.dynamics import holm
 from magistral_kedro.analysis import flatten_weights, reward_length_directions, window_means
 from magistral_kedro.evaluation import grade_samples, summarise
 from magistral_kedro.generation import GenerationConfig, SamplingConfig, open_generator
@@ -342,21 +346,26 @@ def _run(
 
 def paired(arm: list[float], reference: list[float]) -> dict[str, float | bool]:
     """The mean of the per-seed differences ``arm - reference`` (the same seed draws the same
-    prompts in both), their standard error ``sd / sqrt(n)``, and whether the mean exceeds
-    Student's two-sided 95% bound ``t(n - 1) * se`` (a paired t-test at 5%; with a standard
-    error of 0, whether the difference is not 0)."""
+    prompts in both), their standard error ``sd / sqrt(n)``, the paired t-test's degrees of
+    freedom and two-sided p, and whether the mean exceeds Student's two-sided 95% bound
+    ``t(n - 1) * se`` (p < 0.05, unadjusted; with a standard error of 0, whether the difference
+    is not 0)."""
     diffs = [a - r for a, r in zip(arm, reference, strict=True) if np.isfinite(a - r)]
     if len(diffs) < 2:
-        return {"difference": math.nan, "se": math.nan, "n": len(diffs), "exceeds_noise": False}
+        return {"difference": math.nan, "se": math.nan, "n": len(diffs), "df": len(diffs) - 1,
+                "p": math.nan, "exceeds_noise": False}  # fmt: skip
     mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
     bound = T_975[min(len(diffs) - 1, len(T_975)) - 1] * se
     exceeds = abs(mean) > bound if se > 0 else mean != 0
-    return {"difference": mean, "se": se, "n": len(diffs), "exceeds_noise": bool(exceeds)}
+    p = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue) if se > 0 else float(mean == 0)
+    return {"difference": mean, "se": se, "n": len(diffs), "df": len(diffs) - 1, "p": p,
+            "exceeds_noise": bool(exceeds)}  # fmt: skip
 
 
 def compare(arms: dict[str, dict[str, list[float]]], reference: str) -> dict[str, Any]:
     """Each arm against ``reference``, figure by figure, over the seeds both ran
-    (:func:`paired`)."""
+    (:func:`paired`); the p-values of the FIGURES (every arm's) are one family, Holm-adjusted
+    together (``p_holm``, ``beyond_noise_adjusted``); the EXTRAS' are descriptive."""
     out: dict[str, Any] = {}
     mine = arms[reference]
     for arm, figures in arms.items():
@@ -369,6 +378,13 @@ def compare(arms: dict[str, dict[str, list[float]]], reference: str) -> dict[str
             key: paired([figures[key][at[s]] for s in common], [mine[key][ref[s]] for s in common])
             for key in (*FIGURES, *EXTRAS)
         }
+    family = {(arm, key): out[arm][key]["p"] for arm in out for key in FIGURES}
+    adjusted = holm({f"{arm}/{key}": p for (arm, key), p in family.items()})
+    for arm, key in family:
+        test = out[arm][key]
+        test["p_holm"] = adjusted[f"{arm}/{key}"]
+        test["n_comparisons"] = len(family)
+        test["beyond_noise_adjusted"] = bool(test["p_holm"] < 0.05)
     return out
 
 
@@ -440,7 +456,8 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"== GRPO ablations: {settings['steps']} steps, SFT model {settings['sft_model']}, "
         f"{settings['eval_problems']} held-out problems x {settings['k']}; mean +- sd over "
-        f"seeds; * = differs from recipe (paired t-test over seeds, 5%)"
+        f"seeds; * = differs from recipe (paired t-test over seeds, 5%), ** = after Holm's "
+        f"adjustment over every arm and figure"
     )
     for name, figures in result["start_models"].items():
         print(f"{name} model: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
@@ -449,11 +466,16 @@ def _print(result: dict[str, Any]) -> None:
     for arm, stats in result["summary"].items():
         marks = result["versus_recipe"].get(arm, {})
         cells = "".join(
-            f"{stats[key]['mean']:>12.3f} +- {stats[key]['sd']:<5.3f}"
-            + ("*" if marks.get(key, {}).get("exceeds_noise") else " ")
+            f"{stats[key]['mean']:>12.3f} +- {stats[key]['sd']:<5.3f}" + _stars(marks.get(key, {}))
             for key in keys
         )
         print(f"{arm:<22}{cells}")
+
+
+def _stars(test: dict[str, Any]) -> str:
+    if test.get("beyond_noise_adjusted"):
+        return "**"
+    return "* " if test.get("exceeds_noise") else "  "
 
 
 def _write(path: Path, result: dict[str, Any]) -> None:

@@ -103,6 +103,13 @@ def test_an_arm_differs_from_the_recipe_only_beyond_the_paired_seed_noise():
     # identical values: no spread, no difference, nothing exceeds
     assert not versus["keep_non_diverse"]["maj_at_k"]["exceeds_noise"]
     assert compare({"recipe": result["arms"]["recipe"]}, "recipe") == {}
+    # 4 arms x 5 figures in one family: the constant difference stays beyond noise, the noisy
+    # one (t = -8.7 on 2 df, p = 0.013 alone) does not once 20 comparisons are in view
+    assert versus["no_clip_higher"]["pass_at_1"]["p_holm"] == 0.0
+    assert versus["no_clip_higher"]["pass_at_1"]["beyond_noise_adjusted"]
+    assert (noisy["df"], noisy["n_comparisons"]) == (2, 20)
+    assert noisy["p"] == pytest.approx(0.0130, abs=5e-4) and noisy["p_holm"] > 0.05
+    assert not noisy["beyond_noise_adjusted"]
 
 
 def test_the_plot_draws_every_arm(tmp_path):
