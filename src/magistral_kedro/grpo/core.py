@@ -159,16 +159,16 @@ def magistral_loss(
         objective = objective * weights
     loss = -(objective * mask).sum() / denominator
     with torch.no_grad():
-        mask = mask if stats_mask is None else stats_mask.to(logprobs.dtype)
-        n = mask.sum().clamp(min=1)
+        counted = mask if stats_mask is None else stats_mask.to(logprobs.dtype)
+        n = counted.sum().clamp(min=1)
         # A token is clipped when the clipped term is the one min() picked and it differs.
         at_high = (ratio > 1.0 + eps_high) & (adv > 0)
         at_low = (ratio < 1.0 - eps_low) & (adv < 0)
         stats = {
-            "clip/high_frac": float((at_high * mask).sum() / n),
-            "clip/low_frac": float((at_low * mask).sum() / n),
-            "policy/mean_ratio": float((ratio * mask).sum() / n),
-            "policy/approx_kl": float(((ratio - 1 - log_ratio) * mask).sum() / n),
+            "clip/high_frac": float((at_high * counted).sum() / n),
+            "clip/low_frac": float((at_low * counted).sum() / n),
+            "policy/mean_ratio": float((ratio * counted).sum() / n),
+            "policy/approx_kl": float(((ratio - 1 - log_ratio) * counted).sum() / n),
         }
     return loss, stats
 
