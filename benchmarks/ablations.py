@@ -134,8 +134,6 @@ CURVES = (
     "groups/dropped_frac",
     "async/staleness_mean",
 )
-#: Student's t, two-sided 95%, for 1..10 degrees of freedom (the last serves beyond).
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 #: Steps a run's checkpoints are apart: the points of its PCA.
 CHECKPOINT_EVERY = 10
 
@@ -347,19 +345,16 @@ def _run(
 def paired(arm: list[float], reference: list[float]) -> dict[str, float | bool]:
     """The mean of the per-seed differences ``arm - reference`` (the same seed draws the same
     prompts in both), their standard error ``sd / sqrt(n)``, the paired t-test's degrees of
-    freedom and two-sided p, and whether the mean exceeds Student's two-sided 95% bound
-    ``t(n - 1) * se`` (p < 0.05, unadjusted; with a standard error of 0, whether the difference
-    is not 0)."""
+    freedom and two-sided p, and whether p < 0.05, unadjusted (with a standard error of 0,
+    whether the difference is not 0)."""
     diffs = [a - r for a, r in zip(arm, reference, strict=True) if np.isfinite(a - r)]
     if len(diffs) < 2:
         return {"difference": math.nan, "se": math.nan, "n": len(diffs), "df": len(diffs) - 1,
                 "p": math.nan, "exceeds_noise": False}  # fmt: skip
     mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
-    bound = T_975[min(len(diffs) - 1, len(T_975)) - 1] * se
-    exceeds = abs(mean) > bound if se > 0 else mean != 0
     p = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue) if se > 0 else float(mean == 0)
     return {"difference": mean, "se": se, "n": len(diffs), "df": len(diffs) - 1, "p": p,
-            "exceeds_noise": bool(exceeds)}  # fmt: skip
+            "exceeds_noise": p < 0.05}  # fmt: skip
 
 
 def compare(arms: dict[str, dict[str, list[float]]], reference: str) -> dict[str, Any]:
