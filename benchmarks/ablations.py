@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.ablations [--project DIR] [--seeds 1,2,3] [--steps 100]
         [--grpo mode=async] [--jobs 1] [--arms a,b] [--eval-problems 300]
         [--language-problems 50] [--k 4]
+    .venv/bin/python -m benchmarks.ablations --table    # docs/results.md's tables
 
 Every arm starts from the same SFT model (the latest of ``--project``, a project where
 ``kedro run`` ran at least through SFT), trains on the same problems (the difficulty-filtered
@@ -467,6 +468,48 @@ def _print(result: dict[str, Any]) -> None:
         print(f"{arm:<22}{cells}")
 
 
+#: docs/results.md's columns: (key, header, digits).
+TABLE_COLUMNS = (
+    ("pass_at_1", "pass@1", 3),
+    ("maj_at_k", "maj@k", 3),
+    ("greedy_accuracy", "greedy", 3),
+    ("entropy_last", "entropy, last steps", 4),
+    ("mean_tokens_last", "tokens, last steps", 1),
+    ("length_ratio", "length last / first", 3),
+    ("language_rate", "in the problem's language", 3),
+    ("clip_high_frac", "share clipped high", 4),
+    ("clip_low_frac", "share clipped low", 4),
+)
+
+
+def table(result: dict[str, Any]) -> str:
+    """``result`` (an ablations JSON) as Markdown: mean +- sd over the seeds per arm, then each
+    arm's difference from the recipe on the FIGURES with the paired test's p and Holm's p."""
+    header = "| arm | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"
+    lines = [header, "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    for arm, stats in result["summary"].items():
+        tests = result["versus_recipe"].get(arm, {})
+        cells = [
+            f"{stats[key]['mean']:.{digits}f} +- {stats[key]['sd']:.{digits}f}"
+            + _stars(tests.get(key, {})).strip()
+            for key, _, digits in TABLE_COLUMNS
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| arm - recipe | " + " | ".join(FIGURES) + " |",
+        "|---" * (len(FIGURES) + 1) + "|",
+    ]
+    for arm, tests in result["versus_recipe"].items():
+        cells = [
+            f"{tests[key]['difference']:+.4f} (p {tests[key].get('p', math.nan):.3f}, "
+            f"Holm {tests[key].get('p_holm', math.nan):.3f})"
+            for key in FIGURES
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _stars(test: dict[str, Any]) -> str:
     if test.get("beyond_noise_adjusted"):
         return "**"
@@ -496,6 +539,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--eval-problems", type=int, default=300)
     parser.add_argument("--language-problems", type=int, default=50, help="English originals")
     parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--table", action="store_true", help="print the JSON's tables, run nothing")
     parser.add_argument("--worker", choices=[*ARMS, *START_MODELS], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -508,6 +552,9 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> int:
     args = _arguments()
+    if args.table:
+        print(table(json.loads((OUT / "ablations.json").read_text())))
+        return 0
     if args.worker in START_MODELS:
         setup = embedded_rl(1, args.project)
         model = setup.checkpoint if args.worker == "sft" else _base_model(args.project)

@@ -23,6 +23,7 @@ from benchmarks.ablations import (
     plot,
     report,
     run_figures,
+    table,
 )
 from magistral_kedro.tasks.frames import problems_to_frame
 from magistral_kedro.tasks.math import generate_math_problems
@@ -116,6 +117,16 @@ def test_the_plot_draws_every_arm(tmp_path):
     runs = [_run(arm, s, 0.4) for arm in ("recipe", "no_clip_higher") for s in range(2)]
     plot(report(runs, {}, {}), tmp_path / "ablations.png")
     assert (tmp_path / "ablations.png").stat().st_size > 10_000
+
+
+def test_the_table_gives_each_arm_its_spread_and_its_difference_from_the_recipe():
+    runs = [_run("recipe", s, 0.40 + 0.01 * s) for s in range(3)]
+    runs += [_run("no_clip_higher", s, 0.30 + 0.01 * s) for s in range(3)]
+    rows = table(report(runs, {}, {})).splitlines()
+    assert rows[2].startswith("| recipe | 0.410 +- 0.010 | 0.500 +- 0.000 |")
+    # a constant difference over the seeds: beyond noise, before and after Holm's adjustment
+    assert rows[3].startswith("| no_clip_higher | 0.310 +- 0.010** |")
+    assert rows[-1].startswith("| no_clip_higher | -0.1000 (p 0.000, Holm 0.000) | +0.0000 (p")
 
 
 def test_the_language_set_writes_held_out_english_problems_in_six_languages(tmp_path):
