@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -169,3 +170,25 @@ def test_processes_of_nobody_elsewhere_leave_a_program_its_process_quota(crowd_o
         assert isolation_mode() == "root"
     finally:
         sandbox.isolation_mode.cache_clear()
+
+
+def test_a_program_on_a_busy_cpu_is_judged_by_its_cpu_time():
+    """A time limit is on the CPU time a program uses, not on how busy the host is: a program
+    that needs 0.7 s of CPU under a 1 s limit, sharing its core with a spinning process (so
+    about 1.4 s of wall-clock time), passes. A wall-clock limit would fail it, making the
+    reward depend on the machine's load."""
+    program = "import time\nwhile time.process_time() < 0.7:\n    pass\nprint(input())\n"
+    tests = [{"input": "7\n", "output": "7\n"}]
+    core = {min(os.sched_getaffinity(0))}
+    before = os.sched_getaffinity(0)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(spinner.pid, core)
+        os.sched_setaffinity(0, core)  # the program inherits it: the two share one core
+        result = run_code(program, "python", tests, time_limit_s=1.0)
+    finally:
+        os.sched_setaffinity(0, before)
+        spinner.kill()
+        spinner.wait()
+    assert result.passed, result
+    assert result.tests[0].seconds > 1.0  # it did wait: on its own it needs about 0.7 s

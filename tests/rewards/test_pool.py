@@ -1,6 +1,8 @@
 """Worker pool: hard deadlines, crashes and memory bombs end as outcomes, never as a hung caller."""
 
 import os
+import signal
+import threading
 import time
 
 from magistral_kedro.rewards import pool as pool_module
@@ -13,7 +15,7 @@ def _allocate(gigabytes: int) -> int:
 
 
 def test_order_deadlines_crashes_and_memory():
-    pool = WorkerPool(n_workers=2, memory_mb=512)
+    pool = WorkerPool(n_workers=2, memory_mb=512, wall_factor=3)
     try:
         started = time.monotonic()
         finished = []
@@ -43,7 +45,21 @@ def _dispatch(kind: str, arg: int) -> int:
         os._exit(arg)
     if kind == "memory":
         return _allocate(arg)
+    while kind == "spin":
+        arg += 1
     return arg
+
+
+def test_a_runaway_is_stopped_at_its_cpu_limit_and_a_waiting_task_by_the_wall_clock():
+    pool = WorkerPool(n_workers=2, wall_factor=4)
+    try:
+        assert all(o.ok for o in pool.map(_dispatch, [("value", 0)] * 2, timeout_s=60))
+        spinning, sleeping = pool.map(_dispatch, [("spin", 0), ("sleep", 30)], timeout_s=0.5)
+    finally:
+        pool.close()
+    assert not spinning.ok and "CPU" in spinning.error
+    assert not sleeping.ok and "wall clock" in sleeping.error
+    assert 2.0 <= sleeping.seconds < 10
 
 
 def _judge_in_worker() -> tuple[bool, bool, int]:
@@ -62,3 +78,25 @@ def test_a_worker_knows_it_is_one_and_judges_in_place():
     assert outcome.ok, outcome.error
     assert outcome.value == (True, True, 0)
     assert not in_worker()
+
+
+def _stop_self(value: int) -> int:
+    os.kill(os.getpid(), signal.SIGSTOP)  # resumed by the test, as a starved process would be
+    return value
+
+
+def test_a_worker_starved_of_the_cpu_is_not_timed_out():
+    """A limit is on the work a task does, not on how busy the host is: a worker that gets no
+    CPU for three times its limit (stopped, as a process on a saturated host waits) still
+    answers. Grading that timed out under load would make a reward depend on the machine."""
+    pool = WorkerPool(n_workers=1)
+    try:
+        assert pool.run(_dispatch, ("value", 0), timeout_s=60).ok  # started, imports done
+        resume = threading.Timer(1.5, os.kill, (pool._workers[0].process.pid, signal.SIGCONT))
+        resume.start()
+        outcome = pool.run(_stop_self, (7,), timeout_s=0.5)
+        resume.join()
+    finally:
+        pool.close()
+    assert outcome.ok, outcome.error
+    assert outcome.value == 7

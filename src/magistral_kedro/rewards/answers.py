@@ -4,7 +4,7 @@
 ``\\left``, units in ``\\text{}`` on either side, thousands separators, ``x =`` prefixes, ``∞``,
 repeating decimals...); :func:`parse_answer` is math-verify's (SymPy's) reading of a bare answer or
 of a whole response. Parsing has no limit of its own: ``rewards.math`` runs it in a worker process
-under a wall-clock and a memory limit.
+under a CPU-time and a memory limit.
 """
 
 from __future__ import annotations

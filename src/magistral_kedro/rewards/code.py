@@ -20,6 +20,7 @@ from typing import Literal
 
 from magistral_kedro.rewards.sandbox import (
     STDERR_CAP,
+    WALL_FACTOR,
     Run,
     _python_executable,
     _sandbox_base,
@@ -43,6 +44,15 @@ LANGUAGE_ALIASES = {
 }
 _MEMORY_MARKERS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory")
 _COMPILER_MEMORY_MB = 2048
+
+
+def _time_out(run: Run, cpu_s: float) -> str:
+    """Why ``run`` is over its time limit, or "" if it is not."""
+    if run.timed_out:
+        return f"no exit in {WALL_FACTOR * cpu_s:g} s of wall-clock time"
+    if run.cpu_seconds >= cpu_s or run.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return f"over {cpu_s:g} s of CPU"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,8 @@ class CodeResult:
 
 def _runtime_status(run: Run, expected: str, time_limit_s: float) -> TestOutcome:
     stderr = run.stderr.decode(errors="replace")
-    if run.timed_out or run.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-        return TestOutcome("timeout", run.seconds, f"over {time_limit_s} s")
+    if reason := _time_out(run, time_limit_s):
+        return TestOutcome("timeout", run.seconds, reason)
     if any(marker in stderr for marker in _MEMORY_MARKERS):
         return TestOutcome("memory", run.seconds, stderr[-300:])
     if run.output_capped:
@@ -147,8 +157,8 @@ def _compile_cpp(
         processes=16,
     )
     detail = run.stderr.decode(errors="replace")[-500:]
-    if run.timed_out:
-        return "timeout", run.seconds, f"compilation over {timeout_s} s"
+    if reason := _time_out(run, timeout_s):
+        return "timeout", run.seconds, f"compilation {reason}"
     if any(marker in detail for marker in _MEMORY_MARKERS) or run.returncode == -signal.SIGKILL:
         return "memory", run.seconds, detail
     if run.returncode != 0 or not (box / "main").exists():

@@ -13,8 +13,9 @@
    numbers must be exactly equal (``1/2004!`` is not ``1/2006!``), and a constraint like
    ``x + z = 1`` is not the number ``1``.
 
-Parsing runs in a worker process under a hard wall-clock limit (never SIGALRM, which fails outside
-the main thread) and an address-space limit, so ``10^{10^{10^{10}}}``, deep nesting or megabytes of
+Parsing runs in a worker process under a CPU-time limit (never SIGALRM, which fails outside the
+main thread; CPU time, so that a busy host slows a comparison without failing it), a wall-clock
+backstop and an address-space limit, so ``10^{10^{10^{10}}}``, deep nesting or megabytes of
 malformed LaTeX return False instead of hanging or crashing the caller.
 """
 
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 #: Longer texts are not compared (whole responses whose answer math-verify looks for).
 MAX_TEXT_CHARS = 100_000
-#: math_equal's default wall-clock limit per comparison.
+#: math_equal's default limit per comparison, in CPU seconds of its worker (``rewards.pool``).
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -314,7 +315,8 @@ def math_equal(
     reference needs an exact answer (``rewards.decimals`` states the rule). ``problem`` is the
     problem's text: the names of the tuple it asks for (``the ordered pair (a, b)``) match an
     answer's named components (``b = 2, a = 1``) to a reference that names none. Never raises;
-    a comparison that exceeds ``timeout_s`` (or its memory limit) counts as not equal.
+    a comparison that exceeds ``timeout_s`` CPU seconds (or its memory limit) counts as not
+    equal.
     """
     if len(pred) > MAX_TEXT_CHARS or len(gold) > MAX_TEXT_CHARS:
         return False

@@ -1,12 +1,16 @@
-"""Worker processes that run untrusted work under a hard wall-clock limit.
+"""Worker processes that run untrusted work under a CPU-time limit and a memory limit.
 
 Each worker is a fresh interpreter (no state inherited from a multi-threaded parent, and no
 dependence on how the parent was started) running :func:`_worker_main` of this module as imported
 (not as ``__main__``, a second copy whose flag :func:`in_worker` would not see) with an
-address-space limit, talking length-prefixed pickles over its stdin/stdout. A task that outlives
-its deadline gets its worker killed (with every process the worker started, see ``rewards.sandbox``)
-and replaced; a task that crashes its worker is reported, and the worker replaced. The caller
-always gets one :class:`Outcome` per task, in order.
+address-space limit, talking length-prefixed pickles over its stdin/stdout. A task's limit is in
+CPU seconds of its worker (the worker's own and its finished children's), so a verdict does not
+depend on how busy the host is: a fresh worker's imports or a saturated machine slow a task down
+without timing it out. A task that waits instead of computing (sleeps, blocks) is stopped by a
+wall-clock backstop, ``wall_factor`` times its limit. A task over either gets its worker killed
+(with every process the worker started, see ``rewards.sandbox``) and replaced; a task that
+crashes its worker is reported, and the worker replaced. The caller always gets one
+:class:`Outcome` per task, in order.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import IO, Any
 
+import psutil
+
 _IN_WORKER = False
 #: Address-space limit of a worker (SymPy on a pathological input must fail, not swap).
 WORKER_MEMORY_MB = 2048
+#: How many times its CPU limit a task may take in wall-clock time (waiting, or given no CPU).
+WALL_FACTOR = 10.0
 _WORKER_COMMAND = (
     "import sys; from magistral_kedro.rewards.pool import _worker_main; "
     "_worker_main(int(sys.argv[1]))"
@@ -109,6 +117,14 @@ class _Worker:
     def recv(self) -> Any:
         return _read(self.replies)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the worker and its finished children have used (0 once it is gone)."""
+        try:
+            times = psutil.Process(self.process.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system + times.children_user + times.children_system
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -117,13 +133,45 @@ class _Worker:
         self.replies.close()
 
 
-class WorkerPool:
-    """``n_workers`` sandboxed processes; :meth:`map` runs tasks on them with per-task deadlines."""
+@dataclass(frozen=True)
+class _Running:
+    """A task on a worker: its CPU limit, and the wall clock and worker's CPU when it began."""
 
-    def __init__(self, n_workers: int = 2, memory_mb: int = WORKER_MEMORY_MB) -> None:
+    task: int
+    limit_s: float
+    started: float
+    cpu_at_start: float
+
+    def left_s(self, cpu_now: float, now: float, wall_factor: float) -> float:
+        """Wall seconds before either limit can be reached (CPU time runs no faster than wall
+        time in a single-threaded worker)."""
+        cpu_left = self.limit_s - (cpu_now - self.cpu_at_start)
+        return min(cpu_left, wall_factor * self.limit_s - (now - self.started))
+
+    def over_limit(self, cpu_now: float, now: float, wall_factor: float) -> str:
+        """Why the task is stopped now, or "" while it is within both limits."""
+        if cpu_now - self.cpu_at_start >= self.limit_s:
+            return f"timeout: over {self.limit_s:g} s of CPU"
+        if now - self.started >= wall_factor * self.limit_s:
+            return f"timeout: no answer in {wall_factor * self.limit_s:g} s (wall clock)"
+        return ""
+
+
+class WorkerPool:
+    """``n_workers`` sandboxed processes; :meth:`map` runs tasks on them with per-task limits."""
+
+    def __init__(
+        self,
+        n_workers: int = 2,
+        memory_mb: int = WORKER_MEMORY_MB,
+        wall_factor: float = WALL_FACTOR,
+    ) -> None:
         if n_workers < 1:
             raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+        if wall_factor < 1:
+            raise ValueError(f"wall_factor must be >= 1, got {wall_factor}")
         self.memory_mb = memory_mb
+        self.wall_factor = wall_factor
         self._workers = [_Worker(memory_mb) for _ in range(n_workers)]
 
     @property
@@ -138,49 +186,57 @@ class WorkerPool:
         timeout_s: float | Sequence[float],
         on_done: Callable[[], object] | None = None,
     ) -> list[Outcome]:
-        """Run ``fn(*args)`` for every ``args`` in ``tasks``; each gets ``timeout_s`` seconds.
+        """Run ``fn(*args)`` for every ``args`` in ``tasks``; each gets ``timeout_s`` CPU seconds
+        (and ``wall_factor`` times that of wall-clock time).
 
         ``fn`` must be importable by name (a module-level function). Order is preserved.
         ``on_done`` is called once per finished task (done, failed or timed out), e.g. a
         progress bar's ``update``.
         """
-        timeouts = [timeout_s] * len(tasks) if isinstance(timeout_s, int | float) else timeout_s
+        limits = [timeout_s] * len(tasks) if isinstance(timeout_s, int | float) else timeout_s
         outcomes: list[Outcome | None] = [None] * len(tasks)
         pending = list(range(len(tasks)))[::-1]
-        busy: dict[int, tuple[int, float, float]] = {}  # worker -> (task, started, deadline)
-        while pending or busy:
+        running: dict[int, _Running] = {}  # worker -> its task
+        while pending or running:
             for w in range(len(self._workers)):
-                if w not in busy and pending:
+                if w not in running and pending:
                     task = pending.pop()
-                    started = time.monotonic()
-                    try:
-                        self._workers[w].send((fn, tasks[task]))
-                    except OSError:  # a broken pipe: the worker is gone
-                        self._replace(w)
-                        self._workers[w].send((fn, tasks[task]))
-                    busy[w] = (task, started, started + float(timeouts[task]))
+                    running[w] = self._start(w, fn, tasks[task], task, float(limits[task]))
             now = time.monotonic()
-            next_deadline = min(deadline for _, _, deadline in busy.values())
+            left = [
+                r.left_s(self._workers[w].cpu_seconds(), now, self.wall_factor)
+                for w, r in running.items()
+            ]
             ready = wait(
-                [self._workers[w].replies for w in busy],  # type: ignore[misc]
-                timeout=max(0.0, next_deadline - now),
+                [self._workers[w].replies for w in running],  # type: ignore[misc]
+                timeout=max(0.01, min(left)),
             )
             now = time.monotonic()
-            for w in list(busy):
-                task, started, deadline = busy[w]
+            for w, run in list(running.items()):
                 if self._workers[w].replies in ready:
-                    outcomes[task] = self._receive(w, now - started)
-                elif now >= deadline:
-                    outcomes[task] = Outcome(
-                        False, error=f"timeout after {timeouts[task]} s", seconds=now - started
-                    )
+                    outcomes[run.task] = self._receive(w, now - run.started)
+                elif reason := run.over_limit(
+                    self._workers[w].cpu_seconds(), now, self.wall_factor
+                ):
+                    outcomes[run.task] = Outcome(False, error=reason, seconds=now - run.started)
                     self._replace(w)
                 else:
                     continue
-                del busy[w]
+                del running[w]
                 if on_done is not None:
                     on_done()
         return [o for o in outcomes if o is not None]
+
+    def _start(
+        self, w: int, fn: Callable[..., Any], args: tuple[Any, ...], task: int, limit_s: float
+    ) -> _Running:
+        """Send ``fn(*args)`` to worker ``w`` (replacing it first if it is gone)."""
+        try:
+            self._workers[w].send((fn, args))
+        except OSError:  # a broken pipe: the worker is gone
+            self._replace(w)
+            self._workers[w].send((fn, args))
+        return _Running(task, limit_s, time.monotonic(), self._workers[w].cpu_seconds())
 
     def _receive(self, w: int, seconds: float) -> Outcome:
         """Worker ``w``'s reply; a worker that died instead is replaced."""

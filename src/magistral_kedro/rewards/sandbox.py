@@ -3,8 +3,10 @@
 Every program (and the C++ compiler working on untrusted source) runs
 
 * in a fresh directory (its box), in its own process group, under ``RLIMIT_AS`` (memory),
-  ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (files it writes), ``RLIMIT_NOFILE`` and ``RLIMIT_NPROC`` (no
-  fork bomb), with a wall-clock kill at the time limit;
+  ``RLIMIT_CPU`` (the time limit, rounded up to whole CPU seconds; the verdict compares the CPU
+  time used, so it does not depend on how busy the host is), ``RLIMIT_FSIZE`` (files it writes), ``RLIMIT_NOFILE`` and ``RLIMIT_NPROC`` (no
+  fork bomb), with a wall-clock kill at :data:`WALL_FACTOR` times the time limit (a program that
+  waits instead of computing);
 * in new network, PID and mount namespaces (util-linux ``unshare``, then ``sandbox_init``): no
   network interface, every process dies with the namespace, empty read-only file systems over
   ``/tmp``, ``/dev/shm``, ``/run``, ``$HOME``, the project and the other boxes, and every other
@@ -53,6 +55,8 @@ NOBODY_UID = SANDBOX_GID = 65534  # nobody / nogroup
 #: many concurrent runs) used up a program's quota, and g++ or the program itself could not start.
 BOX_UIDS = range(0x60000000, 0x70000000)
 _FILE_SIZE_MB = 16
+#: How many times its CPU limit a program may take in wall-clock time (waiting, or given no CPU).
+WALL_FACTOR = 3.0
 STDERR_CAP = 4096
 _INIT = Path(__file__).with_name("sandbox_init.py")
 _PATH = "/usr/local/bin:/usr/bin:/bin"  # programs' PATH: system tools only
@@ -223,13 +227,15 @@ def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Callable[[],
 
 @dataclass(frozen=True)
 class Run:
-    """What became of one run: exit status, output up to its caps, seconds, and whether the
-    deadline or the stdout cap stopped it."""
+    """What became of one run: exit status, output up to its caps, wall-clock seconds, CPU
+    seconds (of every process of it that was waited for), and whether the wall-clock backstop or
+    the stdout cap stopped it."""
 
     returncode: int
     stdout: bytes
     stderr: bytes
     seconds: float
+    cpu_seconds: float
     timed_out: bool
     output_capped: bool
 
@@ -238,12 +244,13 @@ def run_in_box(
     box: Path,
     argv: Sequence[str],
     stdin: str,
-    wall_s: float,
+    cpu_s: float,
     memory_mb: int,
     output_cap: int,
     processes: int = 32,
 ) -> Run:
-    """Run ``argv`` sandboxed in ``box``, feeding ``stdin``; kill everything at ``wall_s``."""
+    """Run ``argv`` sandboxed in ``box``, feeding ``stdin``, under ``cpu_s`` CPU seconds (rounded
+    up) a process; kill everything at ``WALL_FACTOR * cpu_s`` of wall-clock time."""
     mode = isolation_mode()
     stdin_path = box / ".stdin"
     stdin_path.write_text(stdin)
@@ -258,21 +265,25 @@ def run_in_box(
             env={"PATH": _PATH, "LANG": "C.UTF-8", "HOME": str(box)},
             start_new_session=True,
             # rlimits must be set in the child before exec; nothing else runs there.
-            preexec_fn=_limits(memory_mb, wall_s, processes if mode is None else None),  # noqa: PLW1509
+            preexec_fn=_limits(memory_mb, cpu_s, processes if mode is None else None),  # noqa: PLW1509
         )
     assert process.stdout is not None and process.stderr is not None
     stdout, stderr, timed_out, capped = _read_capped(
-        process.stdout, process.stderr, started + wall_s, output_cap
+        process.stdout, process.stderr, started + WALL_FACTOR * cpu_s, output_cap
     )
     _kill_tree(process.pid)
-    returncode = process.wait()
+    # wait4, not Popen.wait: its rusage holds the CPU time of the program and what it reaped
+    # (through unshare, whose exit status does not keep the signal that stopped the program).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
     process.stdout.close()
     process.stderr.close()
     return Run(
-        returncode=returncode,
+        returncode=process.returncode,
         stdout=stdout,
         stderr=stderr,
         seconds=time.monotonic() - started,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         timed_out=timed_out,
         output_capped=capped,
     )

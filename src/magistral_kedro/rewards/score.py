@@ -150,7 +150,8 @@ def score(
 
 
 def item_timeout_s(problem: Problem, cfg: RewardConfig) -> float:
-    """The hard wall-clock budget of scoring one completion of ``problem``."""
+    """The budget of scoring one completion of ``problem``, in CPU seconds of its worker and its
+    sandboxed programs (``rewards.pool``; each program also has its own limits)."""
     if problem.kind == "math":
         return cfg.math_timeout_s + 5.0
     tests = min(cfg.code_max_tests, len(problem.tests or []))
@@ -169,7 +170,7 @@ def score_batch(
 ) -> list[RewardBreakdown]:
     """Score many completions in parallel worker processes, order preserved.
 
-    Each item runs under a hard wall-clock limit (:func:`item_timeout_s`); an item that hangs or
+    Each item runs under a CPU-time limit (:func:`item_timeout_s`); an item that hangs or
     crashes its worker gets reward 0 with the reason, and the batch goes on. ``on_done`` is
     called once per scored item (a progress bar's ``update``).
     """
