@@ -172,11 +172,12 @@ def test_processes_of_nobody_elsewhere_leave_a_program_its_process_quota(crowd_o
         sandbox.isolation_mode.cache_clear()
 
 
-def test_a_program_on_a_busy_cpu_is_judged_by_its_cpu_time():
+def test_a_program_on_a_busy_cpu_is_judged_by_its_cpu_time(monkeypatch):
     """A time limit is on the CPU time a program uses, not on how busy the host is: a program
     that needs 0.7 s of CPU under a 1 s limit, sharing its core with a spinning process (so
     about 1.4 s of wall-clock time), passes. A wall-clock limit would fail it, making the
     reward depend on the machine's load."""
+    monkeypatch.setattr(sandbox, "WALL_FACTOR", 10.0)  # room for a host busier than the spinner
     program = "import time\nwhile time.process_time() < 0.7:\n    pass\nprint(input())\n"
     tests = [{"input": "7\n", "output": "7\n"}]
     core = {min(os.sched_getaffinity(0))}
@@ -192,3 +193,27 @@ def test_a_program_on_a_busy_cpu_is_judged_by_its_cpu_time():
         spinner.wait()
     assert result.passed, result
     assert result.tests[0].seconds > 1.0  # it did wait: on its own it needs about 0.7 s
+
+
+@pytest.mark.skipif(isolation_mode() is None, reason="orphans leave for the host's init")
+def test_cpu_spent_by_a_child_the_program_leaves_running_is_counted(monkeypatch):
+    """Work done in a child the program leaves running counts against its time limit: a child
+    spinning 0.8 s and the program 0.5 s, each under the 1 s that ``RLIMIT_CPU`` allows a
+    process, make the run a timeout."""
+    monkeypatch.setattr(sandbox, "WALL_FACTOR", 10.0)  # the verdict is by CPU, on any load
+    program = (
+        "import os, time\n"
+        "done, told = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    while time.process_time() < 0.8:\n"
+        "        pass\n"
+        "    os.write(told, b'x')\n"
+        "    os.close(1), os.close(2)\n"
+        "    time.sleep(60)  # alive, never reaped, when the program exits\n"
+        "os.read(done, 1)\n"
+        "while time.process_time() < 0.5:\n"
+        "    pass\n"
+        "print(input())\n"
+    )
+    result = run_code(program, "python", [{"input": "7\n", "output": "7\n"}], time_limit_s=1.0)
+    assert result.statuses == ["timeout"], result

@@ -1,13 +1,15 @@
-"""Worker pool: hard deadlines, crashes and memory bombs end as outcomes, never as a hung caller."""
+"""Worker pool: CPU-time limits, crashes and memory bombs end as outcomes, never a hung caller."""
 
 import os
 import signal
 import threading
 import time
 
+import psutil
+
 from magistral_kedro.rewards import pool as pool_module
 from magistral_kedro.rewards.math import math_equal
-from magistral_kedro.rewards.pool import WorkerPool, in_worker
+from magistral_kedro.rewards.pool import Outcome, WorkerPool, in_worker
 
 
 def _allocate(gigabytes: int) -> int:
@@ -51,15 +53,21 @@ def _dispatch(kind: str, arg: int) -> int:
 
 
 def test_a_runaway_is_stopped_at_its_cpu_limit_and_a_waiting_task_by_the_wall_clock():
-    pool = WorkerPool(n_workers=2, wall_factor=4)
-    try:
-        assert all(o.ok for o in pool.map(_dispatch, [("value", 0)] * 2, timeout_s=60))
-        spinning, sleeping = pool.map(_dispatch, [("spin", 0), ("sleep", 30)], timeout_s=0.5)
-    finally:
-        pool.close()
+    # a wide wall-clock margin for the runaway, so that it meets its CPU limit on a busy host
+    spinning = _run_warm(WorkerPool(n_workers=1, wall_factor=20), ("spin", 0), 0.5)
     assert not spinning.ok and "CPU" in spinning.error
+    sleeping = _run_warm(WorkerPool(n_workers=1, wall_factor=4), ("sleep", 30), 0.5)
     assert not sleeping.ok and "wall clock" in sleeping.error
     assert 2.0 <= sleeping.seconds < 10
+
+
+def _run_warm(pool: WorkerPool, task: tuple[str, int], timeout_s: float) -> Outcome:
+    """``task`` on a worker whose imports are done, then the pool closed."""
+    try:
+        assert pool.run(_dispatch, ("value", 0), timeout_s=60).ok
+        return pool.run(_dispatch, task, timeout_s)
+    finally:
+        pool.close()
 
 
 def _judge_in_worker() -> tuple[bool, bool, int]:
@@ -89,10 +97,11 @@ def test_a_worker_starved_of_the_cpu_is_not_timed_out():
     """A limit is on the work a task does, not on how busy the host is: a worker that gets no
     CPU for three times its limit (stopped, as a process on a saturated host waits) still
     answers. Grading that timed out under load would make a reward depend on the machine."""
-    pool = WorkerPool(n_workers=1)
+    pool = WorkerPool(n_workers=1, wall_factor=10)
     try:
         assert pool.run(_dispatch, ("value", 0), timeout_s=60).ok  # started, imports done
-        resume = threading.Timer(1.5, os.kill, (pool._workers[0].process.pid, signal.SIGCONT))
+        worker = psutil.Process(pool._workers[0].process.pid)
+        resume = threading.Thread(target=_resume_once_stopped, args=(worker, 1.5))
         resume.start()
         outcome = pool.run(_stop_self, (7,), timeout_s=0.5)
         resume.join()
@@ -100,3 +109,11 @@ def test_a_worker_starved_of_the_cpu_is_not_timed_out():
         pool.close()
     assert outcome.ok, outcome.error
     assert outcome.value == 7
+
+
+def _resume_once_stopped(worker: psutil.Process, seconds: float) -> None:
+    deadline = time.monotonic() + 30
+    while worker.status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(seconds)
+    worker.send_signal(signal.SIGCONT)

@@ -200,7 +200,7 @@ def test_the_init_refuses_a_malformed_command_before_any_set_up(monkeypatch):
 
     calls = []
     monkeypatch.setattr(sandbox_init, "_set_up", lambda *args: calls.append(("set_up", args)))
-    monkeypatch.setattr(sandbox_init.os, "execv", lambda *args: calls.append(("exec", args)))
+    monkeypatch.setattr(sandbox_init, "_run_and_reap", lambda *args: calls.append(("run", args)))
     head = ["init", "root", "/box", "1000", "4"]
     for argv in (
         ["init"],
@@ -214,6 +214,7 @@ def test_the_init_refuses_a_malformed_command_before_any_set_up(monkeypatch):
             sandbox_init.main(argv)
         assert stopped.value.code == sandbox_init.SETUP_FAILED, argv
     assert calls == []
-    sandbox_init.main([*head, "1", "/tmp", "/bin/true", "-v"])  # well formed: set up, then exec
+    with pytest.raises(SystemExit):  # well formed: set up, then run
+        sandbox_init.main([*head, "1", "/tmp", "/bin/true", "-v"])
     assert calls == [("set_up", ("root", "/box", 1000, 4, ["/tmp"])),
-                     ("exec", ("/bin/true", ["/bin/true", "-v"]))]  # fmt: skip
+                     ("run", (["/bin/true", "-v"],))]  # fmt: skip

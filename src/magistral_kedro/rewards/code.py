@@ -159,7 +159,8 @@ def _compile_cpp(
     detail = run.stderr.decode(errors="replace")[-500:]
     if reason := _time_out(run, timeout_s):
         return "timeout", run.seconds, f"compilation {reason}"
-    if any(marker in detail for marker in _MEMORY_MARKERS) or run.returncode == -signal.SIGKILL:
+    killed = run.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+    if any(marker in detail for marker in _MEMORY_MARKERS) or killed:
         return "memory", run.seconds, detail
     if run.returncode != 0 or not (box / "main").exists():
         return "compile_error", run.seconds, detail

@@ -4,18 +4,20 @@ Each worker is a fresh interpreter (no state inherited from a multi-threaded par
 dependence on how the parent was started) running :func:`_worker_main` of this module as imported
 (not as ``__main__``, a second copy whose flag :func:`in_worker` would not see) with an
 address-space limit, talking length-prefixed pickles over its stdin/stdout. A task's limit is in
-CPU seconds of its worker (the worker's own and its finished children's), so a verdict does not
-depend on how busy the host is: a fresh worker's imports or a saturated machine slow a task down
-without timing it out. A task that waits instead of computing (sleeps, blocks) is stopped by a
-wall-clock backstop, ``wall_factor`` times its limit. A task over either gets its worker killed
-(with every process the worker started, see ``rewards.sandbox``) and replaced; a task that
-crashes its worker is reported, and the worker replaced. The caller always gets one
-:class:`Outcome` per task, in order.
+CPU seconds of its worker (the worker's own and its reaped children's: a sandboxed program counts
+once it has ended), so a verdict does not depend on how busy the host is: a fresh worker's
+imports or a saturated machine slow a task down without timing it out. A task that waits
+instead of computing (sleeps, blocks) is stopped by a wall-clock backstop, ``wall_factor``
+times its limit; where a worker's CPU time cannot be read, the limit is on the wall clock. A
+task over either gets its worker killed (with every process the worker started, see
+``rewards.sandbox``) and replaced; a task that crashes its worker is reported, and the worker
+replaced. The caller always gets one :class:`Outcome` per task, in order.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import pickle
 import resource
@@ -26,16 +28,18 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from multiprocessing.connection import wait
 from typing import IO, Any
 
 import psutil
 
+from magistral_kedro.rewards.sandbox import WALL_FACTOR
+
+logger = logging.getLogger(__name__)
 _IN_WORKER = False
 #: Address-space limit of a worker (SymPy on a pathological input must fail, not swap).
 WORKER_MEMORY_MB = 2048
-#: How many times its CPU limit a task may take in wall-clock time (waiting, or given no CPU).
-WALL_FACTOR = 10.0
 _WORKER_COMMAND = (
     "import sys; from magistral_kedro.rewards.pool import _worker_main; "
     "_worker_main(int(sys.argv[1]))"
@@ -117,12 +121,16 @@ class _Worker:
     def recv(self) -> Any:
         return _read(self.replies)
 
-    def cpu_seconds(self) -> float:
-        """CPU time the worker and its finished children have used (0 once it is gone)."""
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the worker and its reaped children; None where it cannot be read (the
+        worker is gone, or the system hides it)."""
         try:
             times = psutil.Process(self.process.pid).cpu_times()
-        except psutil.Error:
-            return 0.0
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return None
+        except psutil.Error as error:
+            _say_cpu_unreadable(str(error))
+            return None
         return times.user + times.system + times.children_user + times.children_system
 
     def kill(self) -> None:
@@ -133,6 +141,11 @@ class _Worker:
         self.replies.close()
 
 
+@cache
+def _say_cpu_unreadable(why: str) -> None:
+    logger.warning("a worker's CPU time cannot be read (%s): limits are on the wall clock", why)
+
+
 @dataclass(frozen=True)
 class _Running:
     """A task on a worker: its CPU limit, and the wall clock and worker's CPU when it began."""
@@ -140,17 +153,23 @@ class _Running:
     task: int
     limit_s: float
     started: float
-    cpu_at_start: float
+    cpu_at_start: float | None
 
-    def left_s(self, cpu_now: float, now: float, wall_factor: float) -> float:
+    def used_s(self, cpu_now: float | None, now: float) -> float:
+        """CPU seconds the task has used; wall-clock seconds where CPU time is not known."""
+        if cpu_now is None or self.cpu_at_start is None:
+            return now - self.started
+        return cpu_now - self.cpu_at_start
+
+    def left_s(self, cpu_now: float | None, now: float, wall_factor: float) -> float:
         """Wall seconds before either limit can be reached (CPU time runs no faster than wall
         time in a single-threaded worker)."""
-        cpu_left = self.limit_s - (cpu_now - self.cpu_at_start)
+        cpu_left = self.limit_s - self.used_s(cpu_now, now)
         return min(cpu_left, wall_factor * self.limit_s - (now - self.started))
 
-    def over_limit(self, cpu_now: float, now: float, wall_factor: float) -> str:
+    def over_limit(self, cpu_now: float | None, now: float, wall_factor: float) -> str:
         """Why the task is stopped now, or "" while it is within both limits."""
-        if cpu_now - self.cpu_at_start >= self.limit_s:
+        if self.used_s(cpu_now, now) >= self.limit_s:
             return f"timeout: over {self.limit_s:g} s of CPU"
         if now - self.started >= wall_factor * self.limit_s:
             return f"timeout: no answer in {wall_factor * self.limit_s:g} s (wall clock)"

@@ -3,10 +3,12 @@
 Every program (and the C++ compiler working on untrusted source) runs
 
 * in a fresh directory (its box), in its own process group, under ``RLIMIT_AS`` (memory),
-  ``RLIMIT_CPU`` (the time limit, rounded up to whole CPU seconds; the verdict compares the CPU
-  time used, so it does not depend on how busy the host is), ``RLIMIT_FSIZE`` (files it writes), ``RLIMIT_NOFILE`` and ``RLIMIT_NPROC`` (no
-  fork bomb), with a wall-clock kill at :data:`WALL_FACTOR` times the time limit (a program that
-  waits instead of computing);
+  ``RLIMIT_CPU`` (the time limit a process, rounded up to whole seconds), ``RLIMIT_FSIZE`` (files
+  it writes), ``RLIMIT_NOFILE`` and ``RLIMIT_NPROC`` (no fork bomb), with a wall-clock kill at
+  :data:`WALL_FACTOR` times the time limit (a program that waits instead of computing); the
+  verdict compares the CPU time of all its processes with the limit, so it does not depend on
+  how busy the host is (``sandbox_init`` reaps every process of the program, so that their CPU
+  time is counted; without namespaces, only the processes the program reaped are);
 * in new network, PID and mount namespaces (util-linux ``unshare``, then ``sandbox_init``): no
   network interface, every process dies with the namespace, empty read-only file systems over
   ``/tmp``, ``/dev/shm``, ``/run``, ``$HOME``, the project and the other boxes, and every other
@@ -55,7 +57,10 @@ NOBODY_UID = SANDBOX_GID = 65534  # nobody / nogroup
 #: many concurrent runs) used up a program's quota, and g++ or the program itself could not start.
 BOX_UIDS = range(0x60000000, 0x70000000)
 _FILE_SIZE_MB = 16
-#: How many times its CPU limit a program may take in wall-clock time (waiting, or given no CPU).
+#: How long a program whose output has closed gets to end by itself before it is killed.
+_REAP_GRACE_S = 1.0
+#: How many times its CPU limit a program (or a task of ``rewards.pool``) may take in wall-clock
+#: time, waiting or given no CPU.
 WALL_FACTOR = 3.0
 STDERR_CAP = 4096
 _INIT = Path(__file__).with_name("sandbox_init.py")
@@ -190,7 +195,7 @@ def _hidden_paths(box: Path) -> list[str]:
 
 def _namespaced(mode: IsolationMode, box: Path, argv: Sequence[str], processes: int) -> list[str]:
     """``unshare`` into new namespaces, then ``sandbox_init`` (with the system interpreter, which
-    stays visible) sets up and execs ``argv`` (its program resolved here, on the caller's PATH)."""
+    stays visible) sets up and runs ``argv`` (its program resolved here, on the caller's PATH)."""
     hidden = _hidden_paths(box)
     uid = box.stat().st_uid  # as root, the program runs as its box's owner
     spec = [mode, str(box), str(uid), str(processes), str(len(hidden)), *hidden]
@@ -228,7 +233,7 @@ def _limits(memory_mb: int, cpu_s: float, processes: int | None) -> Callable[[],
 @dataclass(frozen=True)
 class Run:
     """What became of one run: exit status, output up to its caps, wall-clock seconds, CPU
-    seconds (of every process of it that was waited for), and whether the wall-clock backstop or
+    seconds (of every process of it that was reaped), and whether the wall-clock backstop or
     the stdout cap stopped it."""
 
     returncode: int
@@ -271,19 +276,26 @@ def run_in_box(
     stdout, stderr, timed_out, capped = _read_capped(
         process.stdout, process.stderr, started + WALL_FACTOR * cpu_s, output_cap
     )
+    if not (timed_out or capped):  # let it end by itself: sandbox_init reaps what is left
+        _exits_within(process.pid, _REAP_GRACE_S)
     _kill_tree(process.pid)
-    # wait4, not Popen.wait: its rusage holds the CPU time of the program and what it reaped
-    # (through unshare, whose exit status does not keep the signal that stopped the program).
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    process.stdout.close()
-    process.stderr.close()
+    try:
+        # wait4, not Popen.wait: its rusage holds the CPU time of every process reaped below it
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        cpu_seconds = usage.ru_utime + usage.ru_stime
+    except ChildProcessError:  # reaped already (SIGCHLD ignored): count its wall-clock time
+        process.wait()
+        cpu_seconds = time.monotonic() - started
+    finally:
+        process.stdout.close()
+        process.stderr.close()
     return Run(
         returncode=process.returncode,
         stdout=stdout,
         stderr=stderr,
         seconds=time.monotonic() - started,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        cpu_seconds=cpu_seconds,
         timed_out=timed_out,
         output_capped=capped,
     )
@@ -322,6 +334,17 @@ def _read_capped(
             break
     selector.close()
     return b"".join(chunks["stdout"]), b"".join(chunks["stderr"]), timed_out, capped
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """Whether the child ``pid`` exits within ``seconds``, leaving it to be reaped (by wait4, whose
+    rusage then holds the CPU time of everything it reaped)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        time.sleep(0.005)
+    return False
 
 
 def _kill_tree(pid: int) -> None:

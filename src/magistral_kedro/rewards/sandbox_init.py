@@ -1,4 +1,4 @@
-"""The first process inside the code sandbox's namespaces: hide, lock, drop privileges, exec.
+"""The first process inside the code sandbox's namespaces: hide, lock, drop privileges, run.
 
 ``rewards.sandbox`` runs it as ``unshare [--user --map-root-user] --net --pid --mount --fork
 --kill-child --mount-proc -- python3 -I -S sandbox_init.py MODE BOX UID NPROC N HIDE_1 ... HIDE_N
@@ -17,7 +17,11 @@ and ``json`` and ``re`` alone would double its imports' time. In order, it
    "noroot", no_new_privs), so the program cannot unmount what hides the rest; ``RLIMIT_NPROC``
    is set here, where it counts only the sandbox's processes (its box's uid as root, its user
    namespace's otherwise);
-5. execs the program.
+5. runs the program as its child and waits for it; then kills what the program left running
+   and reaps every process, so that the CPU time of all of them reaches ``rewards.sandbox``
+   (the rusage of a process counts only the children reaped: processes left behind when a
+   namespace's first process exits are reaped by the kernel, uncounted); exits with the
+   program's status, ``128 + signal`` if a signal ended it.
 
 Any failure exits with status 125 and the reason on stderr: the run is then a runtime error,
 never a run without isolation.
@@ -125,13 +129,14 @@ def _set_up(mode: str, box: str, uid: int, processes: int, hidden: list[str]) ->
     _mount("/proc/self/cwd", box, None, MS_BIND, "")  # the box we were started in
     os.chdir(box)
     _read_only_everywhere(box, hidden)
-    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    # one more: this process stays, as the program's parent
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes + 1, processes + 1))
     _drop_privileges(as_root=mode == "root", uid=uid)
 
 
 def main(argv: list[str]) -> None:
-    """``sandbox_init.py MODE BOX UID NPROC N HIDE_1..HIDE_N PROGRAM...``: set up, then become
-    the program."""
+    """``sandbox_init.py MODE BOX UID NPROC N HIDE_1..HIDE_N PROGRAM...``: set up, then run the
+    program and exit with its status."""
     try:
         mode, box = argv[1], argv[2]
         uid, processes, count = (int(value) for value in argv[3:6])
@@ -144,11 +149,30 @@ def main(argv: list[str]) -> None:
     except (OSError, ValueError, IndexError) as error:
         print(f"sandbox setup failed: {error}", file=sys.stderr)
         sys.exit(SETUP_FAILED)
-    try:
-        os.execv(program[0], program)  # no PATH search: it would import modules now hidden
-    except OSError as error:
-        print(f"sandbox: cannot run {program[0]}: {error}", file=sys.stderr)
-        sys.exit(127)
+    sys.exit(_run_and_reap(program))
+
+
+def _run_and_reap(program: list[str]) -> int:
+    """Run ``program`` as a child; once it ends, kill and reap every process left (this is the
+    namespace's first process: ``kill(-1)`` reaches all of them). Returns its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(program[0], program)  # no PATH search: it would import modules now hidden
+        except OSError as error:
+            print(f"sandbox: cannot run {program[0]}: {error}", file=sys.stderr)
+        os._exit(127)
+    _, status = os.waitpid(pid, 0)
+    try:  # noqa: SIM105 (contextlib would add an import to every program's start)
+        os.kill(-1, 9)  # SIGKILL
+    except ProcessLookupError:  # nothing left
+        pass
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 if __name__ == "__main__":
