@@ -468,31 +468,31 @@ def _print(result: dict[str, Any]) -> None:
         print(f"{arm:<22}{cells}")
 
 
-#: docs/results.md's columns: (key, header, digits).
+#: docs/results.md's columns: (key, header, digits, scale).
 TABLE_COLUMNS = (
-    ("pass_at_1", "pass@1", 3),
-    ("maj_at_k", "maj@k", 3),
-    ("greedy_accuracy", "greedy", 3),
-    ("entropy_last", "entropy, last steps", 4),
-    ("mean_tokens_last", "tokens, last steps", 1),
-    ("length_ratio", "length last / first", 3),
-    ("language_rate", "in the problem's language", 3),
-    ("clip_high_frac", "share clipped high", 4),
-    ("clip_low_frac", "share clipped low", 4),
+    ("pass_at_1", "pass@1", 3, 1),
+    ("maj_at_k", "maj@k", 3, 1),
+    ("greedy_accuracy", "greedy", 3, 1),
+    ("entropy_last", "entropy, last steps", 4, 1),
+    ("mean_tokens_last", "tokens, last steps", 1, 1),
+    ("length_ratio", "length last / first", 3, 1),
+    ("language_rate", "in the problem's language", 3, 1),
+    ("clip_high_frac", "% of tokens clipped high", 4, 100),
+    ("clip_low_frac", "% clipped low", 4, 100),
 )
 
 
 def table(result: dict[str, Any]) -> str:
     """``result`` (an ablations JSON) as Markdown: mean +- sd over the seeds per arm, then each
     arm's difference from the recipe on the FIGURES with the paired test's p and Holm's p."""
-    header = "| arm | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"
+    header = "| arm | " + " | ".join(column[1] for column in TABLE_COLUMNS) + " |"
     lines = [header, "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
     for arm, stats in result["summary"].items():
         tests = result["versus_recipe"].get(arm, {})
         cells = [
-            f"{stats[key]['mean']:.{digits}f} +- {stats[key]['sd']:.{digits}f}"
+            f"{scale * stats[key]['mean']:.{digits}f} +- {scale * stats[key]['sd']:.{digits}f}"
             + _stars(tests.get(key, {})).strip()
-            for key, _, digits in TABLE_COLUMNS
+            for key, _, digits, scale in TABLE_COLUMNS
         ]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += [
