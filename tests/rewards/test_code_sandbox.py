@@ -195,7 +195,10 @@ def test_a_program_on_a_busy_cpu_is_judged_by_its_cpu_time(monkeypatch):
     assert result.tests[0].seconds > 1.0  # it did wait: on its own it needs about 0.7 s
 
 
-@pytest.mark.skipif(isolation_mode() is None, reason="orphans leave for the host's init")
+@pytest.mark.skipif(
+    isolation_mode() is None,
+    reason="without namespaces a program's orphans go to the host's init, uncounted (documented)",
+)
 def test_cpu_spent_by_a_child_the_program_leaves_running_is_counted(monkeypatch):
     """Work done in a child the program leaves running counts against its time limit: a child
     spinning 0.8 s and the program 0.5 s, each under the 1 s that ``RLIMIT_CPU`` allows a

@@ -114,6 +114,7 @@ class _Worker:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.requests: IO[bytes] = self.process.stdin
         self.replies: IO[bytes] = self.process.stdout
+        self._usage = psutil.Process(self.process.pid)  # read twice a wake-up of the pool's loop
 
     def send(self, obj: Any) -> None:
         _write(self.requests, obj)
@@ -125,11 +126,11 @@ class _Worker:
         """CPU time of the worker and its reaped children; None where it cannot be read (the
         worker is gone, or the system hides it)."""
         try:
-            times = psutil.Process(self.process.pid).cpu_times()
+            times = self._usage.cpu_times()
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return None
         except psutil.Error as error:
-            _say_cpu_unreadable(str(error))
+            _say_cpu_unreadable(type(error).__name__)
             return None
         return times.user + times.system + times.children_user + times.children_system
 
@@ -141,7 +142,7 @@ class _Worker:
         self.replies.close()
 
 
-@cache
+@cache  # once per kind of failure, not once per worker
 def _say_cpu_unreadable(why: str) -> None:
     logger.warning("a worker's CPU time cannot be read (%s): limits are on the wall clock", why)
 

@@ -277,7 +277,7 @@ def run_in_box(
         process.stdout, process.stderr, started + WALL_FACTOR * cpu_s, output_cap
     )
     if not (timed_out or capped):  # let it end by itself: sandbox_init reaps what is left
-        _exits_within(process.pid, _REAP_GRACE_S)
+        _wait_for_exit(process.pid, _REAP_GRACE_S)
     _kill_tree(process.pid)
     try:
         # wait4, not Popen.wait: its rusage holds the CPU time of every process reaped below it
@@ -336,20 +336,20 @@ def _read_capped(
     return b"".join(chunks["stdout"]), b"".join(chunks["stderr"]), timed_out, capped
 
 
-def _exits_within(pid: int, seconds: float) -> bool:
-    """Whether the child ``pid`` exits within ``seconds``, leaving it to be reaped (by wait4, whose
-    rusage then holds the CPU time of everything it reaped)."""
+def _wait_for_exit(pid: int, seconds: float) -> None:
+    """Wait up to ``seconds`` for the child ``pid`` to exit, leaving it to be reaped (by wait4,
+    whose rusage then holds the CPU time of everything it reaped)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            return True
+            return
         time.sleep(0.005)
-    return False
 
 
 def _kill_tree(pid: int) -> None:
-    """Kill the program, then its group. Under ``unshare`` the program is the namespace's init:
-    killing it first lets ``unshare`` reap it (and the kernel every other process inside)."""
+    """Kill the children of ``pid``, then its group. Under ``unshare`` the child is the
+    namespace's init (``sandbox_init``): killing it first lets ``unshare`` reap it (and the
+    kernel every other process inside)."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
