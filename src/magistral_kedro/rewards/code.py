@@ -18,9 +18,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from magistral_kedro.rewards.pool import WALL_FACTOR
 from magistral_kedro.rewards.sandbox import (
     STDERR_CAP,
-    WALL_FACTOR,
     Run,
     _python_executable,
     _sandbox_base,

@@ -48,6 +48,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Literal
 
+from magistral_kedro.rewards.pool import WALL_FACTOR, in_worker
+
 logger = logging.getLogger(__name__)
 
 NOBODY_UID = SANDBOX_GID = 65534  # nobody / nogroup
@@ -59,9 +61,6 @@ BOX_UIDS = range(0x60000000, 0x70000000)
 _FILE_SIZE_MB = 16
 #: How long a program whose output has closed gets to end by itself before it is killed.
 _REAP_GRACE_S = 1.0
-#: How many times its CPU limit a program (or a task of ``rewards.pool``) may take in wall-clock
-#: time, waiting or given no CPU.
-WALL_FACTOR = 3.0
 STDERR_CAP = 4096
 _INIT = Path(__file__).with_name("sandbox_init.py")
 _PATH = "/usr/local/bin:/usr/bin:/bin"  # programs' PATH: system tools only
@@ -84,8 +83,6 @@ def isolation_mode() -> IsolationMode | None:
             if not reason:
                 return mode
             reasons.append(f"{mode}: {reason}")
-    from magistral_kedro.rewards.pool import in_worker
-
     # A worker's log line would repeat per worker: the scoring process says it (score_batch).
     logger.log(
         logging.DEBUG if in_worker() else logging.WARNING,
