@@ -1,11 +1,13 @@
 """Exact comparison of towers of powers too large to write out (``10^{10^{10}}``, ``4^{2^{99}}``).
 
-SymPy would evaluate ``10^{10^{10}}`` digit by digit and run out of memory; a size guard would
-refuse it. Here a value built from positive integers with ``^`` and products is kept as an
-integer while it stays small (at most :data:`MAX_BITS` bits) and otherwise as ``r^E``: ``r`` an
-integer that is no perfect power and ``E`` an exponent, itself an integer or such a power. That
-form is unique for every value above :data:`MAX_BITS` bits (unique factorisation), so two such
-values are equal exactly when their forms are; deciding never needs more than a few megabits.
+SymPy would evaluate ``10^{10^{10}}`` digit by digit and run out of memory or time; a size guard
+would refuse it. Here a value built from integers with ``^``, products and fractions is kept as
+an integer while it is a small one (at most :data:`MAX_BITS` bits) and otherwise by its prime
+factorisation ``p1^E1 * p2^E2 ...``, each exponent an integer or itself such a factorisation.
+Every value has exactly one of these forms (unique factorisation), so two values are equal
+exactly when their forms are; deciding never needs more than a few megabits. Bases are factored
+outright up to 64 bits and by trial division above; one with a large composite factor is left
+to the general comparison.
 """
 
 from __future__ import annotations
@@ -17,109 +19,127 @@ from typing import Union
 
 #: Integers up to this many bits are computed outright (a few milliseconds).
 MAX_BITS = 1 << 20
+#: Above 64 bits a base is factored by trial division up to this bound only.
+_TRIAL_LIMIT = 1 << 16
+#: A factor above this size is not tested for primality (a test of a megabit number takes hours).
+_MAX_PRIME_BITS = 4096
 _TOKEN = re.compile(r"\s*(\d+|\^|\(|\)|\{|\}|-|\\[dt]?frac|\\cdot|\\times|\*)")
 
 
 @dataclass(frozen=True)
-class Power:
-    """``root ** exponent`` with ``root`` no perfect power; always more than MAX_BITS bits."""
+class Factored:
+    """A positive rational as primes and exponents (sorted by prime, no zero exponent): never
+    an integer of at most MAX_BITS bits, which is always an ``int``. An exponent is an int
+    (negative in a denominator) or a Factored integer."""
 
-    root: int
-    exponent: Value
+    factors: tuple[tuple[int, Value], ...]
 
 
-Value = Union[int, Power]  # noqa: UP007 - a recursive alias needs the old spelling
+Value = Union[int, Factored]  # noqa: UP007 - a recursive alias needs the old spelling
 
 
 class _Unsupported(Exception):
     """The text is no tower of integers, or a step would need more than this exact form."""
 
 
-def _bits(value: Value) -> float:
-    """An upper bound of log2(value), infinite when the exponent is itself a Power."""
-    if isinstance(value, int):
-        return float(value.bit_length())
-    if isinstance(value.exponent, int):
-        return value.exponent * value.root.bit_length()
-    return float("inf")
-
-
-def _perfect_power(n: int) -> tuple[int, int]:
-    """(r, k) with ``r ** k == n`` and ``r`` no perfect power (n >= 2)."""
-    from sympy import perfect_power
-
-    found = perfect_power(n)
-    if not found:
-        return n, 1
-    root, k = int(found[0]), int(found[1])
-    inner, j = _perfect_power(root)
-    return inner, k * j
-
-
-def _multiply(a: Value, b: Value) -> Value:
-    if isinstance(a, int) and isinstance(b, int):
-        if a.bit_length() + b.bit_length() > MAX_BITS:
-            raise _Unsupported("product too large")
-        return a * b
-    first, second = (_as_power(value) for value in (a, b))
-    if first is None or second is None:
-        return b if a == 1 else a if b == 1 else _unsupported("a product with 0")
-    same_root = first.root == second.root
-    if same_root and isinstance(first.exponent, int) and isinstance(second.exponent, int):
-        return _power(first.root, first.exponent + second.exponent)  # r^E * r^F = r^(E+F)
-    raise _Unsupported("a product of towers of different roots")
-
-
-def _as_power(value: Value) -> Power | None:
-    """``value`` as ``r^E`` (an integer too: ``8`` is ``2^3``); None for 0 and 1."""
-    if isinstance(value, Power):
-        return value
-    if value < 2:
-        return None
-    root, k = _perfect_power(value)
-    return Power(root, k)
-
-
-def _reciprocal(value: Value) -> Value:
-    """1/value for a tower (``r^E`` -> ``r^(-E)``); small values are the general comparison's."""
-    if isinstance(value, Power) and isinstance(value.exponent, int):
-        return Power(value.root, -value.exponent)
-    raise _Unsupported("the reciprocal of a small number or of a tower of towers")
-
-
 def _unsupported(why: str) -> Value:
     raise _Unsupported(why)
 
 
-def _size(base: int, exponent: int) -> float:
-    """log2(base ** exponent) for base >= 2, exponent >= 0; infinite past 2**64 bits."""
-    return math.inf if exponent.bit_length() > 64 else exponent * math.log2(base)
+def _log2_size(exponent: int, prime: int) -> float:
+    """log2(prime ** |exponent|); infinite past 2**64 bits."""
+    return math.inf if exponent.bit_length() > 64 else abs(exponent) * math.log2(prime)
+
+
+def _factor(n: int) -> dict[int, Value]:
+    """The prime factorisation of ``n >= 2``."""
+    from sympy import factorint, isprime
+
+    if n.bit_length() <= 64:
+        return {int(p): int(k) for p, k in factorint(n).items()}
+    found = factorint(n, limit=_TRIAL_LIMIT, use_rho=False, use_pm1=False, use_ecm=False)
+    for p in found:  # what trial division left: prime, or a factor this form cannot take
+        if p > _TRIAL_LIMIT**2 and (p.bit_length() > _MAX_PRIME_BITS or not isprime(p)):
+            raise _Unsupported("a base with a large composite factor")
+    return {int(p): int(k) for p, k in found.items()}
+
+
+def _factors(value: Value) -> dict[int, Value]:
+    if isinstance(value, Factored):
+        return dict(value.factors)
+    if value < 1:
+        raise _Unsupported("zero or a negative number in a tower")
+    return {} if value == 1 else _factor(value)
+
+
+def _is_integer(value: Value) -> bool:
+    return isinstance(value, int) or all(not isinstance(k, int) or k > 0 for _, k in value.factors)
+
+
+def _normal(factors: dict[int, Value]) -> Value:
+    """The one form of the value ``factors`` writes: an int when it is a small integer."""
+    kept = tuple(sorted((p, k) for p, k in factors.items() if k != 0))
+    exponents = {p: k for p, k in kept if isinstance(k, int)}
+    if len(exponents) == len(kept) and all(k > 0 for k in exponents.values()):
+        bits = sum(_log2_size(k, p) for p, k in exponents.items())
+        if bits <= MAX_BITS + 64:
+            value = math.prod(p**k for p, k in exponents.items())
+            if value.bit_length() <= MAX_BITS:
+                return value
+    return Factored(kept)
+
+
+def _add(a: Value, b: Value) -> Value:
+    """The sum of two exponents, where this form can write it."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    if a == b:
+        return _multiply(2, a)  # p^E * p^E = p^(2E)
+    raise _Unsupported("a sum of different towers")
+
+
+def _multiply(a: Value, b: Value) -> Value:
+    if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() <= MAX_BITS:
+        return a * b
+    if a == 0 or b == 0:
+        return 0
+    merged = _factors(a)
+    for prime, exponent in _factors(b).items():
+        merged[prime] = _add(merged[prime], exponent) if prime in merged else exponent
+    return _normal(merged)
+
+
+def _reciprocal(value: Value) -> Value:
+    factors = _factors(value)
+    if not all(isinstance(k, int) for k in factors.values()):
+        raise _Unsupported("the reciprocal of a tower of towers")
+    return _normal({p: -k for p, k in factors.items()})  # type: ignore[operator]
+
+
+def _small_power(base: int, exponent: int) -> int | None:
+    """``base ** exponent`` when it has at most MAX_BITS bits (computing at most a few megabits)."""
+    if _log2_size(exponent, abs(base)) > MAX_BITS + 64:
+        return None
+    value = base**exponent
+    return value if value.bit_length() <= MAX_BITS else None
 
 
 def _power(base: Value, exponent: Value) -> Value:
-    if isinstance(base, int) and base in (0, 1):
-        if base == 0 and exponent == 0:
-            raise _Unsupported("0^0")
-        return base
+    if not _is_integer(exponent):
+        raise _Unsupported("a fractional exponent")
     if exponent == 0:
+        if base == 0:
+            raise _Unsupported("0^0")
         return 1
-    if isinstance(base, int) and isinstance(exponent, int) and exponent < 0:
-        if _size(base, -exponent) <= MAX_BITS + 64:
-            raise _Unsupported("a small fraction: the general comparison's")
-        root, k = _perfect_power(base)
-        return Power(root, _multiply(k, exponent))  # 2^{-2^{100}}: a tiny, exact r^(-E)
-    if (
-        isinstance(base, int)
-        and isinstance(exponent, int)
-        and _size(base, exponent) <= MAX_BITS + 64  # at most a few megabits
-    ):
-        value = base**exponent
-        if value.bit_length() <= MAX_BITS:
-            return value  # an integer exactly when it has at most MAX_BITS bits
-    if isinstance(base, Power):  # (r^E)^F = r^(E*F)
-        return Power(base.root, _multiply(base.exponent, exponent))
-    root, k = _perfect_power(base)
-    return Power(root, _multiply(k, exponent))
+    if isinstance(base, int) and base in (0, 1):
+        return base
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        value = _small_power(base, exponent)
+        if value is not None:
+            return value
+    if isinstance(exponent, int) and exponent < 0:
+        base, exponent = _reciprocal(base), -exponent
+    return _normal({p: _multiply(k, exponent) for p, k in _factors(base).items()})
 
 
 class _Parser:
@@ -194,13 +214,24 @@ class _Parser:
 def tower_value(text: str) -> Value | None:
     """The exact value of a tower of positive integers (``2^{2^{100}}``, ``(2^{10})^{3}``,
     ``5 \\cdot 10^{9}``, ``\\frac{1}{2^{2^{100}}}``), or None when ``text`` is not one (or needs
-    sums of towers, or is a small fraction)."""
+    sums of towers, or is a small fraction: those are SymPy's)."""
     if len(text) > 500:
         return None
     try:
-        return _Parser(text).parse()
+        value = _Parser(text).parse()
     except (_Unsupported, RecursionError, OverflowError):
         return None
+    return None if _small_fraction(value) else value
+
+
+def _small_fraction(value: Value) -> bool:
+    """A Factored with a numerator and a denominator of at most a few megabits each."""
+    if isinstance(value, int) or not all(isinstance(k, int) for _, k in value.factors):
+        return False
+    sizes = [(k > 0, _log2_size(k, p)) for p, k in value.factors]  # type: ignore[arg-type, operator]
+    numerator = sum(size for positive, size in sizes if positive)
+    denominator = sum(size for positive, size in sizes if not positive)
+    return 0 < denominator <= MAX_BITS + 64 and numerator <= MAX_BITS + 64
 
 
 def tower_verdict(pred: str, gold: str) -> bool | None:
