@@ -43,6 +43,12 @@ def test_a_value_has_one_form_whatever_the_writing():
     assert tower_value("\\frac{1}{3}") is None  # small fractions are SymPy's
 
 
+def test_zero_to_a_negative_power_is_no_value():
+    for undefined in ("0^{-1}", "0^{-2^{100}}", "\\frac{1}{0}", "0^{0}"):
+        assert tower_value(undefined) is None, undefined
+    assert math_equal("0^{-1}", "0") is False
+
+
 def test_a_huge_base_that_cannot_be_factored_is_left_to_the_general_comparison():
     semiprime = (2**127 - 1) * (2**89 - 1)  # two large primes: no quick factoring
     assert tower_value(f"{semiprime}^{{10^{{10}}}}") is None

@@ -127,9 +127,9 @@ def _small_power(base: int, exponent: int) -> int | None:
 def _power(base: Value, exponent: Value) -> Value:
     if not _is_integer(exponent):
         raise _Unsupported("a fractional exponent")
+    if base == 0 and (exponent == 0 or (isinstance(exponent, int) and exponent < 0)):
+        raise _Unsupported("0^0 or 0 to a negative power")
     if exponent == 0:
-        if base == 0:
-            raise _Unsupported("0^0")
         return 1
     if isinstance(base, int) and base in (0, 1):
         return base
