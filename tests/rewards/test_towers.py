@@ -49,6 +49,26 @@ def test_zero_to_a_negative_power_is_no_value():
     assert math_equal("0^{-1}", "0") is False
 
 
+def test_a_tower_too_large_to_compare_is_left_to_the_general_comparison():
+    """Forms whose comparison would take long (every prime of 10 carries the next level) or
+    recurse past Python's stack are not built; those of a big computed base are not factored."""
+    assert tower_value("^".join(["10"] * 25)) is None
+    assert tower_verdict("^".join(["2"] * 230), "^".join(["2"] * 230)) is None
+    mersenne = "2305843009213693951"  # 2^61 - 1
+    assert tower_value(f"\\frac{{2^{{2^{{100}}}}}}{{{mersenne}^{{250}}}}") is None
+
+
+def test_a_value_reached_two_ways_is_never_unequal_to_itself():
+    twice = "2^{2^{1048575}} \\cdot 2^{2^{1048575}}"  # an exponent sum just past MAX_BITS
+    assert tower_verdict(twice, "2^{2^{1048576}}") is not False
+    assert tower_verdict(twice, "4^{2^{1048575}}") is not False
+
+
+def test_a_base_that_trial_division_leaves_composite_is_no_error():
+    base = 131101 * 1073741939 * (131101 * 1073741939 + 2)
+    assert tower_verdict("2^{2^{100}}", f"{base} \\cdot 2^{{2^{{100}}}}") is not True
+
+
 def test_a_huge_base_that_cannot_be_factored_is_left_to_the_general_comparison():
     semiprime = (2**127 - 1) * (2**89 - 1)  # two large primes: no quick factoring
     assert tower_value(f"{semiprime}^{{10^{{10}}}}") is None
@@ -63,22 +83,30 @@ class _TooLarge(Exception):
 
 
 def _random_tower(rng: random.Random, depth: int) -> tuple[str, Fraction]:
-    """A random tower of small integers and its exact value (raises _TooLarge past ~25 kB)."""
+    """A random tower of small integers and its exact value; _TooLarge past 8000 bits at any
+    step, where an integer may be too long to factor (then the general comparison decides)."""
     if depth == 0 or rng.random() < 0.3:
         n = rng.choice([0, 1, 2, 3, 4, 6, 8, 9, 12, 27, 100, 1024])
         return str(n), Fraction(n)
     (a, x), (b, y) = _random_tower(rng, depth - 1), _random_tower(rng, depth - 1)
     kind = rng.choice(["power", "power", "product", "fraction"])
     if kind == "power":
-        size = x.numerator.bit_length() + x.denominator.bit_length()
-        if y.denominator != 1 or (x == 0 and y <= 0) or abs(y) * size > 200_000:
+        if y.denominator != 1 or (x == 0 and y <= 0) or abs(y) * _bits(x) > 8000:
             raise _TooLarge
-        return f"{{{a}}}^{{{b}}}", x ** int(y)
-    if kind == "product":
-        return f"{a} \\cdot {b}", x * y
-    if y == 0:
+        text, value = f"{{{a}}}^{{{b}}}", x ** int(y)
+    elif kind == "product":
+        text, value = f"{a} \\cdot {b}", x * y
+    elif y == 0:
         raise _TooLarge
-    return f"\\frac{{{a}}}{{{b}}}", x / y
+    else:
+        text, value = f"\\frac{{{a}}}{{{b}}}", x / y
+    if _bits(value) > 8000:
+        raise _TooLarge
+    return text, value
+
+
+def _bits(value: Fraction) -> int:
+    return value.numerator.bit_length() + value.denominator.bit_length()
 
 
 def _exact(value) -> Fraction:

@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Union
 
 #: Integers up to this many bits are computed outright (a few milliseconds).
 MAX_BITS = 1 << 20
-#: Above 64 bits a base is factored by trial division up to this bound only.
+#: Bases above 64 bits are factored by trial division up to this bound, and only up to
+#: _MAX_FACTOR_BITS bits; what is left must be a prime of at most _MAX_PRIME_BITS bits (a
+#: primality test of a longer number, or SymPy's full factoring, can take minutes).
 _TRIAL_LIMIT = 1 << 16
-#: A factor above this size is not tested for primality (a test of a megabit number takes hours).
-_MAX_PRIME_BITS = 4096
+_MAX_FACTOR_BITS = 8192
+_MAX_PRIME_BITS = 1024
+#: A form of more parts (counted down every exponent) or more levels is not built: comparing
+#: two forms costs up to their parts, and recursion their levels.
+_MAX_PARTS = 10_000
+_MAX_LEVELS = 16
 _TOKEN = re.compile(r"\s*(\d+|\^|\(|\)|\{|\}|-|\\[dt]?frac|\\cdot|\\times|\*)")
 
 
@@ -33,6 +40,8 @@ class Factored:
     (negative in a denominator) or a Factored integer."""
 
     factors: tuple[tuple[int, Value], ...]
+    parts: int = field(default=1, compare=False)
+    levels: int = field(default=1, compare=False)
 
 
 Value = Union[int, Factored]  # noqa: UP007 - a recursive alias needs the old spelling
@@ -51,17 +60,29 @@ def _log2_size(exponent: int, prime: int) -> float:
     return math.inf if exponent.bit_length() > 64 else abs(exponent) * math.log2(prime)
 
 
+@cache
+def _trial_primes() -> tuple[int, ...]:
+    from sympy import primerange
+
+    return tuple(primerange(2, _TRIAL_LIMIT))
+
+
 def _factor(n: int) -> dict[int, Value]:
     """The prime factorisation of ``n >= 2``."""
     from sympy import factorint, isprime
 
+    if n.bit_length() > _MAX_FACTOR_BITS:
+        raise _Unsupported("a base too long to factor")
+    found: dict[int, Value] = {}
+    for p in _trial_primes() if n.bit_length() > 64 else ():
+        while n % p == 0:
+            n //= p
+            found[p] = found.get(p, 0) + 1  # type: ignore[operator]
     if n.bit_length() <= 64:
-        return {int(p): int(k) for p, k in factorint(n).items()}
-    found = factorint(n, limit=_TRIAL_LIMIT, use_rho=False, use_pm1=False, use_ecm=False)
-    for p in found:  # what trial division left: prime, or a factor this form cannot take
-        if p > _TRIAL_LIMIT**2 and (p.bit_length() > _MAX_PRIME_BITS or not isprime(p)):
-            raise _Unsupported("a base with a large composite factor")
-    return {int(p): int(k) for p, k in found.items()}
+        return found | {int(p): int(k) for p, k in factorint(n).items()}
+    if n.bit_length() > _MAX_PRIME_BITS or not isprime(n):
+        raise _Unsupported("a base with a large composite factor")
+    return found | {n: 1}
 
 
 def _factors(value: Value) -> dict[int, Value]:
@@ -86,12 +107,19 @@ def _normal(factors: dict[int, Value]) -> Value:
             value = math.prod(p**k for p, k in exponents.items())
             if value.bit_length() <= MAX_BITS:
                 return value
-    return Factored(kept)
+    towers = [k for _, k in kept if isinstance(k, Factored)]
+    parts = len(kept) + sum(k.parts for k in towers)
+    levels = 1 + max((k.levels for k in towers), default=0)
+    if parts > _MAX_PARTS or levels > _MAX_LEVELS:
+        raise _Unsupported("a form too large to compare")
+    return Factored(kept, parts, levels)
 
 
 def _add(a: Value, b: Value) -> Value:
     """The sum of two exponents, where this form can write it."""
     if isinstance(a, int) and isinstance(b, int):
+        if abs(a + b).bit_length() > MAX_BITS:  # its one form would be Factored: not computable
+            raise _Unsupported("an exponent sum too large to write out")
         return a + b
     if a == b:
         return _multiply(2, a)  # p^E * p^E = p^(2E)
