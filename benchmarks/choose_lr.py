@@ -49,6 +49,7 @@ def _current_lr() -> float:
 
 def one_lr(lr: float, args: argparse.Namespace) -> dict[str, Any]:
     """GRPO at ``lr`` from the seed's SFT model, and its figures on the validation split."""
+    version = code_version()  # the code that trains, not the one checked out when it ends
     project = project_from_dynamics(args.dynamics / f"seed_{args.seed}", args.workdir / f"lr_{lr}")
     params = f"seed={args.seed},rl.engine.optim.lr={lr}"
     kedro_run(project, "--env", ENV, "--pipeline", "rl", "--params", params,
@@ -58,7 +59,7 @@ def one_lr(lr: float, args: argparse.Namespace) -> dict[str, Any]:
     parameters = load_parameters(project / "conf", ENV, {"seed": args.seed})  # stage, reward
     problems = chain_problems(project, "validation", args.problems)
     figures = model_figures(answers(model, problems, args.k, parameters))
-    return {"lr": lr, "seed": args.seed, "code_version": code_version(), **figures}
+    return {"lr": lr, "seed": args.seed, "code_version": version, **figures}
 
 
 def choose(records: list[dict[str, Any]], current: float, n_answers: int) -> dict[str, Any]:
