@@ -87,7 +87,7 @@ def _unprivileged_checkout(root: Path) -> tuple[Path, Path]:
     home."""
     rewards = root / "checkout" / "src" / "magistral_kedro" / "rewards"
     rewards.mkdir(parents=True)
-    for name in ("code.py", "sandbox.py", "sandbox_init.py", "pool.py"):
+    for name in ("code.py", "sandbox.py", "sandbox_init.py", "pool.py", "limits.py"):
         shutil.copy(Path(sandbox.__file__).with_name(name), rewards / name)
     for package in (rewards, rewards.parent):
         (package / "__init__.py").touch()

@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from magistral_kedro.rewards.pool import WALL_FACTOR
+from magistral_kedro.rewards.limits import WALL_FACTOR
 from magistral_kedro.rewards.sandbox import (
     STDERR_CAP,
     Run,

@@ -34,13 +34,12 @@ from typing import IO, Any
 
 import psutil
 
+from magistral_kedro.rewards.limits import WALL_FACTOR
+
 logger = logging.getLogger(__name__)
 _IN_WORKER = False
 #: Address-space limit of a worker (SymPy on a pathological input must fail, not swap).
 WORKER_MEMORY_MB = 2048
-#: How many times its CPU limit a task (or a program in ``rewards.sandbox``) may take in
-#: wall-clock time, waiting or given no CPU.
-WALL_FACTOR = 3.0
 _WORKER_COMMAND = (
     "import sys; from magistral_kedro.rewards.pool import _worker_main; "
     "_worker_main(int(sys.argv[1]))"

@@ -48,7 +48,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Literal
 
-from magistral_kedro.rewards.pool import WALL_FACTOR, in_worker
+from magistral_kedro.rewards.limits import WALL_FACTOR
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ def isolation_mode() -> IsolationMode | None:
             if not reason:
                 return mode
             reasons.append(f"{mode}: {reason}")
+    from magistral_kedro.rewards.pool import in_worker
+
     # A worker's log line would repeat per worker: the scoring process says it (score_batch).
     logger.log(
         logging.DEBUG if in_worker() else logging.WARNING,
