@@ -74,7 +74,9 @@ def _factor(n: int) -> dict[int, Value]:
     if n.bit_length() > _MAX_FACTOR_BITS:
         raise _Unsupported("a base too long to factor")
     found: dict[int, Value] = {}
-    for p in _trial_primes() if n.bit_length() > 64 else ():
+    for p in _trial_primes():
+        if n.bit_length() <= 64:  # factorint finishes it at once
+            break
         while n % p == 0:
             n //= p
             found[p] = found.get(p, 0) + 1  # type: ignore[operator]
