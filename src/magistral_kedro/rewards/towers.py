@@ -20,6 +20,9 @@ from typing import Union
 
 #: Integers up to this many bits are computed outright (a few milliseconds).
 MAX_BITS = 1 << 20
+#: The bound for a size estimated in floating point (``_log2_size``): room for its rounding;
+#: the exact ``bit_length`` of what is then computed decides.
+_ESTIMATED_BITS = MAX_BITS + 64
 #: Bases above 64 bits are factored by trial division up to this bound, and only up to
 #: _MAX_FACTOR_BITS bits; what is left must be a prime of at most _MAX_PRIME_BITS bits (a
 #: primality test of a longer number, or SymPy's full factoring, can take minutes).
@@ -55,9 +58,9 @@ def _unsupported(why: str) -> Value:
     raise _Unsupported(why)
 
 
-def _log2_size(exponent: int, prime: int) -> float:
-    """log2(prime ** |exponent|); infinite past 2**64 bits."""
-    return math.inf if exponent.bit_length() > 64 else abs(exponent) * math.log2(prime)
+def _log2_size(exponent: int, base: int) -> float:
+    """log2(base ** |exponent|) for base >= 1; infinite past 2**64 bits."""
+    return math.inf if exponent.bit_length() > 64 else abs(exponent) * math.log2(base)
 
 
 @cache
@@ -105,7 +108,7 @@ def _normal(factors: dict[int, Value]) -> Value:
     exponents = {p: k for p, k in kept if isinstance(k, int)}
     if len(exponents) == len(kept) and all(k > 0 for k in exponents.values()):
         bits = sum(_log2_size(k, p) for p, k in exponents.items())
-        if bits <= MAX_BITS + 64:
+        if bits <= _ESTIMATED_BITS:
             value = math.prod(p**k for p, k in exponents.items())
             if value.bit_length() <= MAX_BITS:
                 return value
@@ -148,7 +151,7 @@ def _reciprocal(value: Value) -> Value:
 
 def _small_power(base: int, exponent: int) -> int | None:
     """``base ** exponent`` when it has at most MAX_BITS bits (computing at most a few megabits)."""
-    if _log2_size(exponent, abs(base)) > MAX_BITS + 64:
+    if _log2_size(exponent, abs(base)) > _ESTIMATED_BITS:
         return None
     value = base**exponent
     return value if value.bit_length() <= MAX_BITS else None
@@ -261,7 +264,7 @@ def _small_fraction(value: Value) -> bool:
     sizes = [(k > 0, _log2_size(k, p)) for p, k in value.factors]  # type: ignore[arg-type, operator]
     numerator = sum(size for positive, size in sizes if positive)
     denominator = sum(size for positive, size in sizes if not positive)
-    return 0 < denominator <= MAX_BITS + 64 and numerator <= MAX_BITS + 64
+    return 0 < denominator <= _ESTIMATED_BITS and numerator <= _ESTIMATED_BITS
 
 
 def tower_verdict(pred: str, gold: str) -> bool | None:
